@@ -1,0 +1,130 @@
+"""Analytic FIFO device models: RAM, SSD, HDD (seek-aware), remote over a link."""
+from __future__ import annotations
+
+import heapq
+
+
+class Device:
+    """``slots`` parallel request slots in front of one shared bandwidth pipe.
+
+    A request takes the earliest free slot, spends ``latency`` there (access
+    time, overlapped across slots), then moves its bytes through the pipe in
+    FIFO order. A lone request therefore takes ``latency + length/bandwidth``;
+    a saturated device with enough slots delivers ``bandwidth``; with one slot
+    it is a FIFO single server with service ``latency + length/bandwidth``.
+    Requests must be submitted in non-decreasing ``now`` order.
+    """
+
+    kind = "device"
+
+    def __init__(self, name: str, latency: float, bandwidth: float, slots: int = 1):
+        if bandwidth <= 0:
+            raise ValueError(f"{name}: bandwidth must be > 0")
+        if slots < 1:
+            raise ValueError(f"{name}: queue depth must be >= 1")
+        self.name = name
+        self.latency = float(latency)
+        self.bandwidth = float(bandwidth)
+        self.inv_bw = 1.0 / self.bandwidth
+        self.slots = slots
+        self._free = [0.0] * slots  # heap of times each slot becomes free
+        self._pipe_free = 0.0
+        self.ops = 0
+        self.bytes = 0
+        self.busy = 0.0  # seconds the pipe moved data
+
+    def positioning(self, offset: int, length: int) -> float:
+        """Extra access time before the transfer (seek + rotation on an HDD)."""
+        return 0.0
+
+    def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
+        """Queue a request at ``now``; return its completion time."""
+        free = self._free
+        start = free[0] if free[0] > now else now
+        xfer = start + self.latency + self.positioning(offset, length)
+        if xfer < self._pipe_free:
+            xfer = self._pipe_free
+        dur = length * self.inv_bw
+        end = xfer + dur
+        self._pipe_free = end
+        heapq.heapreplace(free, end)
+        self.ops += 1
+        self.bytes += length
+        self.busy += dur
+        return end
+
+    def describe(self) -> str:
+        return (f"{self.kind} {self.name}: latency {self.latency * 1e6:.0f}us, "
+                f"{self.bandwidth / 2**20:.0f}MiB/s, qd {self.slots}")
+
+
+class HDD(Device):
+    """One head: a request that continues the previous one skips the seek;
+    any other pays the average seek plus half a rotation."""
+
+    kind = "hdd"
+
+    def __init__(self, name: str, latency: float, bandwidth: float, seek: float, rpm: float):
+        super().__init__(name, latency, bandwidth, slots=1)
+        self.seek = float(seek)
+        self.half_rotation = 30.0 / rpm if rpm else 0.0
+        self._head = -1
+        self.seeks = 0
+
+    def positioning(self, offset: int, length: int) -> float:
+        sequential = offset == self._head
+        self._head = offset + length
+        if sequential:
+            return 0.0
+        self.seeks += 1
+        return self.seek + self.half_rotation
+
+
+class RemoteDevice:
+    """A storage device reached over a network link (how NBD targets are reached).
+
+    The link is itself a Device (latency = RTT, bandwidth = link rate, slots =
+    requests in flight); the request crosses it and then queues on the backend.
+    """
+
+    kind = "remote"
+
+    def __init__(self, name: str, link: Device, backend: Device):
+        self.name = name
+        self.link = link
+        self.backend = backend
+        self.latency = link.latency + backend.latency
+        self.bandwidth = min(link.bandwidth, backend.bandwidth)
+        self.slots = link.slots
+
+    @property
+    def ops(self) -> int:
+        return self.backend.ops
+
+    @property
+    def bytes(self) -> int:
+        return self.backend.bytes
+
+    @property
+    def busy(self) -> float:
+        return max(self.link.busy, self.backend.busy)
+
+    def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
+        arrive = self.link.submit(now, offset, length, write)
+        return self.backend.submit(arrive, offset, length, write)
+
+    def describe(self) -> str:
+        return (f"remote {self.name}: rtt {self.link.latency * 1e3:.2f}ms, link "
+                f"{self.link.bandwidth / 2**20:.0f}MiB/s -> {self.backend.describe()}")
+
+
+def build_device(name: str, spec) -> Device | RemoteDevice:
+    """Build a device from a resolved ``DeviceSpec`` (see config.py)."""
+    if spec.kind == "hdd":
+        return HDD(name, spec.latency, spec.bandwidth, spec.seek, spec.rpm)
+    if spec.kind == "remote":
+        link = Device(f"{name}.link", spec.rtt, spec.link_bandwidth, spec.queue_depth)
+        return RemoteDevice(name, link, build_device(f"{name}.backend", spec.backend))
+    dev = Device(name, spec.latency, spec.bandwidth, spec.queue_depth)
+    dev.kind = spec.kind
+    return dev

@@ -1,0 +1,5 @@
+"""Background work: the block-copy engine and the backup job that drives it."""
+from .block_copy import BlockCopy
+from .backup import BackupJob
+
+__all__ = ["BlockCopy", "BackupJob"]

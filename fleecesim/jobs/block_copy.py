@@ -1,0 +1,227 @@
+"""QEMU's block-copy (block/block-copy.c) in miniature.
+
+One ``BlockCopy`` copies clusters from one source node to one target node and
+owns the copy bitmap and the list of copies in flight. Everyone who copies
+between that pair shares it — the backup job's workers and the CBW path — so
+a cluster is copied once, by whoever claims it first, and anyone who needs a
+cluster that is in flight waits for that copy instead of copying it again.
+As in QEMU, a claim clears the cluster's bit at once; a failed copy sets it
+back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..metrics import PATH_ERROR, Level
+from ..nodes.base import REQ_ZERO
+
+BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
+
+
+class BlockCopy:
+    def __init__(self, env, name: str, source, target, needed: np.ndarray, cluster_size: int,
+                 disk_size: int, max_chunk: int, stats, *, zero_detect: str = "block-status",
+                 mem_limit: int = BLOCK_COPY_MAX_MEM, count_source_reads: bool = True):
+        self.env = env
+        self.name = name
+        self.source = source
+        self.target = target
+        self.needed = needed            # bool per cluster: still to be copied (not claimed)
+        self.cs = cluster_size
+        self.disk_size = disk_size
+        self.n = len(needed)
+        self.chunk = max(1, max_chunk // cluster_size)
+        self.stats = stats
+        self.zero_detect = zero_detect  # "block-status": skip reading zeroes; "buffer": read, then detect
+        self.count_source_reads = count_source_reads
+        self.remaining = int(needed.sum())
+        self.inflight: dict[int, object] = {}   # cluster -> event fired when its copy ends
+        self.inflight_level = Level(env, f"{name}.inflight_bytes")
+        self.mem_limit = mem_limit
+        self.mem_used = 0
+        self._mem_waiters: list = []
+        self._idle_waiters: list = []
+        self.copied_bytes = 0
+        self.copies = 0
+
+    # ------------------------------------------------------------ queries
+    def pending(self, c0: int, c1: int) -> bool:
+        """Is anything in [c0, c1) still to copy or being copied?"""
+        nd = self.needed
+        if c1 - c0 == 1:
+            if nd[c0]:
+                return True
+        elif nd[c0:c1].any():
+            return True
+        if self.inflight:
+            infl = self.inflight
+            return any(c in infl for c in range(c0, c1))
+        return False
+
+    def next_needed(self, start: int, window: int = 65536) -> int:
+        """First cluster >= start whose bit is set, or -1."""
+        nd = self.needed
+        n = self.n
+        while start < n:
+            seg = nd[start:start + window]
+            i = int(seg.argmax())
+            if seg[i]:
+                return start + i
+            start += window
+            window = min(window * 4, 1 << 24)
+        return -1
+
+    def run_end(self, c0: int, max_clusters: int) -> int:
+        """End of the run of set bits starting at c0, at most max_clusters long."""
+        seg = self.needed[c0:c0 + max_clusters]
+        if seg.all():
+            return c0 + len(seg)
+        return c0 + int(seg.argmin())
+
+    # ------------------------------------------------------------ claiming
+    def claim(self, c0: int, c1: int) -> list[tuple[int, int, bool, object]]:
+        """Claim the set bits in [c0, c1) as copy tasks: contiguous runs, each all
+        zero or all data (as block-status splits them), at most one chunk long."""
+        sub = self.needed[c0:c1]
+        idx = np.flatnonzero(sub)
+        if idx.size == 0:
+            return []
+        idx += c0
+        zero = self.source.zero_map(c0, c1)[idx - c0] if self.zero_detect == "block-status" \
+            else np.zeros(idx.size, dtype=bool)
+        tasks = []
+        start = 0
+        brk = np.flatnonzero((np.diff(idx) != 1) | (zero[1:] != zero[:-1])) + 1
+        bounds = list(brk) + [idx.size]
+        for end in bounds:
+            a = int(idx[start])
+            last = int(idx[end - 1]) + 1
+            z = bool(zero[start])
+            while a < last:
+                b = min(a + self.chunk, last)
+                ev = self.env.event()
+                for c in range(a, b):
+                    self.inflight[c] = ev
+                tasks.append((a, b, z, ev))
+                a = b
+            start = end
+        self.needed[idx] = False
+        self.remaining -= idx.size
+        return tasks
+
+    def waits_in(self, c0: int, c1: int, mine=()) -> list:
+        """Events of copies in flight in [c0, c1) that this caller did not start."""
+        if not self.inflight:
+            return []
+        evs = []
+        for c in range(c0, c1):
+            ev = self.inflight.get(c)
+            if ev is not None and ev not in mine and ev not in evs:
+                evs.append(ev)
+        return evs
+
+    # ------------------------------------------------------------ copying
+    def run_task(self, a: int, b: int, zero: bool, ev):
+        """Copy clusters [a, b) (already claimed). Returns True on success."""
+        env = self.env
+        cs = self.cs
+        off = a * cs
+        ln = min(b * cs, self.disk_size) - off
+        mem = ln
+        if self.mem_used + mem > self.mem_limit and self.mem_used:
+            wait = env.event()
+            self._mem_waiters.append((mem, wait))
+            yield wait
+        else:
+            self.mem_used += mem
+        self.inflight_level.add(ln)
+        ok = True
+        if zero:
+            data = self.source.peek(a, b)
+        else:
+            data = yield from self.source.read(off, ln)
+            if data is None:
+                ok = False
+            elif self.count_source_reads:
+                self.stats.source_read_bytes += ln
+        flags = 0
+        if ok and (zero or (self.zero_detect == "buffer" and self.source.zero_map(a, b).all())):
+            flags = REQ_ZERO
+        if ok:
+            res = yield from self.target.write(off, ln, data, flags)
+            ok = res != PATH_ERROR
+        self.inflight_level.add(-ln)
+        self._mem_release(mem)
+        infl = self.inflight
+        for c in range(a, b):
+            if infl.get(c) is ev:
+                del infl[c]
+        if ok:
+            self.copied_bytes += ln
+            self.copies += 1
+        else:
+            self.needed[a:b] = True
+            self.remaining += b - a
+        ev.succeed(ok)
+        if not infl and self._idle_waiters:
+            ws, self._idle_waiters = self._idle_waiters, []
+            for w in ws:
+                w.succeed()
+        return ok
+
+    def abandon(self, tasks) -> None:
+        """Give back claimed tasks that will not run (their bits are set again)."""
+        for a, b, _z, ev in tasks:
+            for c in range(a, b):
+                if self.inflight.get(c) is ev:
+                    del self.inflight[c]
+            self.needed[a:b] = True
+            self.remaining += b - a
+            ev.succeed(False)
+
+    def _mem_release(self, n: int) -> None:
+        self.mem_used -= n
+        while self._mem_waiters:
+            need, w = self._mem_waiters[0]
+            if self.mem_used + need > self.mem_limit and self.mem_used:
+                break
+            self._mem_waiters.pop(0)
+            self.mem_used += need
+            w.succeed()
+
+    def copy(self, c0: int, c1: int):
+        """Make sure [c0, c1) is copied: claim what is unclaimed, wait for what
+        others have in flight. Returns (ok, bytes this call copied, waited)."""
+        env = self.env
+        copied = 0
+        waited = False
+        while True:
+            tasks = self.claim(c0, c1)
+            mine = [t[3] for t in tasks]
+            waits = self.waits_in(c0, c1, mine)
+            ok = True
+            if len(tasks) == 1:
+                a, b, z, ev = tasks[0]
+                ok = yield from self.run_task(a, b, z, ev)
+            elif tasks:
+                procs = [env.process(self.run_task(*t)) for t in tasks]
+                res = yield env.all_of(procs)
+                ok = all(res.values())
+            if tasks:
+                copied += sum(min(t[1] * self.cs, self.disk_size) - t[0] * self.cs for t in tasks)
+            if not ok:
+                return False, copied, waited
+            if waits:
+                waited = True
+                yield env.all_of(waits)
+                if not self.pending(c0, c1):
+                    return True, copied, waited
+                continue  # a copy we waited for failed: try ourselves
+            return True, copied, waited
+
+    def wait_idle(self):
+        """Wait until no copy is in flight."""
+        while self.inflight:
+            ev = self.env.event()
+            self._idle_waiters.append(ev)
+            yield ev

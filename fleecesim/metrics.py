@@ -1,0 +1,124 @@
+"""Per-request records, time-weighted levels, and run counters."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .workloads.records import OP_NAMES
+
+PATH_DIRECT = 0   # went straight to the disk (or a cache hit)
+PATH_CBW = 1      # copied old data before writing
+PATH_WAIT = 2     # waited for a copy someone else had in flight
+PATH_ERROR = 3    # failed (on-cbw-error=break-guest-write)
+PATH_NAMES = ("direct", "cbw", "wait", "error")
+
+
+class Recorder:
+    """Guest request records as column lists (cheap appends on the hot path)."""
+
+    __slots__ = ("t", "op", "off", "len", "lat", "path")
+
+    def __init__(self):
+        self.t: list[float] = []
+        self.op: list[int] = []
+        self.off: list[int] = []
+        self.len: list[int] = []
+        self.lat: list[float] = []
+        self.path: list[int] = []
+
+    def add(self, t, op, off, ln, lat, path):
+        self.t.append(t)
+        self.op.append(op)
+        self.off.append(off)
+        self.len.append(ln)
+        self.lat.append(lat)
+        self.path.append(path)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "time": np.asarray(self.t, dtype=np.float64),
+            "op": np.asarray(self.op, dtype=np.uint8),
+            "offset": np.asarray(self.off, dtype=np.int64),
+            "length": np.asarray(self.len, dtype=np.int64),
+            "latency": np.asarray(self.lat, dtype=np.float64),
+            "path": np.asarray(self.path, dtype=np.uint8),
+        }
+
+    def frame(self) -> pd.DataFrame:
+        a = self.arrays()
+        df = pd.DataFrame(a)
+        df["op"] = pd.Categorical.from_codes(a["op"], categories=list(OP_NAMES))
+        df["path"] = pd.Categorical.from_codes(a["path"], categories=list(PATH_NAMES))
+        return df
+
+
+class Level:
+    """A quantity that changes at events (cache bytes, copies in flight).
+
+    Keeps the change points; peak and time-weighted mean come from them, as in
+    desmod's pools and pydesrap's monitored resources.
+    """
+
+    def __init__(self, env, name: str, value: float = 0.0):
+        self.env = env
+        self.name = name
+        self.value = value
+        self.peak = value
+        self.times = [env.now]
+        self.values = [value]
+
+    def add(self, delta: float) -> None:
+        self.set(self.value + delta)
+
+    def set(self, value: float) -> None:
+        self.value = value
+        if value > self.peak:
+            self.peak = value
+        now = self.env.now
+        if self.times[-1] == now:
+            self.values[-1] = value
+        else:
+            self.times.append(now)
+            self.values.append(value)
+
+    def mean(self, t0: float, t1: float) -> float:
+        """Time-weighted mean over [t0, t1]."""
+        if t1 <= t0:
+            return float(self.value)
+        t = np.asarray(self.times + [t1])
+        v = np.asarray(self.values)
+        lo = np.clip(t[:-1], t0, t1)
+        hi = np.clip(t[1:], t0, t1)
+        return float(np.sum(v * (hi - lo)) / (t1 - t0))
+
+    def peak_between(self, t0: float, t1: float) -> float:
+        t = np.asarray(self.times)
+        v = np.asarray(self.values)
+        i0 = max(int(np.searchsorted(t, t0, side="right")) - 1, 0)
+        i1 = int(np.searchsorted(t, t1, side="right"))
+        return float(v[i0:max(i1, i0 + 1)].max())
+
+
+class Stats:
+    """Counters a run reports; nodes and jobs add to them (bytes, copies, errors)."""
+
+    def __init__(self):
+        self.cbw_count = 0          # guest requests that copied before writing
+        self.cbw_bytes = 0          # bytes copied on behalf of guest requests
+        self.cbw_waits = 0          # guest requests that waited for an in-flight copy
+        self.cbw_errors = 0         # copies before write that failed
+        self.guest_errors = 0       # guest writes failed (break-guest-write)
+        self.source_read_bytes = 0  # backup-caused reads of the active disk
+        self.target_write_bytes = 0  # data bytes written to the backup target
+        self.target_zero_bytes = 0  # bytes written to the target as write-zeroes
+        self.local_write_bytes = 0  # backup-caused writes on local devices (cache, overlay)
+        self.local_read_bytes = 0   # backup-caused reads on local devices
+        self.job_copied_bytes = 0   # bytes the background job copied
+        self.snapshot_broken = False
+        self.snapshot_broken_at = None
+        self.events: list[tuple[float, str]] = []
+
+    def as_dict(self) -> dict:
+        d = dict(vars(self))
+        d.pop("events")
+        return d

@@ -1,0 +1,80 @@
+"""The VM's disk: per-cluster generation numbers and zero map over one device."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
+from .base import Node
+
+
+class ActiveDisk(Node):
+    """Leaf node. A guest write bumps the generation of every cluster it touches;
+    a discard zeroes the clusters it fully covers (and bumps them too: their
+    content changed). Reads return the generations as of completion."""
+
+    def __init__(self, env, device, n_clusters: int, cluster_size: int, zero: np.ndarray):
+        super().__init__(env, "active-disk", cluster_size)
+        self.device = device
+        self.n = n_clusters
+        self.gen = np.zeros(n_clusters, dtype=np.uint32)
+        self.zero = zero  # bool per cluster: reads as zeroes (unallocated)
+
+    def _written(self, offset, length):
+        cs = self.cs
+        c0 = offset // cs
+        c1 = (offset + length + cs - 1) // cs
+        if c1 - c0 == 1:
+            self.gen[c0] += 1
+            self.zero[c0] = False
+        else:
+            self.gen[c0:c1] += 1
+            self.zero[c0:c1] = False
+
+    def _discarded(self, offset, length):
+        cs = self.cs
+        c0, c1 = self.clusters(offset, length)
+        self.gen[c0:c1] += 1
+        full0 = -(-offset // cs)
+        full1 = (offset + length) // cs
+        if full1 > full0:
+            self.zero[full0:full1] = True
+
+    def zero_map(self, c0: int, c1: int):
+        """Block status: which clusters in [c0, c1) read as zeroes."""
+        return self.zero[c0:c1]
+
+    def peek(self, c0: int, c1: int):
+        """Content identity without I/O (used for zero clusters, which need no read)."""
+        return self.gen[c0:c1].copy()
+
+    def fast(self, op, offset, length, now):
+        if op == OP_READ:
+            return self.device.submit(now, offset, length)
+        if op == OP_WRITE:
+            self._written(offset, length)
+            return self.device.submit(now, offset, length, True)
+        if op == OP_DISCARD:
+            self._discarded(offset, length)
+            return self.device.submit(now, offset, 0, True)
+        return now  # flush: the model keeps no volatile cache
+
+    def read(self, offset, length, flags=0):
+        env = self.env
+        end = self.device.submit(env.now, offset, length)
+        yield env.timeout(end - env.now)
+        c0, c1 = self.clusters(offset, length)
+        return self.gen[c0:c1].copy()
+
+    def write(self, offset, length, data=None, flags=0):
+        env = self.env
+        self._written(offset, length)
+        end = self.device.submit(env.now, offset, length, True)
+        yield env.timeout(end - env.now)
+        return True
+
+    def discard(self, offset, length, flags=0):
+        env = self.env
+        self._discarded(offset, length)
+        end = self.device.submit(env.now, offset, 0, True)
+        yield env.timeout(end - env.now)
+        return True

@@ -1,0 +1,45 @@
+"""The node interface.
+
+Every node offers ``read``, ``write`` and ``discard`` as SimPy generator
+methods taking byte ``offset``/``length`` and ``flags``. ``read`` returns the
+data it read: the generation number of every cluster in the (cluster-aligned)
+range, which is how copies carry content for the data oracle. ``write`` takes
+such data (``None`` for new guest data) and returns True on success.
+
+``fast`` is the optional synchronous path: when a request needs nothing but
+device time, a node can apply it at once and return its completion time, so
+the guest driver records it without a SimPy process. It returns None when the
+request must take the general (generator) path. Both paths must agree; tests
+run scenarios with the fast path off and compare.
+"""
+from __future__ import annotations
+
+REQ_ZERO = 1          # write zeroes: no data moves
+REQ_UNNECESSARY = 2   # the seed's BDRV_REQ_UNNECESSARY: drop rather than wait
+
+
+class Node:
+    def __init__(self, env, name: str, cluster_size: int):
+        self.env = env
+        self.name = name
+        self.cs = cluster_size
+
+    def clusters(self, offset: int, length: int) -> tuple[int, int]:
+        """Cluster index range [c0, c1) touched by a byte range."""
+        cs = self.cs
+        return offset // cs, (offset + max(length, 1) + cs - 1) // cs
+
+    def fast(self, op: int, offset: int, length: int, now: float) -> float | None:
+        return None
+
+    def read(self, offset: int, length: int, flags: int = 0):
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def write(self, offset: int, length: int, data=None, flags: int = 0):
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def discard(self, offset: int, length: int, flags: int = 0):
+        raise NotImplementedError
+        yield  # pragma: no cover

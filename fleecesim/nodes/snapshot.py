@@ -1,0 +1,27 @@
+"""The snapshot view (QEMU's snapshot-access): the point-in-time image.
+
+Its one child is the CBW filter, whose snapshot API it calls: a cluster is
+read from the fleecing cache if CBW saved it there, else from the active disk.
+Push backups copy from it; pull clients read it over NBD.
+"""
+from __future__ import annotations
+
+from .base import Node
+
+
+class SnapshotView(Node):
+    def __init__(self, env, cbw, cluster_size: int):
+        super().__init__(env, "snapshot-access", cluster_size)
+        self.cbw = cbw
+
+    def zero_map(self, c0, c1):
+        return self.cbw.snapshot_zero_map(c0, c1)
+
+    def peek(self, c0, c1):
+        return self.cbw.snapshot_peek(c0, c1)
+
+    def read(self, offset, length, flags=0):
+        return (yield from self.cbw.snapshot_read(offset, length))
+
+    def discard(self, offset, length, flags=0):
+        return (yield from self.cbw.snapshot_discard(offset, length))

@@ -1,0 +1,190 @@
+"""Run one scenario: build devices, disk, workload and scheme; run warm-up,
+backup and tail; check the data oracle; summarise.
+
+``run(cfg)`` returns a Result for a config with one scheme; ``run_all(cfg)``
+runs every variant of a config on the same guest workload (same seed).
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from . import __version__
+from .config import Config, variants
+from .devices import build_device
+from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
+from .nodes import ActiveDisk
+from .rng import stream
+from .schemes import BuildContext, build
+from .workloads.driver import GuestDriver
+from .workloads.records import OP_DISCARD, OP_READ, OP_WRITE
+from .workloads.synthetic import synthetic
+
+
+@dataclass
+class Result:
+    name: str
+    summary: dict
+    requests: pd.DataFrame = field(repr=False, default=None)
+    timeline: pd.DataFrame = field(repr=False, default=None)
+
+
+def _pct(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q)) if a.size else math.nan
+
+
+def _window_stats(prefix: str, lat: np.ndarray) -> dict:
+    return {f"{prefix}_p50_s": _pct(lat, 50), f"{prefix}_p99_s": _pct(lat, 99),
+            f"{prefix}_mean_s": float(lat.mean()) if lat.size else math.nan,
+            f"{prefix}_max_s": float(lat.max()) if lat.size else math.nan}
+
+
+def make_source(cfg: Config):
+    return synthetic(cfg.workload, cfg.disk.size, cfg.run.seed)
+
+
+def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
+             keep_arrays: bool = False) -> Result:
+    """Run a config that names one scheme. Never raises for model errors: the
+    exception text goes into the summary."""
+    wall0 = time.perf_counter()
+    name = name or cfg.scheme
+    summary = {"name": name, "scheme": cfg.scheme, "seed": cfg.run.seed,
+               "fleecesim_version": __version__}
+    try:
+        res = _simulate(cfg, name, summary, fast_path, keep_arrays)
+    except Exception as e:  # a failed run is a recorded result, not a crash
+        summary["error"] = f"{type(e).__name__}: {e}"
+        summary["traceback"] = traceback.format_exc()
+        summary["oracle_ok"] = False
+        res = Result(name, summary, pd.DataFrame(), pd.DataFrame())
+    res.summary["wall_time_s"] = time.perf_counter() - wall0
+    res.summary["config"] = cfg.dump()
+    return res
+
+
+def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
+    env = simpy.Environment()
+    cs = cfg.cluster_size
+    size = cfg.disk.size
+    n = -(-size // cs)
+    devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
+    zero = stream(cfg.run.seed, "disk.layout").random(n) >= cfg.disk.allocated
+    stats = Stats()
+    active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
+    ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed)
+    graph = build(cfg.scheme, ctx)
+    rec = Recorder()
+    guest = GuestDriver(env, graph, make_source(cfg), rec, iodepth=cfg.workload.iodepth,
+                        fast_path=fast_path)
+    guest.start()
+
+    env.run(until=cfg.run.warmup)
+    t0 = env.now
+    t0_gen = active.gen.copy()
+    needed = np.ones(n, dtype=bool)
+    mask = needed.copy()
+    graph.start(needed)
+    deadline = t0 + cfg.run.max_time
+    env.run(until=simpy.AnyOf(env, [graph.done, env.timeout(cfg.run.max_time)]))
+    completed = graph.done.triggered
+    job_ok = bool(graph.done.value) if completed else False
+    t_end = env.now
+    # Measure fleecing space before teardown deletes the image.
+    fleecing_peak = graph.cache.level.peak if graph.cache is not None else 0
+    graph.finish()
+    env.run(until=t_end + cfg.run.tail)
+    guest.stopped = True
+    t_stop = env.now
+
+    # ---------------------------------------------------------------- oracle
+    if graph.target is not None:
+        got = graph.target.gen[mask]
+        want = t0_gen[mask]
+        violations = int(np.count_nonzero(got != want))
+        copies = graph.target.copies
+        multi = int(np.count_nonzero(copies > 1))
+    else:
+        violations, multi = 0, 0
+    oracle_ok = violations == 0 and completed and job_ok and not stats.snapshot_broken
+
+    # ---------------------------------------------------------------- metrics
+    a = rec.arrays()
+    t, op, lat, path = a["time"], a["op"], a["latency"], a["path"]
+    base = t < t0
+    during = (t >= t0) & (t < t_end)
+    summary.update({
+        "sim_time_s": t_stop,
+        "backup_start_s": t0,
+        "backup_end_s": t_end,
+        "backup_duration_s": t_end - t0,
+        "backup_completed": completed,
+        "backup_failed": completed and not job_ok,
+        "guest_ios": int(t.size),
+        "guest_ios_during_backup": int(during.sum()),
+        "guest_iops_during_backup": float(during.sum() / (t_end - t0)) if t_end > t0 else math.nan,
+        "guest_iops_baseline": float(base.sum() / t0) if t0 > 0 else math.nan,
+    })
+    w, r = op == OP_WRITE, op == OP_READ
+    summary.update(_window_stats("read", lat[r & during]))
+    summary.update(_window_stats("write", lat[w & during]))
+    summary.update(_window_stats("discard", lat[(op == OP_DISCARD) & during]))
+    bl = _window_stats("write", lat[w & base])
+    summary["write_p50_baseline_s"] = bl["write_p50_s"]
+    summary["write_p99_baseline_s"] = bl["write_p99_s"]
+    rb = _window_stats("read", lat[r & base])
+    summary["read_p50_baseline_s"] = rb["read_p50_s"]
+    summary["read_p99_baseline_s"] = rb["read_p99_s"]
+    summary["write_p99_ratio_vs_baseline"] = (summary["write_p99_s"] / bl["write_p99_s"]
+                                              if bl["write_p99_s"] else math.nan)
+    summary["guest_write_bytes_during_backup"] = int(a["length"][w & during].sum())
+    summary["writes_cbw"] = int(((path == PATH_CBW) & during).sum())
+    summary["writes_waited"] = int(((path == PATH_WAIT) & during).sum())
+    summary["writes_failed"] = int((path == PATH_ERROR).sum())
+    s = stats.as_dict()
+    summary.update({k: s[k] for k in (
+        "cbw_count", "cbw_bytes", "cbw_waits", "cbw_errors", "guest_errors",
+        "source_read_bytes", "target_write_bytes", "target_zero_bytes",
+        "local_write_bytes", "local_read_bytes", "job_copied_bytes",
+        "snapshot_broken", "snapshot_broken_at")})
+    summary["events"] = [f"{tt:.6f}s {what}" for tt, what in stats.events]
+    summary["fleecing_peak_bytes"] = int(fleecing_peak)
+    for lv in graph.levels:
+        summary[f"{lv.name.replace('.', '_')}_mean"] = lv.mean(t0, t_end)
+        summary[f"{lv.name.replace('.', '_')}_peak"] = lv.peak
+    summary.update({
+        "clusters": n, "cluster_size": cs,
+        "clusters_to_copy": int(mask.sum()),
+        "oracle_ok": bool(oracle_ok),
+        "oracle_violations": violations,
+        "clusters_copied_twice": multi,
+        "device_util": {k: (d.busy / t_stop if t_stop else 0.0) for k, d in devices.items()},
+    })
+
+    # ---------------------------------------------------------------- frames
+    req = rec.frame()
+    req["phase"] = np.where(base, "baseline", np.where(during, "backup", "tail"))
+    tl = []
+    for lv in graph.levels:
+        tl.append(pd.DataFrame({"time": lv.times, "level": lv.name, "value": lv.values}))
+    timeline = pd.concat(tl, ignore_index=True) if tl else pd.DataFrame(
+        {"time": [], "level": [], "value": []})
+    result = Result(name, summary, req, timeline)
+    if keep_arrays:
+        result.arrays = {"t0_gen": t0_gen, "target_gen": graph.target.gen if graph.target else None,
+                         "copies": graph.target.copies if graph.target else None}
+    return result
+
+
+def run(cfg: Config, **kw) -> Result:
+    return simulate(cfg, **kw)
+
+
+def run_all(cfg: Config, **kw) -> list[Result]:
+    return [simulate(c, name, **kw) for name, c in variants(cfg)]

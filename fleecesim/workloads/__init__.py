@@ -1,0 +1,1 @@
+"""Guest workloads: synthetic generators and trace readers, one record stream."""

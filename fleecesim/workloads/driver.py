@@ -1,0 +1,87 @@
+"""The guest: replays the request stream against the graph's top node.
+
+Open loop: one process waits for each arrival and issues it. Closed loop:
+``iodepth`` processes each issue their next request when the last completes.
+A request that needs only device time completes on the fast path (no process);
+otherwise it gets a process of its own.
+"""
+from __future__ import annotations
+
+from ..metrics import PATH_DIRECT
+from .records import OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE
+
+
+class GuestDriver:
+    def __init__(self, env, graph, source, recorder, *, iodepth: int | None = None,
+                 fast_path: bool = True, queue_limit: int | None = None):
+        self.env = env
+        self.graph = graph      # has .top: the guest-facing node (schemes swap it)
+        self.source = source
+        self.rec = recorder
+        self.iodepth = iodepth
+        self.fast_path = fast_path
+        self.issued = 0
+        self.stopped = False
+
+    def start(self):
+        if self.iodepth:
+            it = self._records()
+            for _ in range(self.iodepth):
+                self.env.process(self._closed(it))
+        else:
+            self.env.process(self._open())
+
+    def _records(self):
+        for chunk in self.source:
+            yield from zip(chunk["time"].tolist(), chunk["op"].tolist(),
+                           chunk["offset"].tolist(), chunk["length"].tolist())
+
+    def _open(self):
+        env = self.env
+        fast_path = self.fast_path
+        rec_add = self.rec.add
+        graph = self.graph
+        for t, op, off, ln in self._records():
+            if self.stopped:
+                return
+            dt = t - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            now = env.now
+            self.issued += 1
+            end = graph.top.fast(op, off, ln, now) if fast_path else None
+            if end is not None:
+                rec_add(now, op, off, ln, end - now, PATH_DIRECT)
+            else:
+                env.process(self._slow(op, off, ln))
+
+    def _closed(self, it):
+        env = self.env
+        graph = self.graph
+        rec_add = self.rec.add
+        for _t, op, off, ln in it:
+            if self.stopped:
+                return
+            now = env.now
+            self.issued += 1
+            end = graph.top.fast(op, off, ln, now) if self.fast_path else None
+            if end is not None:
+                rec_add(now, op, off, ln, end - now, PATH_DIRECT)
+                yield env.timeout(end - now)
+            else:
+                yield from self._slow(op, off, ln)
+
+    def _slow(self, op, off, ln):
+        env = self.env
+        t = env.now
+        top = self.graph.top
+        if op == OP_READ:
+            yield from top.read(off, ln)
+            path = PATH_DIRECT
+        elif op == OP_WRITE:
+            path = yield from top.write(off, ln)
+        elif op == OP_DISCARD:
+            path = yield from top.discard(off, ln)
+        else:
+            path = PATH_DIRECT
+        self.rec.add(t, op, off, ln, env.now - t, path)
