@@ -87,6 +87,7 @@ class DiskSpec(Model):
     size: Size = 64 * 2**30
     cluster_size: Size = 64 * 2**10
     allocated: float = Field(1.0, ge=0.0, le=1.0)
+    allocation_granularity: Size = 4 * 2**20  # zero/allocated extents at t0 come in this size
     device: str = "local"
 
     @field_validator("size")
@@ -96,7 +97,7 @@ class DiskSpec(Model):
             raise ValueError(f"expected a positive multiple of 512 bytes, got {v}")
         return v
 
-    @field_validator("cluster_size")
+    @field_validator("cluster_size", "allocation_granularity")
     @classmethod
     def _cs(cls, v):
         if not _is_pow2(v) or v < 512:

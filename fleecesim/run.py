@@ -45,6 +45,15 @@ def _window_stats(prefix: str, lat: np.ndarray) -> dict:
             f"{prefix}_max_s": float(lat.max()) if lat.size else math.nan}
 
 
+def initial_zero_map(cfg: Config, n: int, cs: int) -> np.ndarray:
+    """Which clusters read as zeroes at start: whole extents of
+    ``allocation-granularity`` are allocated with probability ``allocated``."""
+    per = max(1, cfg.disk.allocation_granularity // cs)
+    extents = -(-n // per)
+    alloc = stream(cfg.run.seed, "disk.layout").random(extents) < cfg.disk.allocated
+    return np.repeat(~alloc, per)[:n].copy()
+
+
 def make_source(cfg: Config):
     return synthetic(cfg.workload, cfg.disk.size, cfg.run.seed)
 
@@ -75,7 +84,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
     size = cfg.disk.size
     n = -(-size // cs)
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
-    zero = stream(cfg.run.seed, "disk.layout").random(n) >= cfg.disk.allocated
+    zero = initial_zero_map(cfg, n, cs)
     stats = Stats()
     active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
     ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed)

@@ -72,6 +72,8 @@ class HDD(Device):
         self.seeks = 0
 
     def positioning(self, offset: int, length: int) -> float:
+        if length == 0:
+            return 0.0  # write-zeroes / discard: metadata, the head does not move
         sequential = offset == self._head
         self._head = offset + length
         if sequential:

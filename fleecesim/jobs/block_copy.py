@@ -21,7 +21,8 @@ BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 1
 class BlockCopy:
     def __init__(self, env, name: str, source, target, needed: np.ndarray, cluster_size: int,
                  disk_size: int, max_chunk: int, stats, *, zero_detect: str = "block-status",
-                 mem_limit: int = BLOCK_COPY_MAX_MEM, count_source_reads: bool = True):
+                 mem_limit: int = BLOCK_COPY_MAX_MEM, count_source_reads: bool = True,
+                 parallel: bool = True):
         self.env = env
         self.name = name
         self.source = source
@@ -34,6 +35,9 @@ class BlockCopy:
         self.stats = stats
         self.zero_detect = zero_detect  # "block-status": skip reading zeroes; "buffer": read, then detect
         self.count_source_reads = count_source_reads
+        # block-copy runs a request's tasks concurrently (aio task pool); 2018's
+        # backup_do_cow copied one cluster after the other.
+        self.parallel = parallel
         self.remaining = int(needed.sum())
         self.inflight: dict[int, object] = {}   # cluster -> event fired when its copy ends
         self.inflight_level = Level(env, f"{name}.inflight_bytes")
@@ -200,9 +204,12 @@ class BlockCopy:
             mine = [t[3] for t in tasks]
             waits = self.waits_in(c0, c1, mine)
             ok = True
-            if len(tasks) == 1:
-                a, b, z, ev = tasks[0]
-                ok = yield from self.run_task(a, b, z, ev)
+            if len(tasks) == 1 or (tasks and not self.parallel):
+                for i, (a, b, z, ev) in enumerate(tasks):
+                    ok = yield from self.run_task(a, b, z, ev)
+                    if not ok:
+                        self.abandon(tasks[i + 1:])
+                        break
             elif tasks:
                 procs = [env.process(self.run_task(*t)) for t in tasks]
                 res = yield env.all_of(procs)

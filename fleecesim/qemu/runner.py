@@ -22,8 +22,15 @@ Schemes (t0 = the point-in-time the backup must capture):
   ``fl-access`` (snapshot-access on fl-cbw), then ``blockdev-backup sync=full``
   fl-access -> tgt.
 * ``fleecing-pull``: same graph; ``fl-access`` behind a ``throttle`` (group
-  ``tg-pull``, bps-read = target_bps) is exported read-only over NBD and read
-  by ``qemu-img convert`` into pulled.raw.
+  ``tg-pull``, bps-read = pull_bps or target_bps) is exported read-only over
+  NBD and read by ``qemu-img convert`` into pulled.raw.
+
+With ``snapshot_read_max`` set, a ``blkdebug`` node ``fl-split`` with
+``max-transfer`` sits on ``fl-access`` and the backup / export read through it:
+QEMU 7.2 (no fix for hbitmap_status(), fixed in 8.0) serves a snapshot read
+that starts in an already-copied cluster and runs into a not-yet-copied one
+from the active disk, so new guest data leaks into the backup; reads no larger
+than a cluster cannot hit that.
 
 The guest phase before the backup (pre_backup_s) runs as its own qemu-io,
 which finishes (and flushes) before t0; the active disk's sha256 is then taken
@@ -407,17 +414,27 @@ def run_qemu(sc: QemuScenario) -> dict:
             t0_wall = time.time()
             qmp.execute("blockdev-add", {"driver": "snapshot-access", "node-name": "fl-access",
                                          "file": "fl-cbw"})
+            snap_node = "fl-access"
+            if sc.snapshot_read_max:
+                qmp.execute("blockdev-add", {"driver": "blkdebug", "node-name": "fl-split",
+                                             "image": "fl-access",
+                                             "max-transfer": int(sc.snapshot_read_max)})
+                snap_node = "fl-split"
         pull_proc = None
         if sc.scheme in ("backup", "fleecing-push"):
             qmp.execute("blockdev-backup", {
-                "job-id": "backup0", "device": "disk" if sc.scheme == "backup" else "fl-access",
+                "job-id": "backup0", "device": "disk" if sc.scheme == "backup" else snap_node,
                 "target": "tgt", "sync": "full", "auto-finalize": True, "auto-dismiss": True})
         else:
-            qmp.execute("object-add", {"qom-type": "throttle-group", "id": "tg-pull",
-                                       "limits": {"bps-read": int(sc.target_bps)}})
-            qmp.execute("blockdev-add", {"driver": "throttle", "node-name": "pull",
-                                         "throttle-group": "tg-pull", "file": "fl-access"})
-            qmp.execute("block-export-add", {"type": "nbd", "id": "pull-exp", "node-name": "pull",
+            pull_bps = sc.target_bps if sc.pull_bps is None else sc.pull_bps
+            pull_node = snap_node
+            if pull_bps > 0:
+                qmp.execute("object-add", {"qom-type": "throttle-group", "id": "tg-pull",
+                                           "limits": {"bps-read": int(pull_bps)}})
+                qmp.execute("blockdev-add", {"driver": "throttle", "node-name": "pull-throttle",
+                                             "throttle-group": "tg-pull", "file": snap_node})
+                pull_node = "pull-throttle"
+            qmp.execute("block-export-add", {"type": "nbd", "id": "pull-exp", "node-name": pull_node,
                                              "name": "pull", "writable": False})
             pull_cmd = ["qemu-img", "--trace", f"enable=bdrv_co_pwritev_part,file={pull_trace}",
                         "convert", "-f", "raw", "-O", "raw",

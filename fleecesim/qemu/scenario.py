@@ -47,6 +47,17 @@ class QemuScenario:
     workdir       parent directory of the run's temporary directory (None: system temp)
     timeout_s     hard bound on the whole run (None: derived from sizes and rates)
     keep_workdir  leave the temporary directory behind (for debugging)
+    pull_bps      fleecing-pull only: bps-read of the throttle in front of the
+                  fleecing export (None: target_bps; 0: export snapshot-access
+                  directly, unthrottled)
+    snapshot_read_max  fleecing schemes: split every read of the snapshot into
+                  requests of at most this many bytes (a ``blkdebug`` filter
+                  with ``max-transfer`` over the snapshot-access node). This
+                  works around QEMU < 8.0's hbitmap_status() bug, by which a
+                  snapshot read that starts in a cluster already copied to the
+                  fleecing image and runs on into a not-yet-copied one is read
+                  whole from the ACTIVE disk (new data leaks into the backup).
+                  None: QEMU as is.
     """
 
     disk_size: int = 128 * MiB
@@ -64,6 +75,8 @@ class QemuScenario:
     workdir: str | None = None
     timeout_s: float | None = None
     keep_workdir: bool = False
+    pull_bps: float | None = None
+    snapshot_read_max: int | None = None
 
     def validate(self) -> None:
         """UserError with one line on the first bad field."""
@@ -77,6 +90,9 @@ class QemuScenario:
         if self.scheme == "backup" and cs != BLOCK_COPY_CLUSTER:
             raise UserError("scheme 'backup' copies in 64 KiB clusters in QEMU 7.2 "
                             f"(no knob for it); set cluster_size to 65536, not {cs}")
+        srm = self.snapshot_read_max
+        if srm is not None and (not isinstance(srm, int) or srm < ALIGN or srm > cs or srm & (srm - 1)):
+            raise UserError(f"snapshot_read_max must be a power of two from 4 KiB to cluster_size, got {srm!r}")
         if self.disk_size % cs:
             raise UserError(f"disk_size {self.disk_size} is not a multiple of cluster_size {cs}")
         if not self.target_bps > 0:

@@ -25,7 +25,8 @@ def build(ctx):
 
     def start(graph, needed):
         copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
-                           max_chunk=cs, stats=ctx.stats, zero_detect="buffer")
+                           max_chunk=cs, stats=ctx.stats, zero_detect="buffer",
+                           parallel=False)
         notifier = CBWFilter(env, ctx.active, copier, ctx.stats, cs)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=1, stats=ctx.stats,
                         speed=cfg.backup.speed, name="legacy-backup")

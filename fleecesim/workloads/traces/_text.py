@@ -93,18 +93,17 @@ def to_int(tok: bytes, path, lineno: int, what: str, line: bytes, expect: str, m
     try:
         v = int(tok)
     except ValueError:
-        raise TraceError(f"{where(path, lineno)}: {what} must be an integer; expected {expect!r}, got {_show(line)!r}") from None
+        raise TraceError(f"{where(path, lineno)}: {what} must be an integer; expected {expect!r}, got {show(line)!r}") from None
     if minimum is not None and v < minimum:
-        raise TraceError(f"{where(path, lineno)}: negative {what} {v} in {_show(line)!r}")
+        raise TraceError(f"{where(path, lineno)}: negative {what} {v} in {show(line)!r}")
     return v
 
 
-def _show(line: bytes) -> str:
+def show(line: bytes) -> str:
     s = line.strip().decode("utf-8", "replace")
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-show = _show
 
 
 def pack(time, op, offset, length, line) -> np.ndarray:

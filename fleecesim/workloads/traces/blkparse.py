@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..records import OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE
-from ._text import TextReader, show
+from ._text import TextReader, pack, show, text_blocks
 
 SECTOR = 512
 EVENT = re.compile(rb"^[ \t]*(\d+,\d+)[ \t]+\d+[ \t]+\d+[ \t]+(\d+\.\d+)[ \t]+\d+[ \t]+(\S+)[ \t]+([A-Z]+)(.*?)\r?$", re.M)
@@ -37,14 +37,9 @@ class BlkparseReader(TextReader):
                 raise ConfigError(f"device: blkparse device must be 'MAJ,MIN' like '8,0', got {device!r}")
             self.dev = d.encode()
 
-    def slow(self, lines, first):
-        raise AssertionError("unused")
-
     def __iter__(self):
         # One regex pass per block (C speed) finds event lines; Python touches
         # only the matches, so chatter lines cost almost nothing.
-        from ._text import text_blocks
-        import numpy as np
         for first, block in text_blocks(self.path, self.block_bytes):
             T, O, OFF, L, N = [], [], [], [], []
             pos, lineno = 0, first
@@ -80,14 +75,10 @@ class BlkparseReader(TextReader):
                     op, off, n = OP_FLUSH, 0, 0
                 T.append(float(ts)); O.append(op); OFF.append(off); L.append(n); N.append(lineno)
             self.counters["skipped_lines"] = self.counters.get("skipped_lines", 0) + skipped
-            if self.counters.get("event_lines") is None:
-                self.counters["event_lines"] = 0
-            self.counters["event_lines"] += len(T) + skipped
             if not T:
                 continue
             t = np.asarray(T)
             if self.base is None:
                 self.base = t[0]
-            from ._text import pack
             yield pack(t - self.base, np.asarray(O, np.uint8), np.asarray(OFF, np.int64),
                        np.asarray(L, np.int64), np.asarray(N, np.int64))

@@ -84,7 +84,8 @@ def detect_format(path) -> str:
         kind = _csv_kind(ln)
         if kind:
             return kind
-    if data and all(len(ln.split()) == 5 and all(_num(x) for x in ln.split()) for ln in data[:5]):
+    # judged on the first data line only, so a bad later line is reported by the reader
+    if data and len(data[0].split()) == 5 and all(_num(x) for x in data[0].split()):
         return "disksim"
     first = data[0].strip().decode("utf-8", "replace")[:60] if data else ""
     raise TraceError(f"{name}:1: cannot tell the trace format from {first!r}; "

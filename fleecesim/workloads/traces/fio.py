@@ -22,7 +22,6 @@ import numpy as np
 from ..records import OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE
 from ._text import TextReader, loadtxt, row_lines, to_int, show
 
-HEADERS = {b"fio version 2 iolog": 2, b"fio version 3 iolog": 3}
 IO_OPS = {b"read": OP_READ, b"write": OP_WRITE, b"trim": OP_DISCARD,
           b"sync": OP_FLUSH, b"datasync": OP_FLUSH}
 FILE_ACTS = {b"add", b"open", b"close"}

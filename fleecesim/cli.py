@@ -1,0 +1,107 @@
+"""Command line: thin wrappers over run / sweep / plots.
+
+Bad input -> one line on stderr and exit status 2. A run whose backup fails
+the data oracle -> exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+JSON_KEYS = ("scheme", "seed", "sim_time_s", "wall_time_s", "backup_duration_s", "guest_ios",
+             "read_p50_s", "read_p99_s", "write_p50_s", "write_p99_s", "write_p99_baseline_s",
+             "write_max_s", "cbw_count", "cbw_bytes", "source_read_bytes",
+             "target_write_bytes", "fleecing_peak_bytes", "oracle_ok", "oracle_violations")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(message)
+
+
+def cmd_run(args) -> int:
+    from .config import load_config, variants
+    from .report import table
+    from .run import simulate
+    from .store import to_json, write_run
+
+    cfg = load_config(args.config, args.set)
+    outdir = Path(args.out) / cfg.name if args.out else Path("results") / cfg.name
+    results = []
+    for name, c in variants(cfg):
+        if not args.json and not args.quiet:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+        r = simulate(c, name, fast_path=not args.no_fast_path)
+        results.append(r)
+        if not args.no_save:
+            write_run(outdir, r)
+    summaries = [r.summary for r in results]
+    if not args.no_save:
+        from .store import atomic_write_text
+        atomic_write_text(outdir / "summary.json", to_json(
+            [{k: v for k, v in s.items() if k != "traceback"} for s in summaries], indent=2))
+    if args.json:
+        out = []
+        for s in summaries:
+            d = {k: s.get(k) for k in JSON_KEYS}
+            d.update({k: v for k, v in s.items() if k not in d and k not in ("config", "traceback")})
+            out.append(d)
+        print(to_json(out))
+    else:
+        print(table(summaries))
+        if not args.no_save:
+            print(f"\nresults in {outdir}/")
+    bad = [s for s in summaries if not s.get("oracle_ok")]
+    for s in bad:
+        why = s.get("error") or (f"{s.get('oracle_violations')} clusters do not hold their t0 content"
+                                 if s.get("oracle_violations") else "backup did not complete")
+        print(f"fleecesim: {s['name']}: backup is NOT the point-in-time image: {why}",
+              file=sys.stderr)
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fleecesim", description="Simulate QEMU backup and fleecing schemes.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run a scenario config (every scheme/variant it lists)")
+    r.add_argument("config")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set backup.max-workers=8")
+    r.add_argument("--out", help="results directory (default: results/)")
+    r.add_argument("--json", action="store_true", help="print only a JSON list of summaries")
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--no-save", action="store_true", help="do not write results files")
+    r.add_argument("--no-fast-path", action="store_true",
+                   help="route every guest request through the generator path (reference)")
+    r.set_defaults(func=cmd_run)
+    _optional_subcommands(sub)
+    return p
+
+
+def _optional_subcommands(sub) -> None:
+    """Subcommands that live in their own modules register themselves here."""
+    try:
+        from .workloads.traces import add_trace_subcommand
+    except ImportError:
+        add_trace_subcommand = None
+    if add_trace_subcommand:
+        add_trace_subcommand(sub)
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as e:
+        print(f"fleecesim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fleecesim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

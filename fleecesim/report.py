@@ -1,0 +1,54 @@
+"""Human-readable tables of run summaries (side by side, one column a variant)."""
+from __future__ import annotations
+
+import math
+
+from .units import fmt_size, fmt_time
+
+# (summary key, label, formatter)
+ROWS = [
+    ("scheme", "scheme", str),
+    ("backup_duration_s", "backup duration", fmt_time),
+    ("guest_ios", "guest I/Os", str),
+    ("read_p50_s", "read p50 (backup)", fmt_time),
+    ("read_p99_s", "read p99 (backup)", fmt_time),
+    ("write_p50_s", "write p50 (backup)", fmt_time),
+    ("write_p99_s", "write p99 (backup)", fmt_time),
+    ("write_p99_baseline_s", "write p99 (baseline)", fmt_time),
+    ("write_max_s", "write max (backup)", fmt_time),
+    ("cbw_count", "CBW count", str),
+    ("cbw_bytes", "CBW bytes", fmt_size),
+    ("source_read_bytes", "source read", fmt_size),
+    ("target_write_bytes", "target write", fmt_size),
+    ("local_write_bytes", "local write", fmt_size),
+    ("local_read_bytes", "local read", fmt_size),
+    ("fleecing_peak_bytes", "fleecing peak", fmt_size),
+    ("oracle_ok", "oracle ok", str),
+    ("oracle_violations", "oracle violations", str),
+    ("wall_time_s", "wall time", lambda v: f"{v:.2f}s"),
+]
+
+
+def _fmt(f, v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    try:
+        return f(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
+    rows = list(rows or ROWS) + [(k, k, str) for k in extra]
+    rows = [r for r in rows if any(r[0] in s for s in summaries)]
+    header = [""] + [s.get("name", "?") for s in summaries]
+    body = [[label] + [_fmt(f, s.get(key)) if key in s else "-" for s in summaries]
+            for key, label, f in rows]
+    for s in summaries:
+        if s.get("error"):
+            body.append(["error"] + [s.get("error", "") if x is s else "" for x in summaries])
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(r, widths))) for r in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Writing results: atomic files (a killed run never leaves a half-written one)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating, float)):
+        f = float(o)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
+
+
+def to_json(obj, indent=None) -> str:
+    return json.dumps(_jsonable(obj), indent=indent, sort_keys=False)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_parquet(path: str | Path, df: pd.DataFrame) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_run(outdir: str | Path, result) -> Path:
+    """results/<name>/<variant>/{requests,timeline}.parquet + summary.json"""
+    d = Path(outdir) / result.name
+    if result.requests is not None and len(result.requests):
+        atomic_write_parquet(d / "requests.parquet", result.requests)
+    if result.timeline is not None and len(result.timeline):
+        atomic_write_parquet(d / "timeline.parquet", result.timeline)
+    atomic_write_text(d / "summary.json", to_json(result.summary, indent=2))
+    return d
