@@ -119,7 +119,7 @@ class Mix(Model):
 
 
 class WorkloadSpec(Model):
-    iops: float | None = Field(None, gt=0)
+    iops: float | None = Field(None, ge=0)  # 0: an idle guest
     iodepth: int | None = Field(None, ge=1)
     mix: Mix = Mix()
     size: Size | dict[str, float] = 4096
@@ -147,7 +147,10 @@ class WorkloadSpec(Model):
 
 
 # ---------------------------------------------------------------- backup
-SCHEMES = ("none", "legacy-backup", "fleecing-push")
+def known_schemes() -> list[str]:
+    """Scheme names come from the scheme registry (fleecesim/schemes/)."""
+    from .schemes import SCHEMES
+    return sorted(SCHEMES)
 
 
 class TargetSpec(Model):
@@ -182,8 +185,9 @@ class BackupSpec(Model):
     @classmethod
     def _scheme(cls, v):
         for s in [v] if isinstance(v, str) else v:
-            if s not in SCHEMES:
-                raise ValueError(f"unknown scheme {s!r}; expected one of {', '.join(SCHEMES)}")
+            if s not in known_schemes():
+                raise ValueError(f"unknown scheme {s!r}; expected one of "
+                                 f"{', '.join(known_schemes())}")
         return v
 
     @field_validator("min_cluster_size", "max_chunk")
@@ -220,17 +224,35 @@ class Variant(Model):
     set: dict[str, Any] = {}
 
 
+DEFAULT_DEVICES = {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"},
+                   "ram": {"preset": "ram"}}
+
+
 class Config(Model):
     name: str = "scenario"
     disk: DiskSpec = DiskSpec()
-    devices: dict[str, DeviceSpec] = {
-        "local": DeviceSpec.model_validate("nvme"),
-        "target": DeviceSpec.model_validate("nbd-1gbe"),
-    }
+    devices: dict[str, DeviceSpec] = {k: DeviceSpec.model_validate(v)
+                                      for k, v in DEFAULT_DEVICES.items()}
     workload: WorkloadSpec = WorkloadSpec(iops=2000)
     backup: BackupSpec = BackupSpec()
     run: RunSpec = RunSpec()
     variants: list[Variant] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_devices(cls, v):
+        """User devices add to the defaults; a partial entry for a default name
+        (e.g. ``--set devices.local.queue-depth=4``) refines that default."""
+        if isinstance(v, dict) and isinstance(v.get("devices"), dict):
+            merged = copy.deepcopy(DEFAULT_DEVICES)
+            for name, spec in v["devices"].items():
+                if (isinstance(spec, dict) and name in merged and "kind" not in spec
+                        and "preset" not in spec):
+                    merged[name] = {**merged[name], **spec}
+                else:
+                    merged[name] = spec
+            v = {**v, "devices": merged}
+        return v
 
     @model_validator(mode="after")
     def _refs(self):
@@ -289,7 +311,7 @@ def _format_error(e: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{loc or 'config'}: {msg}{extra}"
+    return f"{loc}: {msg}{extra}" if loc else f"{msg}{extra}"
 
 
 def parse_value(text: str) -> Any:

@@ -57,6 +57,8 @@ def synthetic(spec, disk_size: int, seed: int) -> Iterator[np.ndarray]:
     mult = _scatter_mult(nblocks)
     region = span // spec.streams // align * align or align
     cursors = np.arange(spec.streams, dtype=np.int64) * region
+    if spec.iops == 0:
+        return  # idle guest
     t = 0.0
     while True:
         n = CHUNK

@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from fleecesim.config import resolve
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TRACES = REPO.parent / "shared" / "traces"
+
+
+def small(**overrides):
+    """A small scenario: 256 MiB disk on NVMe, a 1 GbE NBD target, a busy guest."""
+    raw = {
+        "disk": {"size": "256MiB"},
+        "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
+        "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
+        "backup": {"scheme": "fleecing-push"},
+        "run": {"seed": 1, "warmup": "0.5s", "tail": "0.2s", "max-time": "120s"},
+    }
+    return resolve(raw, overrides)
+
+
+@pytest.fixture
+def small_cfg():
+    return small
+
+
+@pytest.fixture(autouse=True)
+def _headless(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")

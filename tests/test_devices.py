@@ -1,0 +1,95 @@
+"""The device models against closed forms of queueing theory."""
+import numpy as np
+import pytest
+import simpy
+
+from fleecesim.devices import HDD, Device, RemoteDevice
+from fleecesim.metrics import Level
+
+
+def test_lone_request_takes_latency_plus_transfer():
+    d = Device("d", latency=100e-6, bandwidth=500 * 2**20, slots=8)
+    end = d.submit(1.0, 0, 2**20)
+    assert end - 1.0 == pytest.approx(100e-6 + 2**20 / (500 * 2**20))
+
+
+def test_saturated_device_delivers_its_bandwidth():
+    bw = 200 * 2**20
+    d = Device("d", latency=1e-3, bandwidth=bw, slots=32)
+    n, size = 5000, 256 * 1024
+    end = max(d.submit(0.0, i * size, size) for i in range(n))
+    assert n * size / end == pytest.approx(bw, rel=0.01)
+
+
+def test_remote_is_link_then_backend():
+    link = Device("l", latency=2e-3, bandwidth=100 * 2**20, slots=16)
+    be = Device("b", latency=1e-4, bandwidth=1e9, slots=4)
+    r = RemoteDevice("r", link, be)
+    size = 65536
+    assert r.submit(0.0, 0, size) == pytest.approx(2e-3 + size / (100 * 2**20) + 1e-4 + size / 1e9)
+
+
+def test_hdd_sequential_skips_seek():
+    h = HDD("h", latency=0.0, bandwidth=100 * 2**20, seek=8e-3, rpm=7200)
+    xfer = 65536 / (100 * 2**20)
+    t1 = h.submit(0.0, 0, 65536)
+    assert t1 == pytest.approx(8e-3 + 30 / 7200 + xfer)
+    t2 = h.submit(t1, 65536, 65536)  # continues the previous request
+    assert t2 - t1 == pytest.approx(xfer)
+    t3 = h.submit(t2, 10 * 2**30, 65536)  # elsewhere: seek + half a rotation
+    assert t3 - t2 == pytest.approx(8e-3 + 30 / 7200 + xfer)
+
+
+def _poisson_run(device, lam, sizes, seed=3):
+    """Drive a device with Poisson arrivals in SimPy; track the number in system."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+    arr = np.cumsum(rng.exponential(1 / lam, len(sizes)))
+    inside = Level(env, "in-system")
+    lat = np.empty(len(sizes))
+
+    def gen():
+        for i, (t, s) in enumerate(zip(arr.tolist(), sizes.tolist())):
+            yield env.timeout(t - env.now)
+            end = device.submit(env.now, 0, int(s))
+            lat[i] = end - env.now
+            inside.add(1)
+            env.timeout(end - env.now).callbacks.append(lambda _e: inside.add(-1))
+
+    env.process(gen())
+    env.run()
+    return arr, lat, inside
+
+
+def test_md1_matches_pollaczek_khinchine():
+    size, bw, lat0 = 65536, 100 * 2**20, 0.2e-3
+    S = lat0 + size / bw
+    rho = 0.6
+    lam = rho / S
+    n = 200_000
+    _, lat, _ = _poisson_run(Device("d", lat0, bw, 1), lam, np.full(n, size))
+    W = S + rho * S / (2 * (1 - rho))  # P-K mean response time, deterministic service
+    assert lat.mean() == pytest.approx(W, rel=0.03)
+
+
+def test_mm1_mean_response():
+    bw = 100 * 2**20
+    mean_size = 65536
+    mu = bw / mean_size
+    lam = 0.5 * mu
+    n = 200_000
+    sizes = np.random.default_rng(9).exponential(mean_size, n)
+    _, lat, _ = _poisson_run(Device("d", 0.0, bw, 1), lam, sizes)
+    assert lat.mean() == pytest.approx(1 / (mu - lam), rel=0.03)
+
+
+def test_littles_law_on_multi_slot_device():
+    d = Device("d", latency=0.5e-3, bandwidth=400 * 2**20, slots=4)
+    n = 100_000
+    sizes = np.random.default_rng(5).choice([4096, 65536, 262144], n)
+    lam = 2500.0
+    arr, lat, inside = _poisson_run(d, lam, sizes)
+    T = float((arr + lat).max())
+    L = inside.mean(0.0, T)
+    lam_hat = n / T
+    assert L == pytest.approx(lam_hat * lat.mean(), rel=0.02)

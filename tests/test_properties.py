@@ -1,0 +1,32 @@
+"""Property: in any small random scenario, every scheme yields the t0 image."""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleecesim.run import simulate
+from tests.conftest import small
+
+scenario = st.fixed_dictionaries({
+    "disk.size": st.sampled_from(["16MiB", "40MiB", "64MiB"]),
+    "backup.min-cluster-size": st.sampled_from([0, "128KiB", "1MiB"]),
+    "backup.max-workers": st.integers(1, 16),
+    "backup.max-chunk": st.sampled_from([0, "64KiB", "256KiB"]),
+    "backup.scheme": st.sampled_from(["legacy-backup", "fleecing-push"]),
+    "workload.iops": st.sampled_from([500, 3000, 20000]),
+    "workload.mix": st.fixed_dictionaries({"read": st.floats(0, 1), "write": st.floats(0.1, 1),
+                                           "discard": st.floats(0, 0.3)}),
+    "workload.size": st.sampled_from(["4KiB", "64KiB", {"4KiB": 1, "128KiB": 1}]),
+    "workload.pattern": st.sampled_from(["uniform", "sequential", "zipf"]),
+    "disk.allocated": st.floats(0, 1),
+    "devices.target.link-bandwidth": st.sampled_from(["20MiB/s", "112MiB/s", "1GiB/s"]),
+    "run.seed": st.integers(0, 2**31),
+})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario)
+def test_oracle_holds_in_random_scenarios(over):
+    s = simulate(small(**over)).summary
+    assert s.get("error") is None, s.get("traceback")
+    assert s["backup_completed"]
+    assert s["oracle_violations"] == 0 and s["oracle_ok"]
+    assert s["clusters_copied_twice"] == 0
