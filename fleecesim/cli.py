@@ -35,12 +35,14 @@ def cmd_run(args) -> int:
         if not args.json and not args.quiet:
             print(f"running {name} ...", file=sys.stderr, flush=True)
         r = simulate(c, name, fast_path=not args.no_fast_path)
+        if r.summary.get("input_error"):
+            raise UserError(r.summary["error"])  # before anything is written
         results.append(r)
-        if not args.no_save:
-            write_run(outdir, r)
     summaries = [r.summary for r in results]
     if not args.no_save:
         from .store import atomic_write_text
+        for r in results:
+            write_run(outdir, r)
         atomic_write_text(outdir / "summary.json", to_json(
             [{k: v for k, v in s.items() if k != "traceback"} for s in summaries], indent=2))
     if args.json:

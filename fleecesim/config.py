@@ -43,6 +43,7 @@ class DeviceSpec(Model):
     latency: Seconds = 0.0
     bandwidth: Rate | None = None
     queue_depth: int = Field(1, ge=1)
+    sharing: Literal["fifo", "ps"] | None = None  # default: ps for ssd/ram, fifo otherwise
     seek: Seconds = 0.0
     rpm: float = Field(0.0, ge=0)
     rtt: Seconds = 0.0
@@ -121,6 +122,17 @@ class Mix(Model):
 class WorkloadSpec(Model):
     iops: float | None = Field(None, ge=0)  # 0: an idle guest
     iodepth: int | None = Field(None, ge=1)
+    # Trace replay (fleecesim/workloads/traces): open loop on the trace's
+    # timestamps, or closed loop in trace order when iodepth is given.
+    trace: str | None = None
+    format: Literal["auto", "fio", "blkparse", "msr", "disksim", "vscsi", "alibaba"] = "auto"
+    device: str | int | None = None     # which traced device/volume/host to replay
+    time_scale: float = Field(1.0, gt=0)  # times are multiplied: 0.5 = twice as fast
+    start: Seconds = 0.0
+    duration: Seconds | None = None
+    map: Literal["error", "wrap", "scale"] = "error"
+    loop: bool = False
+    events: Literal["C", "Q", "D"] = "C"
     mix: Mix = Mix()
     size: Size | dict[str, float] = 4096
     pattern: Literal["uniform", "sequential", "zipf"] = "uniform"
@@ -131,6 +143,12 @@ class WorkloadSpec(Model):
 
     @model_validator(mode="after")
     def _mode(self):
+        if self.trace is not None:
+            if self.iops is not None:
+                raise ValueError("iops: not used with a trace (replay follows its timestamps)")
+            if not Path(self.trace).is_file():
+                raise ValueError(f"trace: no such file {self.trace!r}")
+            return self
         if (self.iops is None) == (self.iodepth is None):
             raise ValueError("give exactly one of 'iops' (open loop) or 'iodepth' (closed loop)")
         if not _is_pow2(self.align):
@@ -153,6 +171,11 @@ def known_schemes() -> list[str]:
     return sorted(SCHEMES)
 
 
+# Schemes whose job copies straight to the target, so sync=none means something
+# (the job idles for backup.window; CBW copies what the guest overwrites).
+SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
+
+
 class TargetSpec(Model):
     device: str = "target"
     cluster_size: Size = 64 * 2**10
@@ -165,9 +188,62 @@ class TargetSpec(Model):
         return v
 
 
+# --- tiered fleecing cache (issue 3) -------------------------------------
+class RamTierSpec(Model):
+    """The RAM tier of the fleecing cache: CBW data goes here while it has room."""
+    size: Size = 0          # 0: no RAM tier (single disk tier, as before)
+    device: str = "ram"     # a name in ``devices:`` (the default set has a ``ram`` preset)
+
+
+class FlushSpec(Model):
+    """Background flush RAM -> disk tier: starts above ``high`` x RAM size and
+    stops at ``low`` x RAM size. Off unless ``high`` is given."""
+    high: float | None = Field(None, gt=0.0, le=1.0)
+    low: float = Field(0.5, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.high is not None and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
 class CacheSpec(Model):
-    device: str = "local"
-    size: Size | None = None  # None: as large as the disk
+    device: str = "local"     # the disk tier's device
+    size: Size | None = None  # the disk tier's size; None: as large as the disk
+    # issue 3: RAM tier, flush watermarks, seed benefits 1 (cor) and 2 (serve reads)
+    ram: RamTierSpec = RamTierSpec()
+    flush: FlushSpec = FlushSpec()
+    serve_reads_from_ram: bool = True  # guest reads of unchanged RAM-cached clusters
+    cor: bool = False  # copy-on-read into the RAM tier with BDRV_REQ_UNNECESSARY
+# --- end tiered fleecing cache -------------------------------------------
+
+
+class IncrementalSpec(Model):
+    """sync=incremental: the dirty bitmap a previous backup left (seeded, made at t0)."""
+    dirty: float = Field(0.1, ge=0.0, le=1.0)  # fraction of clusters dirty
+    extent: Size = 2**20  # mean length of a dirty extent (geometric in clusters)
+
+    @field_validator("extent")
+    @classmethod
+    def _ext(cls, v):
+        if v <= 0:
+            raise ValueError(f"expected a size > 0, got {v}")
+        return v
+
+
+class ClientSpec(Model):
+    """Pull schemes: the external NBD client that reads the snapshot export."""
+    link: str | None = None     # network device: default the target's link
+    storage: str | None = None  # the client's own storage: default the target's backend
+    discard: bool = False       # read-once: TRIM each range after reading it
+    block_status: bool = True   # ask for zero ranges and write them as zeroes (no read)
+    ordering: str = "ascending"  # copy-ordering policy (fleecesim/policies/)
+
+
+class OverlaySpec(Model):
+    """overlay-cor / overlay-commit: the fast local overlay image."""
+    device: str | None = None   # default: backup.cache.device
 
 
 class BackupSpec(Model):
@@ -178,8 +254,27 @@ class BackupSpec(Model):
     max_chunk: Size = 0  # 0: QEMU's default (1 MiB, at least one cluster)
     min_cluster_size: Size = 0
     speed: Rate = 0.0  # 0: unlimited
-    on_cbw_error: Literal["break-guest-write", "break-snapshot"] = "break-guest-write"
+    on_cbw_error: Literal["break-guest-write", "break-snapshot", "wait"] = "break-guest-write"
     cbw_timeout: Seconds = 0.0  # 0: no timeout
+    sync: Literal["full", "incremental", "none"] = "full"
+    incremental: IncrementalSpec = IncrementalSpec()
+    window: Seconds = Field(10.0, gt=0)  # sync=none: the job idles this long, then stops
+    client: ClientSpec = ClientSpec()
+    overlay: OverlaySpec = OverlaySpec()
+    # --- issue 3: read-once, lazy discards, copy order (fleecing-push) ---
+    discard_source: bool = False  # QEMU's discard-source: free copied clusters (read-once)
+    lazy_discard: bool = False    # defer guest discards of needed clusters to the end
+    order: str = "ascending"      # copy-ordering policy (fleecesim/policies/)
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, v):
+        from .policies import ORDERING
+        if v not in ORDERING:
+            raise ValueError(f"unknown copy-ordering policy {v!r}; expected one of "
+                             f"{', '.join(sorted(ORDERING))}")
+        return v
+    # --- end issue 3 ---
 
     @field_validator("scheme")
     @classmethod
@@ -269,6 +364,43 @@ class Config(Model):
                              f"cluster ({cs} bytes)")
         if self.disk.size < cs:
             raise ValueError(f"disk.size: smaller than one cluster ({cs} bytes)")
+        return self
+
+    @model_validator(mode="after")
+    def _tiered_cache(self):
+        """issue 3: the RAM tier's device and size."""
+        ram = self.backup.cache.ram
+        if ram.size:
+            if ram.device not in self.devices:
+                raise ValueError(f"backup.cache.ram.device: no device named {ram.device!r}; "
+                                 f"defined: {', '.join(self.devices) or 'none'}")
+            if ram.size < self.cluster_size:
+                raise ValueError(f"backup.cache.ram.size: {ram.size} bytes is smaller than "
+                                 f"one cluster ({self.cluster_size} bytes)")
+        elif self.backup.cache.flush.high is not None:
+            raise ValueError("backup.cache.flush.high: needs a RAM tier (backup.cache.ram.size)")
+        return self
+
+    @model_validator(mode="after")
+    def _backup_modes(self):
+        """Device names and sync modes of the scheme-specific backup sections."""
+        b = self.backup
+        for where, name in (("backup.client.link", b.client.link),
+                            ("backup.client.storage", b.client.storage),
+                            ("backup.overlay.device", b.overlay.device)):
+            if name is not None and name not in self.devices:
+                raise ValueError(f"{where}: no device named {name!r}; "
+                                 f"defined: {', '.join(self.devices) or 'none'}")
+        from .policies import ORDERING
+        if b.client.ordering not in ORDERING:
+            raise ValueError(f"backup.client.ordering: unknown policy {b.client.ordering!r}; "
+                             f"expected one of {', '.join(sorted(ORDERING))}")
+        if b.sync == "none":
+            for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
+                if s not in SYNC_NONE_SCHEMES:
+                    raise ValueError(f"backup.sync: 'none' (the job idles, CBW copies to the "
+                                     f"target) needs one of {', '.join(SYNC_NONE_SCHEMES)}, "
+                                     f"not {s!r}")
         return self
 
     @property
@@ -395,4 +527,11 @@ def variants(cfg: Config) -> list[tuple[str, Config]]:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    return resolve(read_yaml(path), overrides)
+    raw = read_yaml(path)
+    # A trace path in a config file is relative to that file.
+    wl = raw.get("workload")
+    if isinstance(wl, dict) and isinstance(wl.get("trace"), str):
+        t = Path(wl["trace"]).expanduser()
+        if not t.is_absolute():
+            wl["trace"] = str((Path(path).parent / t).resolve())
+    return resolve(raw, overrides)

@@ -23,6 +23,18 @@ ROWS = [
     ("local_write_bytes", "local write", fmt_size),
     ("local_read_bytes", "local read", fmt_size),
     ("fleecing_peak_bytes", "fleecing peak", fmt_size),
+    # --- tiered fleecing cache (issue 3); hidden when zero in every column ---
+    ("ram_peak_bytes", "RAM tier peak", fmt_size),
+    ("disk_cache_peak_bytes", "disk tier peak", fmt_size),
+    ("spill_bytes", "spill to disk tier", fmt_size),
+    ("flush_bytes", "flushed RAM->disk", fmt_size),
+    ("cor_admitted", "COR stored (clusters)", str),
+    ("cor_dropped", "COR dropped (clusters)", str),
+    ("ram_read_hits", "guest reads from RAM", str),
+    ("cbw_absorbed", "writes w/o copy (cached)", str),
+    ("deferred_discards", "discards deferred", str),
+    ("cbw_errors", "CBW errors", str),
+    ("snapshot_broken", "snapshot broken", str),
     ("oracle_ok", "oracle ok", str),
     ("oracle_violations", "oracle violations", str),
     ("wall_time_s", "wall time", lambda v: f"{v:.2f}s"),
@@ -38,9 +50,20 @@ def _fmt(f, v) -> str:
         return str(v)
 
 
+# Rows shown only when some column has a non-zero / true value (issue 3's keys
+# are in every summary; a table of single-tier schemes need not show them).
+HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flush_bytes",
+                  "cor_admitted", "cor_dropped", "ram_read_hits", "cbw_absorbed",
+                  "deferred_discards", "cbw_errors", "snapshot_broken"}
+
+
 def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
     rows = list(rows or ROWS) + [(k, k, str) for k in extra]
     rows = [r for r in rows if any(r[0] in s for s in summaries)]
+    hide = HIDE_WHEN_ZERO
+    if any(s.get("ram_peak_bytes") for s in summaries):  # a tiered cache: always show these
+        hide = hide - {"spill_bytes", "disk_cache_peak_bytes"}
+    rows = [r for r in rows if r[0] not in hide or any(s.get(r[0]) for s in summaries)]
     header = [""] + [s.get("name", "?") for s in summaries]
     body = [[label] + [_fmt(f, s.get(key)) if key in s else "-" for s in summaries]
             for key, label, f in rows]

@@ -18,10 +18,12 @@ import simpy
 from . import __version__
 from .config import Config, variants
 from .devices import build_device
+from .errors import UserError
 from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
 from .nodes import ActiveDisk
 from .rng import stream
 from .schemes import BuildContext, build
+from .sync import changed_mask, needed_at_t0
 from .workloads.driver import GuestDriver
 from .workloads.records import OP_DISCARD, OP_READ, OP_WRITE
 from .workloads.synthetic import synthetic
@@ -55,7 +57,13 @@ def initial_zero_map(cfg: Config, n: int, cs: int) -> np.ndarray:
 
 
 def make_source(cfg: Config):
-    return synthetic(cfg.workload, cfg.disk.size, cfg.run.seed)
+    w = cfg.workload
+    if w.trace:
+        from .workloads.traces import open_trace
+        return open_trace(w.trace, w.format, device=w.device, time_scale=w.time_scale,
+                          start=w.start, duration=w.duration, disk_size=cfg.disk.size,
+                          map=w.map, loop=w.loop, events=w.events)
+    return synthetic(w, cfg.disk.size, cfg.run.seed)
 
 
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
@@ -68,6 +76,11 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
                "fleecesim_version": __version__}
     try:
         res = _simulate(cfg, name, summary, fast_path, keep_arrays)
+    except UserError as e:  # bad input (e.g. a malformed trace line): one clear line
+        summary["error"] = str(e)
+        summary["input_error"] = True
+        summary["oracle_ok"] = False
+        res = Result(name, summary, pd.DataFrame(), pd.DataFrame())
     except Exception as e:  # a failed run is a recorded result, not a crash
         summary["error"] = f"{type(e).__name__}: {e}"
         summary["traceback"] = traceback.format_exc()
@@ -97,7 +110,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
     env.run(until=cfg.run.warmup)
     t0 = env.now
     t0_gen = active.gen.copy()
-    needed = np.ones(n, dtype=bool)
+    needed = needed_at_t0(cfg, n, cs)
     mask = needed.copy()
     graph.start(needed)
     deadline = t0 + cfg.run.max_time
@@ -105,6 +118,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
     completed = graph.done.triggered
     job_ok = bool(graph.done.value) if completed else False
     t_end = env.now
+    if cfg.backup.sync == "none":
+        mask = changed_mask(t0_gen, active.gen)  # what CBW had to save (see sync.py)
     # Measure fleecing space before teardown deletes the image.
     fleecing_peak = graph.cache.level.peak if graph.cache is not None else 0
     graph.finish()
@@ -119,8 +134,9 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
         violations = int(np.count_nonzero(got != want))
         copies = graph.target.copies
         multi = int(np.count_nonzero(copies > 1))
+        outside = int(np.count_nonzero(copies[~mask]))
     else:
-        violations, multi = 0, 0
+        violations, multi, outside = 0, 0, 0
     oracle_ok = violations == 0 and completed and job_ok and not stats.snapshot_broken
 
     # ---------------------------------------------------------------- metrics
@@ -164,6 +180,21 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
         "snapshot_broken", "snapshot_broken_at")})
     summary["events"] = [f"{tt:.6f}s {what}" for tt, what in stats.events]
     summary["fleecing_peak_bytes"] = int(fleecing_peak)
+    # --- tiered fleecing cache (issue 3) ---
+    tiers = {t.kind: t for t in getattr(graph.cache, "tiers", ())}
+    summary["ram_peak_bytes"] = int(tiers["ram"].level.peak) if "ram" in tiers else 0
+    disk_tier = next((t for k, t in tiers.items() if k != "ram"), None)
+    summary["disk_cache_peak_bytes"] = int(disk_tier.level.peak) if disk_tier else 0
+    summary.update({k: s[k] for k in (
+        "spill_bytes", "flush_bytes", "ram_evicted_bytes", "cor_admitted", "cor_dropped",
+        "ram_read_hits", "cbw_absorbed", "deferred_discards", "deferred_discards_applied",
+        "cbw_room_waits")})
+    # What a failed or broken backup holds must still be right: every cluster the
+    # target was written holds its t0 content (0 even when oracle_ok is False).
+    summary["target_wrong_clusters"] = (
+        int(np.count_nonzero((graph.target.copies > 0) & (graph.target.gen != t0_gen)))
+        if graph.target is not None else 0)
+    # --- end issue 3 ---
     for lv in graph.levels:
         summary[f"{lv.name.replace('.', '_')}_mean"] = lv.mean(t0, t_end)
         summary[f"{lv.name.replace('.', '_')}_peak"] = lv.peak
@@ -173,12 +204,16 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
         "oracle_ok": bool(oracle_ok),
         "oracle_violations": violations,
         "clusters_copied_twice": multi,
+        "clusters_copied_outside_mask": outside,
         "device_util": {k: (d.busy / t_stop if t_stop else 0.0) for k, d in devices.items()},
     })
 
     # ---------------------------------------------------------------- frames
     req = rec.frame()
-    req["phase"] = np.where(base, "baseline", np.where(during, "backup", "tail"))
+    phase = np.full(len(t), 2, dtype=np.int8)
+    phase[during] = 1
+    phase[base] = 0
+    req["phase"] = pd.Categorical.from_codes(phase, categories=["baseline", "backup", "tail"])
     tl = []
     for lv in graph.levels:
         tl.append(pd.DataFrame({"time": lv.times, "level": lv.name, "value": lv.values}))

@@ -93,3 +93,34 @@ def test_littles_law_on_multi_slot_device():
     L = inside.mean(0.0, T)
     lam_hat = n / T
     assert L == pytest.approx(lam_hat * lat.mean(), rel=0.02)
+
+
+def test_ps_sharing_small_request_not_stuck_behind_large_transfers():
+    bw = 2 * 2**30
+    fifo = Device("f", 80e-6, bw, slots=64, sharing="fifo")
+    ps = Device("p", 80e-6, bw, slots=64, sharing="ps")
+    for d in (fifo, ps):
+        for i in range(32):
+            d.submit(0.0, i * 2**20, 2**20)  # a burst of 32 MiB of backup reads
+    small_fifo = fifo.submit(0.0, 0, 4096)
+    small_ps = ps.submit(0.0, 0, 4096)
+    # FIFO: behind the whole burst; PS: one share among 33 transfers
+    assert small_fifo == pytest.approx(80e-6 + (32 * 2**20 + 4096) / bw)
+    assert small_ps == pytest.approx(80e-6 + 33 * 4096 / bw)
+
+
+def test_ps_saturated_delivers_bandwidth():
+    bw = 200 * 2**20
+    d = Device("d", latency=1e-3, bandwidth=bw, slots=32, sharing="ps")
+    n, size = 5000, 256 * 1024
+    end = max(d.submit(0.0, i * size, size) for i in range(n))
+    assert n * size / end == pytest.approx(bw, rel=0.02)
+
+
+def test_ps_littles_law():
+    d = Device("d", latency=0.5e-3, bandwidth=400 * 2**20, slots=4, sharing="ps")
+    n = 100_000
+    sizes = np.random.default_rng(5).choice([4096, 65536, 262144], n)
+    arr, lat, inside = _poisson_run(d, 2500.0, sizes)
+    T = float((arr + lat).max())
+    assert inside.mean(0.0, T) == pytest.approx(n / T * lat.mean(), rel=0.02)

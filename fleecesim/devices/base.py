@@ -5,19 +5,33 @@ import heapq
 
 
 class Device:
-    """``slots`` parallel request slots in front of one shared bandwidth pipe.
+    """``slots`` parallel request slots in front of one shared bandwidth.
 
-    A request takes the earliest free slot, spends ``latency`` there (access
-    time, overlapped across slots), then moves its bytes through the pipe in
-    FIFO order. A lone request therefore takes ``latency + length/bandwidth``;
-    a saturated device with enough slots delivers ``bandwidth``; with one slot
-    it is a FIFO single server with service ``latency + length/bandwidth``.
-    Requests must be submitted in non-decreasing ``now`` order.
+    A request takes the earliest free slot (FIFO) and spends ``latency`` there
+    (access time, overlapped across slots); then its bytes move at the device's
+    bandwidth, shared one of two ways:
+
+    * ``fifo`` — one pipe, transfers in arrival order (a network link: NBD
+      runs over one TCP stream; an HDD's single head).
+    * ``ps`` — approximate processor sharing, as an SSD's internal
+      parallelism serves a small read alongside large transfers: a transfer
+      that starts while ``k`` others are in progress ends after at most
+      ``(k+1) * length/bandwidth``, or at its FIFO time if that is sooner. The
+      FIFO schedule of all bytes is kept, so the device never delivers more
+      than its bandwidth over time; completion times are fixed at submission
+      (exact for equal sizes; small requests among large ones are served as
+      under PS).
+
+    Either way a lone request takes ``latency + length/bandwidth``, a saturated
+    device delivers ``bandwidth``, and with one slot it is a FIFO single server
+    with service ``latency + length/bandwidth``. Requests must be submitted in
+    non-decreasing ``now`` order.
     """
 
     kind = "device"
 
-    def __init__(self, name: str, latency: float, bandwidth: float, slots: int = 1):
+    def __init__(self, name: str, latency: float, bandwidth: float, slots: int = 1,
+                 sharing: str = "fifo"):
         if bandwidth <= 0:
             raise ValueError(f"{name}: bandwidth must be > 0")
         if slots < 1:
@@ -29,6 +43,8 @@ class Device:
         self.slots = slots
         self._free = [0.0] * slots  # heap of times each slot becomes free
         self._pipe_free = 0.0
+        self.ps = sharing == "ps"
+        self._active: list[float] = []  # ps: end times of transfers in progress
         self.ops = 0
         self.bytes = 0
         self.busy = 0.0  # seconds the pipe moved data
@@ -42,11 +58,19 @@ class Device:
         free = self._free
         start = free[0] if free[0] > now else now
         xfer = start + self.latency + self.positioning(offset, length)
-        if xfer < self._pipe_free:
-            xfer = self._pipe_free
         dur = length * self.inv_bw
-        end = xfer + dur
-        self._pipe_free = end
+        # The pipe keeps the FIFO schedule of all bytes (work conservation).
+        fifo_end = (xfer if xfer > self._pipe_free else self._pipe_free) + dur
+        self._pipe_free = fifo_end
+        end = fifo_end
+        if self.ps:
+            act = self._active
+            while act and act[0] <= xfer:
+                heapq.heappop(act)
+            ps_end = xfer + dur * (1 + len(act))
+            if ps_end < end:
+                end = ps_end
+            heapq.heappush(act, end)
         heapq.heapreplace(free, end)
         self.ops += 1
         self.bytes += length
@@ -127,6 +151,7 @@ def build_device(name: str, spec) -> Device | RemoteDevice:
     if spec.kind == "remote":
         link = Device(f"{name}.link", spec.rtt, spec.link_bandwidth, spec.queue_depth)
         return RemoteDevice(name, link, build_device(f"{name}.backend", spec.backend))
-    dev = Device(name, spec.latency, spec.bandwidth, spec.queue_depth)
+    dev = Device(name, spec.latency, spec.bandwidth, spec.queue_depth,
+                 sharing=spec.sharing or ("ps" if spec.kind in ("ssd", "ram") else "fifo"))
     dev.kind = spec.kind
     return dev

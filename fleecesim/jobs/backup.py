@@ -9,7 +9,7 @@ class BackupJob:
     background copying, never CBW."""
 
     def __init__(self, env, copier, policy, workers: int, stats, speed: float = 0.0,
-                 name: str = "backup"):
+                 name: str = "backup", after_copy=None):
         self.env = env
         self.copier = copier
         self.policy = policy
@@ -17,6 +17,9 @@ class BackupJob:
         self.stats = stats
         self.speed = speed
         self.name = name
+        # optional generator fn(c0, c1) run by a worker after each successful copy
+        # (a pull client's read-once TRIM)
+        self.after_copy = after_copy
         self.done = env.event()
         self.failed = False
         self.t_start = None
@@ -44,21 +47,26 @@ class BackupJob:
         env = self.env
         copier = self.copier
         while not self.failed:
+            if self.speed and self._next_slot > env.now:
+                # As QEMU's block_copy_dirty_clusters: a rate-limited job sleeps
+                # *before* claiming, so clusters it has not started stay unclaimed
+                # and a guest write to them copies them itself (CBW is not limited).
+                yield env.timeout(self._next_slot - env.now)
+                continue
             run = self.policy.next_run(copier, copier.chunk)
             if run is None:
                 return
             c0, c1 = run
             tasks = copier.claim(c0, c1)
+            if self.speed:
+                nbytes = sum((b - a) * copier.cs for a, b, zero, _ in tasks if not zero)
+                self._next_slot = max(env.now, self._next_slot) + nbytes / self.speed
             for i, (a, b, zero, ev) in enumerate(tasks):
-                if self.speed and not zero:
-                    nbytes = (b - a) * copier.cs
-                    start = max(env.now, self._next_slot)
-                    self._next_slot = start + nbytes / self.speed
-                    if start > env.now:
-                        yield env.timeout(start - env.now)
                 ok = yield from copier.run_task(a, b, zero, ev)
                 if not ok:
                     self.failed = True
                     copier.abandon(tasks[i + 1:])
                     return
                 self.stats.job_copied_bytes += min(b * copier.cs, copier.disk_size) - a * copier.cs
+                if self.after_copy is not None:
+                    yield from self.after_copy(a, b)

@@ -19,7 +19,9 @@ from .base import Node
 
 class CBWFilter(Node):
     def __init__(self, env, file, copier, stats, cluster_size: int, *, cache=None,
-                 on_cbw_error: str = "break-guest-write", cbw_timeout: float = 0.0):
+                 on_cbw_error: str = "break-guest-write", cbw_timeout: float = 0.0,
+                 cor: bool = False, serve_reads: bool = False, lazy_discard: bool = False,
+                 wanted=None):
         super().__init__(env, "copy-before-write", cluster_size)
         self.file = file
         self.copier = copier
@@ -31,20 +33,112 @@ class CBWFilter(Node):
         self.broken = False
         self.frozen: dict[int, int] = {}
         self._unfrozen = env.event()
+        # --- tiered fleecing cache (issue 3): seed benefits 1, 2, 4, 5 ---
+        has_ram = cache is not None and getattr(cache, "ram", None) is not None
+        self.cor = cor and has_ram                  # copy-on-read, BDRV_REQ_UNNECESSARY
+        self.serve_reads = serve_reads and has_ram  # guest reads of unchanged RAM clusters
+        self._plain_reads = not (self.cor or self.serve_reads)
+        self.lazy_discard = lazy_discard
+        self.wanted = wanted  # the snapshot reader's bitmap (still to be read), if known
+        self.deferred: list = []  # (offset, length, generations when deferred)
 
     # ------------------------------------------------------------ guest side
     def fast(self, op, offset, length, now):
-        if op == OP_READ or not self.active:
+        if not self.active or (op == OP_READ and self._plain_reads):
             return self.file.fast(op, offset, length, now)
         cs = self.cs
         c0 = offset // cs
         c1 = (offset + max(length, 1) + cs - 1) // cs
-        if self.copier.pending(c0, c1) or (self.frozen and self._is_frozen(c0, c1)):
+        if op == OP_READ:
+            return self._fast_read(offset, length, c0, c1, now)
+        if self.cache is not None and self.cache.clean:
+            self._absorb(c0, c1)
+        if self.copier.pending(c0, c1):
+            if op == OP_DISCARD and self.lazy_discard:
+                self._defer(offset, length, c0, c1)
+                return now
+            return None
+        if self.frozen and self._is_frozen(c0, c1):
             return None
         return self.file.fast(op, offset, length, now)
 
     def read(self, offset, length, flags=0):
+        if self.active and not self._plain_reads:
+            c0, c1 = self.clusters(offset, length)
+            if self.serve_reads and self.cache.ram_clean_all(c0, c1):
+                self.stats.ram_read_hits += 1
+                return (yield from self.cache.serve(offset, length))
+            if self.cor:
+                self._cor(c0, c1)
         return (yield from self.file.read(offset, length, flags))
+
+    # ------------------------------------------------------------ issue 3 helpers
+    def _fast_read(self, offset, length, c0, c1, now):
+        if self.serve_reads and self.cache.ram_clean_all(c0, c1):
+            self.stats.ram_read_hits += 1
+            return self.cache.fast(OP_READ, offset, length, now)
+        end = self.file.fast(OP_READ, offset, length, now)
+        if end is not None and self.cor:
+            self._cor(c0, c1)
+        return end
+
+    def _cor(self, c0, c1) -> None:
+        """Seed 1: a guest read of needed, uncached clusters also stores them in
+        the RAM tier if it has room (dropped otherwise; the read never waits).
+        Bits still set in the copy bitmap mean the guest has not written the
+        cluster since t0, so the active disk holds its t0 content."""
+        nd = self.copier.needed
+        if c1 - c0 == 1:
+            if not nd[c0] or (self.wanted is not None and not self.wanted[c0]):
+                return
+        elif not nd[c0:c1].any():
+            return
+        m = nd[c0:c1] & ~self.cache.cached_mask(c0, c1) & ~self.file.zero_map(c0, c1)
+        if self.wanted is not None:
+            m &= self.wanted[c0:c1]
+        if m.any():
+            self.cache.admit(c0, c1, m, self.file.peek(c0, c1))
+
+    def _absorb(self, c0, c1) -> None:
+        """Seed 4: a guest write to clusters cached unchanged needs no copy; they
+        leave the copy bitmap and are marked changed."""
+        m = self.cache.clean_mask(c0, c1)
+        if c1 - c0 == 1:
+            if not m[0]:
+                return
+        elif not m.any():
+            return
+        nd = self.copier.needed[c0:c1]
+        m &= nd
+        k = int(m.sum())
+        if k:
+            nd[m] = False
+            self.copier.remaining -= k
+            self.cache.mark_changed(c0, c1, m)
+            self.stats.cbw_absorbed += 1
+
+    def _defer(self, offset, length, c0, c1) -> None:
+        """Seed 5: a discard of clusters the backup still needs is deferred (the
+        guest is told it is done; discard is advisory) instead of costing a CBW."""
+        self.deferred.append((offset, length, self.file.peek(c0, c1)))
+        self.stats.deferred_discards += 1
+
+    def apply_deferred_discards(self) -> int:
+        """The backup is over: apply the deferred discards whose clusters the
+        guest has not rewritten since (a later write supersedes the discard).
+        Returns how many were applied."""
+        env = self.env
+        applied = 0
+        for offset, length, gens in self.deferred:
+            c0, c1 = self.clusters(offset, length)
+            if not np.array_equal(self.file.peek(c0, c1), gens):
+                continue
+            if self.file.fast(OP_DISCARD, offset, length, env.now) is None:
+                env.process(self.file.discard(offset, length))
+            applied += 1
+        self.deferred = []
+        self.stats.deferred_discards_applied += applied
+        return applied
 
     def write(self, offset, length, data=None, flags=0):
         return (yield from self._guarded(False, offset, length, data, flags))
@@ -56,6 +150,11 @@ class CBWFilter(Node):
         path = PATH_DIRECT
         if self.active:
             c0, c1 = self.clusters(offset, length)
+            if self.cache is not None and self.cache.clean:
+                self._absorb(c0, c1)
+            if discard and self.lazy_discard and self.copier.pending(c0, c1):
+                self._defer(offset, length, c0, c1)
+                return PATH_DIRECT
             if self.copier.pending(c0, c1):
                 ok, copied, waited = yield from self._copy_before_write(c0, c1)
                 if copied:
@@ -67,7 +166,7 @@ class CBWFilter(Node):
                     self.stats.cbw_waits += 1
                 if not ok:
                     self.stats.cbw_errors += 1
-                    if self.on_cbw_error == "break-guest-write":
+                    if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
                         self.stats.guest_errors += 1
                         return PATH_ERROR
                     self.break_snapshot()

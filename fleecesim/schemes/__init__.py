@@ -62,3 +62,4 @@ def build(name: str, ctx: BuildContext) -> Graph:
 
 
 from . import none, legacy, fleecing_push  # noqa: E402,F401  (register)
+from . import backup, fleecing_pull, fleecing_pull_2018, overlay_cor, overlay_commit  # noqa: E402,F401,E501

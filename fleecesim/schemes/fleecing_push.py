@@ -4,7 +4,16 @@ At t0 a copy-before-write filter goes on top of the active disk, saving old
 data into the local fleecing cache; a backup job (block-copy: ``max-workers``
 tasks of up to ``max-chunk``) copies the snapshot view to the remote target.
 When the job ends the filter is removed and the fleecing image deleted.
+
+The seed's tiered cache (issue 3) is options here: ``backup.cache.ram``
+(a RAM tier in front of the disk tier), ``backup.cache.flush`` watermarks,
+``backup.cache.cor`` and ``serve-reads-from-ram``; ``backup.discard-source``
+(read-once: the job discards each range of the snapshot view after copying
+it), ``backup.lazy-discard``, ``backup.order`` (a copy-ordering policy) and
+``on-cbw-error: wait``. The defaults are the single-tier cache of before.
 """
+from ..config import DeviceSpec
+from ..devices import build_device
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
@@ -17,22 +26,38 @@ def build(ctx):
     b = cfg.backup
     target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
     capacity = b.cache.size if b.cache.size is not None else ctx.n_clusters * cs
-    cache = FleecingCache(env, [Tier(env, "disk", ctx.devices[b.cache.device], capacity)],
-                          ctx.n_clusters, cs, ctx.stats)
+    tiers = []
+    if b.cache.ram.size:
+        name = b.cache.ram.device
+        if name not in ctx.devices:  # config validation allows a preset name here
+            ctx.devices[name] = build_device(name, DeviceSpec.model_validate(name))
+        tiers.append(Tier(env, "ram", ctx.devices[name], b.cache.ram.size // cs * cs, kind="ram"))
+    tiers.append(Tier(env, "disk", ctx.devices[b.cache.device], capacity))
+    cache = FleecingCache(env, tiers, ctx.n_clusters, cs, ctx.stats,
+                          wait_for_room=b.on_cbw_error == "wait",
+                          flush_high=b.cache.flush.high, flush_low=b.cache.flush.low)
     g = Graph(top=ctx.active, target=target, cache=cache)
-    g.levels += [cache.level]
+    g.levels += [cache.level] + [t.level for t in tiers]
 
     def start(graph, needed):
         cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs, ctx.disk_size,
                                max_chunk=cs, stats=ctx.stats)
         cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
-                        on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
+                        on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout,
+                        cor=b.cache.cor, serve_reads=b.cache.serve_reads_from_ram,
+                        lazy_discard=b.lazy_discard, wanted=needed)
         snap = SnapshotView(env, cbw, cs)
         job_copier = BlockCopy(env, "backup", snap, target, needed, cs, ctx.disk_size,
                                max_chunk=cfg.max_chunk, stats=ctx.stats,
                                count_source_reads=False)  # the snapshot view counts them
-        job = BackupJob(env, job_copier, make_ordering("ascending"), workers=b.max_workers,
-                        stats=ctx.stats, speed=b.speed, name="backup")
+        after_copy = None
+        if b.discard_source:
+            def after_copy(a, c):  # QEMU's discard-source: read-once
+                return snap.discard(a * cs, (c - a) * cs)
+        policy = make_ordering(b.order)
+        policy.bind(job_copier, graph)
+        job = BackupJob(env, job_copier, policy, workers=b.max_workers,
+                        stats=ctx.stats, speed=b.speed, name="backup", after_copy=after_copy)
         graph.top = cbw
         graph.filter = cbw
         graph.job = job
@@ -41,6 +66,7 @@ def build(ctx):
         job.start()
 
     def finish(graph):
+        graph.filter.apply_deferred_discards()
         graph.filter.deactivate()
         graph.top = ctx.active
         cache.clear()

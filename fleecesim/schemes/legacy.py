@@ -14,6 +14,7 @@ from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter
 from ..policies import make_ordering
 from . import Graph, register
+from .backup import start_or_idle
 
 
 @register("legacy-backup")
@@ -33,9 +34,8 @@ def build(ctx):
         graph.top = notifier
         graph.filter = notifier
         graph.job = job
-        graph.done = job.done
         graph.levels.append(copier.inflight_level)
-        job.start()
+        graph.done = start_or_idle(env, cfg, job)  # sync=none: the job idles (backup.py)
 
     def finish(graph):
         graph.filter.deactivate()

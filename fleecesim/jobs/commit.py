@@ -1,0 +1,90 @@
+"""A live commit job: copies an overlay's dirty clusters down into its backing.
+
+Mirror-style (QEMU's commit of an active layer uses the mirror job): a bitmap
+of dirty clusters, ``workers`` tasks of up to one chunk each through a
+BlockCopy, and clusters written again while the commit runs are marked dirty
+and copied again. It runs "on the side" while something still writes the
+overlay (``source_done`` not yet fired): idle workers sleep until new clusters
+become dirty. It ends when that writer is done and nothing is dirty or in
+flight.
+"""
+from __future__ import annotations
+
+
+class CommitJob:
+    def __init__(self, env, copier, policy, workers: int, stats, source_done=None,
+                 name: str = "commit"):
+        self.env = env
+        self.copier = copier      # BlockCopy(overlay -> backing); its ``needed`` is the dirty map
+        self.policy = policy
+        self.workers = workers
+        self.stats = stats
+        self.name = name
+        self.source_done = source_done  # event: the writer of the overlay is done (None: already)
+        self.done = env.event()
+        self.failed = False
+        self.t_start = None
+        self.t_end = None
+        self._wake = env.event()
+        self.copied_bytes = 0
+
+    def mark_dirty(self, c0: int, c1: int) -> None:
+        """The overlay got a write on [c0, c1): copy it (again)."""
+        nd = self.copier.needed[c0:c1]
+        new = int((~nd).sum())
+        if new:
+            nd[:] = True
+            self.copier.remaining += new
+            self._kick()
+
+    def _kick(self) -> None:
+        if not self._wake.triggered:
+            self._wake.succeed()
+
+    def _sleep(self):
+        if self._wake.triggered:
+            self._wake = self.env.event()
+        return self._wake
+
+    def start(self):
+        self.t_start = self.env.now
+        if self.source_done is not None:
+            self.source_done.callbacks.append(lambda _ev: self._kick())
+        self.env.process(self._run())
+
+    def _writer_done(self) -> bool:
+        return self.source_done is None or self.source_done.triggered
+
+    def _run(self):
+        env = self.env
+        copier = self.copier
+        while True:
+            yield env.all_of([env.process(self._worker()) for _ in range(self.workers)])
+            if self.failed:
+                break
+            yield from copier.wait_idle()
+            if copier.remaining == 0 and self._writer_done():
+                break
+        self.t_end = env.now
+        self.done.succeed(not self.failed)
+
+    def _worker(self):
+        copier = self.copier
+        while not self.failed:
+            run = self.policy.next_run(copier, copier.chunk)
+            if run is None:
+                if copier.remaining:
+                    self.policy.rewind()  # dirtied behind the cursor
+                    continue
+                if self._writer_done():
+                    return
+                yield self._sleep()
+                continue
+            tasks = copier.claim(*run)
+            for i, (a, b, zero, ev) in enumerate(tasks):
+                ok = yield from copier.run_task(a, b, zero, ev)
+                if not ok:
+                    self.failed = True
+                    copier.abandon(tasks[i + 1:])
+                    return
+                self.copied_bytes += min(b * copier.cs, copier.disk_size) - a * copier.cs

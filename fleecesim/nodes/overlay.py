@@ -1,0 +1,276 @@
+"""Overlay images on a fast local device (Max Reitz's alternatives in the seed).
+
+``TargetOverlay`` (overlay-commit): the backup writes into a local overlay whose
+backing is the slow remote target; a live commit copies what was written down
+into the target. It stores the content (generation per cluster) each write
+carried, like any backup target, and tells its listener (the commit job) which
+clusters became dirty.
+
+``Overlay`` (overlay-cor): a local overlay put on top of the active disk at t0:
+"slow source --> fast overlay --> COR node". Guest writes land in the overlay
+(a partial write to an unallocated cluster first fills the rest of the cluster
+from the backing, as qcow2 does); guest reads of unallocated clusters are
+copied into the overlay on read (QEMU's copy-on-read filter only sets
+BDRV_REQ_COPY_ON_READ on its reads, so it is folded in here as ``cor``). The
+active disk node stays the authority on *content* (its generations are what
+the guest sees through overlay + backing); the overlay only decides which
+device serves a cluster. ``layer()`` is the overlay image alone (what a commit
+reads) and ``no_cor()`` the same chain without copy-on-read (what the backup
+job and CBW read).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..metrics import PATH_DIRECT, Level
+from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
+from .base import REQ_ZERO, Node
+from .target import UNWRITTEN
+
+
+class TargetOverlay(Node):
+    def __init__(self, env, device, n_clusters: int, cluster_size: int, stats):
+        super().__init__(env, "target-overlay", cluster_size)
+        self.device = device
+        self.stats = stats
+        self.gen = np.full(n_clusters, UNWRITTEN, dtype=np.uint32)
+        self.zero = np.zeros(n_clusters, dtype=bool)
+        self.alloc = np.zeros(n_clusters, dtype=bool)
+        self.level = Level(env, "overlay_bytes")
+        self.on_dirty = None  # callback(c0, c1), set by the scheme (the commit job)
+
+    def zero_map(self, c0, c1):
+        return self.zero[c0:c1]
+
+    def peek(self, c0, c1):
+        return self.gen[c0:c1].copy()
+
+    def write(self, offset, length, data=None, flags=0):
+        env = self.env
+        zero = bool(flags & REQ_ZERO)
+        end = self.device.submit(env.now, offset, 0 if zero else length, True)
+        yield env.timeout(end - env.now)
+        c0, c1 = self.clusters(offset, length)
+        self.gen[c0:c1] = data
+        self.zero[c0:c1] = zero
+        if not zero:
+            new = int((~self.alloc[c0:c1]).sum())
+            self.alloc[c0:c1] = True
+            self.level.add(new * self.cs)
+            self.stats.local_write_bytes += length
+        if self.on_dirty is not None:
+            self.on_dirty(c0, c1)
+        return PATH_DIRECT
+
+    def read(self, offset, length, flags=0):
+        env = self.env
+        c0, c1 = self.clusters(offset, length)
+        if not self.zero[c0:c1].all():
+            end = self.device.submit(env.now, offset, length)
+            yield env.timeout(end - env.now)
+            self.stats.local_read_bytes += length
+        return self.gen[c0:c1].copy()
+
+    def clear(self) -> None:
+        """The overlay is dropped once committed."""
+        self.alloc[:] = False
+        self.level.set(0)
+
+
+class Overlay(Node):
+    def __init__(self, env, device, backing, n_clusters: int, cluster_size: int, stats,
+                 cor: bool = True):
+        super().__init__(env, "overlay", cluster_size)
+        self.device = device
+        self.backing = backing  # the active disk (content authority, slow device)
+        self.stats = stats
+        self.cor = cor
+        self.alloc = np.zeros(n_clusters, dtype=bool)
+        self.level = Level(env, "overlay_bytes")
+        self.on_write = None  # callback(c0, c1) while a commit runs
+        self.cor_bytes = 0
+        self.cow_bytes = 0
+
+    # ------------------------------------------------------------ content
+    def zero_map(self, c0, c1):
+        return self.backing.zero_map(c0, c1)
+
+    def peek(self, c0, c1):
+        return self.backing.peek(c0, c1)
+
+    def _alloc(self, c0, c1) -> int:
+        new = int((~self.alloc[c0:c1]).sum())
+        if new:
+            self.alloc[c0:c1] = True
+            self.level.add(new * self.cs)
+        return new
+
+    # ------------------------------------------------------------ guest side
+    def fast(self, op, offset, length, now):
+        cs = self.cs
+        c0 = offset // cs
+        c1 = (offset + max(length, 1) + cs - 1) // cs
+        if op == OP_READ:
+            if self.alloc[c0:c1].all():
+                return self.device.submit(now, offset, length)
+            if not self.cor and not self.alloc[c0:c1].any():
+                return self.backing.device.submit(now, offset, length)
+            return None
+        if op == OP_WRITE:
+            if self.on_write is None and self.alloc[c0:c1].all():
+                self.backing._written(offset, length)
+                return self.device.submit(now, offset, length, True)
+            return None
+        if op == OP_DISCARD:
+            return None
+        return now
+
+    def read(self, offset, length, flags=0, cor=None):
+        env = self.env
+        cs = self.cs
+        cor = self.cor if cor is None else cor
+        c0, c1 = self.clusters(offset, length)
+        al = self.alloc[c0:c1]
+        end = env.now
+        if al.any():
+            end = max(end, self.device.submit(env.now, offset, min(length, int(al.sum()) * cs)))
+        if not al.all():
+            unal = int((~al).sum())
+            zero = self.backing.zero_map(c0, c1)[~al]
+            nbytes = int((~zero).sum()) * cs
+            if nbytes:
+                end = max(end, self.backing.device.submit(env.now, c0 * cs, nbytes))
+            if cor and nbytes:
+                # copy-on-read: the read waits for the overlay write, as in QEMU
+                yield env.timeout(end - env.now)
+                end = self.device.submit(env.now, c0 * cs, nbytes, True)
+                self.cor_bytes += nbytes
+                self.stats.local_write_bytes += nbytes
+                self._alloc_unallocated(c0, c1, al)
+            elif cor:
+                self._alloc_unallocated(c0, c1, al)  # zero clusters: metadata only
+            del unal
+        if end > env.now:
+            yield env.timeout(end - env.now)
+        return self.backing.peek(c0, c1)
+
+    def _alloc_unallocated(self, c0, c1, al):
+        idx = np.flatnonzero(~al) + c0
+        new = idx.size
+        self.alloc[idx] = True
+        self.level.add(new * self.cs)
+
+    def write(self, offset, length, data=None, flags=0):
+        env = self.env
+        cs = self.cs
+        c0, c1 = self.clusters(offset, length)
+        al = self.alloc[c0:c1]
+        fill = 0  # bytes of partially written, unallocated clusters to fill from the backing
+        if not al.all():
+            for c in {c0, c1 - 1}:
+                if not self.alloc[c]:
+                    lo, hi = max(offset, c * cs), min(offset + length, (c + 1) * cs)
+                    if hi - lo < cs and not self.backing.zero[c]:
+                        fill += cs - (hi - lo)
+        if fill:
+            end = self.backing.device.submit(env.now, c0 * cs, fill)
+            yield env.timeout(end - env.now)
+            self.stats.local_read_bytes += fill
+            self.stats.local_write_bytes += fill
+            self.cow_bytes += fill
+        self.backing._written(offset, length)
+        self._alloc(c0, c1)
+        end = self.device.submit(env.now, offset, length + fill, True)
+        yield env.timeout(end - env.now)
+        if self.on_write is not None:
+            self.on_write(c0, c1)
+        return PATH_DIRECT
+
+    def discard(self, offset, length, flags=0):
+        env = self.env
+        cs = self.cs
+        self.backing._discarded(offset, length)
+        full0, full1 = -(-offset // cs), (offset + length) // cs
+        if full1 > full0:
+            self._alloc(full0, full1)  # zero clusters in the overlay (metadata)
+            if self.on_write is not None:
+                self.on_write(full0, full1)
+        end = self.device.submit(env.now, offset, 0, True)
+        yield env.timeout(end - env.now)
+        return PATH_DIRECT
+
+    # ------------------------------------------------------------ views
+    def no_cor(self) -> "Node":
+        return _NoCOR(self)
+
+    def layer(self) -> "Node":
+        return _Layer(self)
+
+    def clear(self) -> None:
+        self.alloc[:] = False
+        self.level.set(0)
+
+
+class _NoCOR(Node):
+    """The overlay chain without copy-on-read (the backup job's and CBW's reads);
+    reads served by the overlay device count as local reads."""
+
+    def __init__(self, ov: Overlay):
+        super().__init__(ov.env, "overlay(no-cor)", ov.cs)
+        self.ov = ov
+
+    def zero_map(self, c0, c1):
+        return self.ov.zero_map(c0, c1)
+
+    def peek(self, c0, c1):
+        return self.ov.peek(c0, c1)
+
+    def read(self, offset, length, flags=0):
+        ov = self.ov
+        c0, c1 = self.clusters(offset, length)
+        k = int(ov.alloc[c0:c1].sum()) * self.cs
+        ov.stats.local_read_bytes += min(k, length)
+        ov.stats.source_read_bytes += length - min(k, length)
+        return (yield from ov.read(offset, length, cor=False))
+
+
+class _Layer(Node):
+    """The overlay image alone: what a commit job reads."""
+
+    def __init__(self, ov: Overlay):
+        super().__init__(ov.env, "overlay-layer", ov.cs)
+        self.ov = ov
+
+    def zero_map(self, c0, c1):
+        return np.zeros(c1 - c0, dtype=bool)  # a commit copies what is allocated
+
+    def peek(self, c0, c1):
+        return self.ov.peek(c0, c1)
+
+    def read(self, offset, length, flags=0):
+        env = self.env
+        ov = self.ov
+        end = ov.device.submit(env.now, offset, length)
+        yield env.timeout(end - env.now)
+        ov.stats.local_read_bytes += length
+        c0, c1 = self.clusters(offset, length)
+        return ov.peek(c0, c1)
+
+
+class DeviceWriter(Node):
+    """Writes bytes to a device with no content bookkeeping (a commit into the
+    active disk's own image: the content is already the guest's)."""
+
+    def __init__(self, env, device, cluster_size: int, stats):
+        super().__init__(env, "device-writer", cluster_size)
+        self.device = device
+        self.stats = stats
+
+    def write(self, offset, length, data=None, flags=0):
+        env = self.env
+        zero = bool(flags & REQ_ZERO)
+        end = self.device.submit(env.now, offset, 0 if zero else length, True)
+        yield env.timeout(end - env.now)
+        if not zero:
+            self.stats.local_write_bytes += length
+        return PATH_DIRECT

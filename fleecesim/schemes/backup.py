@@ -1,0 +1,61 @@
+"""``backup``: QEMU >= 6's blockdev-backup without fleecing.
+
+At t0 a copy-before-write filter goes on top of the active disk; it and the
+backup job share one BlockCopy (active disk -> remote target): one copy
+bitmap, one list of copies in flight, one 128 MiB in-flight memory cap. The
+job copies with ``max-workers`` tasks of up to ``max-chunk`` (zero ranges found
+by block status become write-zeroes, no data read), ``speed`` throttling only
+the job; a guest write to a cluster not yet copied copies it straight to the
+target first (chunked and parallel, ignoring ``speed``) and a guest write to a
+cluster in flight waits for that copy. This is ``legacy-backup`` with 2018's
+one-coroutine-one-cluster engine replaced by block-copy, so old vs new is one
+config key.
+
+``backup.sync``: ``full`` and ``incremental`` copy the t0 bitmap run.py hands
+in; ``none`` starts no copying at all: the job idles for ``backup.window``
+seconds while CBW saves to the target the t0 content of every cluster the
+guest overwrites (see fleecesim/sync.py for what the oracle checks).
+"""
+from ..jobs import BackupJob, BlockCopy
+from ..nodes import BackupTarget, CBWFilter
+from ..policies import make_ordering
+from . import Graph, register
+
+
+def start_or_idle(env, cfg, job):
+    """Start ``job``, or for sync=none let it idle for ``backup.window`` seconds;
+    returns the event that ends the backup."""
+    if cfg.backup.sync == "none":
+        job.t_start = env.now
+        return env.timeout(cfg.backup.window, value=True)
+    job.start()
+    return job.done
+
+
+@register("backup")
+def build(ctx):
+    env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
+    b = cfg.backup
+    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
+    g = Graph(top=ctx.active, target=target)
+
+    def start(graph, needed):
+        copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
+                           max_chunk=cfg.max_chunk, stats=ctx.stats)
+        cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
+                        on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
+        job = BackupJob(env, copier, make_ordering("ascending"), workers=b.max_workers,
+                        stats=ctx.stats, speed=b.speed, name="backup")
+        graph.top = cbw
+        graph.filter = cbw
+        graph.job = job
+        graph.levels.append(copier.inflight_level)
+        graph.done = start_or_idle(env, cfg, job)
+
+    def finish(graph):
+        graph.filter.deactivate()
+        graph.top = ctx.active
+
+    g._start = start
+    g._finish = finish
+    return g

@@ -1,0 +1,102 @@
+"""``fleecing-pull``: CBW filter + fleecing cache + snapshot view, exported over NBD
+to an external backup client (the seed's "external backup").
+
+At t0 a copy-before-write filter goes on top of the active disk (old data to
+the local fleecing cache, only for clusters in the sync bitmap); the snapshot
+view (snapshot-access) is exported over NBD. The external client reads it over
+a network link with ``max-workers`` requests of up to ``max-chunk`` in flight,
+in the order of ``backup.client.ordering``, and writes what it read into its
+own storage (which is the backup the oracle checks). Options of the client:
+
+- ``backup.client.block-status``: ask NBD block status first and write zero
+  ranges as zeroes without reading them (else read and detect zero buffers);
+- ``backup.client.discard``: read-once — after a range is stored, TRIM it on
+  the export: the cache drops it and CBW stops guarding it (the seed's item 6).
+
+Devices: ``backup.client.link`` (default: the target device's network link)
+and ``backup.client.storage`` (default: the target device's backend), so a
+config that compares push with pull runs both over the same hardware.
+"""
+from ..jobs import BackupJob, BlockCopy
+from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
+from ..nodes.nbd import NBDExport
+from ..policies import make_ordering
+from . import Graph, register
+
+
+def client_devices(ctx):
+    """(link, storage) devices of the pull client, resolved from ``backup.client``."""
+    b = ctx.cfg.backup
+    tgt = ctx.devices[b.target.device]
+    link = ctx.devices[b.client.link] if b.client.link else tgt
+    link = getattr(link, "link", link)  # a remote device: its network link
+    storage = ctx.devices[b.client.storage] if b.client.storage else getattr(tgt, "backend", tgt)
+    return link, storage
+
+
+def build_pull(ctx, *, modern: bool):
+    env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
+    b = cfg.backup
+    link, storage = client_devices(ctx)
+    target = BackupTarget(env, storage, ctx.n_clusters, cs, ctx.stats)
+    capacity = b.cache.size if b.cache.size is not None else ctx.n_clusters * cs
+    cache = FleecingCache(env, [Tier(env, "disk", ctx.devices[b.cache.device], capacity)],
+                          ctx.n_clusters, cs, ctx.stats)
+    g = Graph(top=ctx.active, target=target, cache=cache)
+    g.levels += [cache.level]
+    discard = b.client.discard and modern
+
+    def start(graph, needed):
+        if modern:
+            # copy-before-write with the sync bitmap, block-copy (parallel, block status)
+            cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs,
+                                   ctx.disk_size, max_chunk=cs, stats=ctx.stats)
+            cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
+                            on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
+        else:
+            # 2018: backup sync=none into the scratch image: its write notifier has no
+            # bitmap (guards every cluster), copies one cluster after the other and
+            # finds zeroes by reading them.
+            ones = needed.copy()
+            ones[:] = True
+            cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, ones, cs, ctx.disk_size,
+                                   max_chunk=cs, stats=ctx.stats, zero_detect="buffer",
+                                   parallel=False)
+            cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache)
+        snap = SnapshotView(env, cbw, cs)
+        export = NBDExport(env, snap, link, cs, ctx.stats)
+        copier = BlockCopy(env, "client", export, target, needed, cs, ctx.disk_size,
+                           max_chunk=cfg.max_chunk, stats=ctx.stats,
+                           zero_detect="block-status" if b.client.block_status else "buffer",
+                           count_source_reads=False)  # the snapshot view counts them
+
+        def trim(a, b_):
+            off = a * cs
+            yield from export.discard(off, min(b_ * cs, ctx.disk_size) - off)
+
+        policy = make_ordering(b.client.ordering)
+        policy.bind(copier, graph)
+        job = BackupJob(env, copier, policy, workers=b.max_workers, stats=ctx.stats,
+                        speed=b.speed, name="pull-client",
+                        after_copy=trim if discard else None)
+        graph.top = cbw
+        graph.filter = cbw
+        graph.job = job
+        graph.export = export
+        graph.levels.append(copier.inflight_level)
+        graph.done = job.done
+        job.start()
+
+    def finish(graph):
+        graph.filter.deactivate()
+        graph.top = ctx.active
+        cache.clear()
+
+    g._start = start
+    g._finish = finish
+    return g
+
+
+@register("fleecing-pull")
+def build(ctx):
+    return build_pull(ctx, modern=True)

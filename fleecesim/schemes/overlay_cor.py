@@ -1,0 +1,83 @@
+"""``overlay-cor``: Max Reitz's "slow source --> fast overlay --> COR node --> backup".
+
+At t0 an overlay on a fast local device (``backup.overlay.device``, default
+``backup.cache.device``) goes on top of the (slow) active disk, a
+copy-on-read node on top of it, and the backup's CBW filter on top of that;
+the backup is the ``backup`` scheme (one BlockCopy shared by CBW and a
+``max-workers`` job, straight to the target). Guest writes land in the overlay
+(never on the source); guest reads of clusters not in the overlay are copied
+into it, so a later backup or CBW read of them is served by the fast device.
+
+Wiring choice: copy-on-read applies to the guest's reads only. Taken literally
+(COR node under the backup filter) the job's own reads would be copied on read
+too and the overlay would end up holding the whole disk; the seed's point
+(cache what the guest reads so the backup need not read the slow source
+again) needs only the guest's reads.
+
+When the backup job ends the filter goes, and the overlay must be merged back:
+a live commit copies every allocated overlay cluster into the active disk's
+image (guest writes meanwhile still land in the overlay and are committed
+again), then the overlay is dropped. The scheme is done when the commit is;
+its I/O counts as local I/O caused by the backup.
+"""
+from ..jobs import BackupJob, BlockCopy
+from ..jobs.commit import CommitJob
+from ..nodes import BackupTarget, CBWFilter
+from ..nodes.overlay import DeviceWriter, Overlay
+from ..policies import make_ordering
+from . import Graph, register
+
+
+@register("overlay-cor")
+def build(ctx):
+    env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
+    b = cfg.backup
+    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
+    ov_dev = ctx.devices[b.overlay.device or b.cache.device]
+    overlay = Overlay(env, ov_dev, ctx.active, ctx.n_clusters, cs, ctx.stats, cor=True)
+    g = Graph(top=ctx.active, target=target, cache=overlay)
+    g.levels += [overlay.level]
+
+    def start(graph, needed):
+        copier = BlockCopy(env, "backup", overlay.no_cor(), target, needed, cs, ctx.disk_size,
+                           max_chunk=cfg.max_chunk, stats=ctx.stats,
+                           count_source_reads=False)  # the no-COR view splits local/source
+        cbw = CBWFilter(env, overlay, copier, ctx.stats, cs,
+                        on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
+        job = BackupJob(env, copier, make_ordering("ascending"), workers=b.max_workers,
+                        stats=ctx.stats, speed=b.speed, name="backup")
+        graph.top = cbw
+        graph.filter = cbw
+        graph.job = job
+        graph.levels.append(copier.inflight_level)
+        graph.done = env.event()
+        env.process(_lifecycle(graph, job))
+        job.start()
+
+    def _lifecycle(graph, job):
+        ok = yield job.done
+        graph.filter.deactivate()
+        graph.top = overlay
+        dirty = overlay.alloc.copy()
+        ccopier = BlockCopy(env, "commit", overlay.layer(),
+                            DeviceWriter(env, ctx.active.device, cs, ctx.stats), dirty, cs,
+                            ctx.disk_size, max_chunk=cfg.max_chunk, stats=ctx.stats,
+                            count_source_reads=False)
+        commit = CommitJob(env, ccopier, make_ordering("ascending"), workers=b.max_workers,
+                           stats=ctx.stats, name="commit")
+        overlay.on_write = commit.mark_dirty
+        graph.commit = commit
+        commit.start()
+        ok_commit = yield commit.done
+        overlay.on_write = None
+        graph.top = ctx.active
+        overlay.clear()
+        graph.done.succeed(bool(ok) and bool(ok_commit))
+
+    def finish(graph):
+        graph.filter.deactivate()
+        graph.top = ctx.active
+
+    g._start = start
+    g._finish = finish
+    return g

@@ -1,0 +1,81 @@
+"""Pull fleecing over NBD: fleecing-pull and fleecing-pull-2018."""
+import pytest
+
+from fleecesim.run import simulate
+from tests.conftest import small
+
+MiB = 2**20
+
+
+def idle(scheme, **kw):
+    o = {"disk.size": "256MiB", "disk.allocated": 1.0, "workload.iops": 0,
+         "backup.scheme": scheme}
+    o.update(kw)
+    return small(**o)
+
+
+@pytest.mark.parametrize("scheme", ["fleecing-pull", "fleecing-pull-2018"])
+def test_idle_pull_runs_at_link_bandwidth_like_push(scheme):
+    pull = simulate(idle(scheme)).summary
+    push = simulate(idle("fleecing-push")).summary
+    assert pull["oracle_ok"]
+    assert pull["backup_duration_s"] == pytest.approx(256 * MiB / (112 * MiB), rel=0.03)
+    assert pull["backup_duration_s"] == pytest.approx(push["backup_duration_s"], rel=0.03)
+    assert pull["target_write_bytes"] == 256 * MiB  # the client's storage got it all
+
+
+def test_client_link_and_storage_keys_pick_the_devices():
+    cfg = idle("fleecing-pull", **{
+        "devices.wan": {"kind": "remote", "rtt": "20ms", "link-bandwidth": "40MiB/s",
+                        "queue-depth": 16, "backend": {"preset": "nvme"}},
+        "devices.nas": {"preset": "hdd-7200"},
+        "backup.client": {"link": "wan", "storage": "nas"}})
+    s = simulate(cfg).summary
+    assert s["oracle_ok"]
+    assert s["backup_duration_s"] == pytest.approx(256 * MiB / (40 * MiB), rel=0.03)
+    assert s["device_util"]["nas"] > 0 and s["device_util"]["target"] == 0
+
+
+def test_block_status_lets_the_client_skip_reading_zeroes():
+    on = simulate(idle("fleecing-pull", **{"disk.allocated": 0.5})).summary
+    off = simulate(idle("fleecing-pull", **{"disk.allocated": 0.5,
+                                            "backup.client.block-status": False})).summary
+    assert on["oracle_ok"] and off["oracle_ok"]
+    z = on["target_zero_bytes"]
+    assert 0 < z < 256 * MiB and off["target_zero_bytes"] == z
+    assert on["source_read_bytes"] == 256 * MiB - z
+    assert off["source_read_bytes"] == 256 * MiB  # read, then found zero
+    assert on["backup_duration_s"] < 0.8 * off["backup_duration_s"]
+
+
+def busy(scheme, **kw):
+    o = {"backup.scheme": scheme, "workload.iops": 3000,
+         "workload.mix": {"read": 0.3, "write": 0.7}, "workload.pattern": "uniform"}
+    o.update(kw)
+    return small(**o)
+
+
+def test_read_once_discard_frees_the_cache_and_spares_cbw():
+    keep = simulate(busy("fleecing-pull")).summary
+    once = simulate(busy("fleecing-pull", **{"backup.client.discard": True})).summary
+    assert keep["oracle_ok"] and once["oracle_ok"]
+    # without TRIM, CBW keeps saving clusters the client already has
+    assert once["cbw_bytes"] < 0.8 * keep["cbw_bytes"]
+    assert once["fleecing_peak_bytes"] < 0.5 * keep["fleecing_peak_bytes"]
+    assert once["local_write_bytes"] < keep["local_write_bytes"]
+
+
+def test_2018_guards_every_cluster_modern_only_the_bitmap():
+    kw = {"backup.sync": "incremental", "backup.incremental.dirty": 0.1}
+    old = simulate(busy("fleecing-pull-2018", **kw)).summary
+    new = simulate(busy("fleecing-pull", **kw)).summary
+    assert old["oracle_ok"] and new["oracle_ok"]
+    assert old["target_write_bytes"] == new["target_write_bytes"]  # same backup
+    assert old["cbw_bytes"] > 3 * new["cbw_bytes"]
+    assert old["local_write_bytes"] > 3 * new["local_write_bytes"]
+
+
+def test_2018_ignores_read_once_discard():
+    a = simulate(busy("fleecing-pull-2018")).summary
+    b = simulate(busy("fleecing-pull-2018", **{"backup.client.discard": True})).summary
+    assert a["cbw_bytes"] == b["cbw_bytes"] and a["oracle_ok"] and b["oracle_ok"]
