@@ -35,8 +35,9 @@ def bare_timeouts(n: int = 1_000_000) -> float:
     return n / (time.perf_counter() - t)
 
 
-def guest_rate(scheme: str, size: str) -> tuple[float, int]:
-    cfg = load_config(REF, [f"backup.scheme={scheme}", f"disk.size={size}", "run.warmup=5s"])
+def guest_rate(scheme: str, size: str, extra=()) -> tuple[float, int]:
+    cfg = load_config(REF, [f"backup.scheme={scheme}", f"disk.size={size}", "run.warmup=5s",
+                            *extra])
     t = time.perf_counter()
     s = simulate(cfg).summary
     wall = time.perf_counter() - t
@@ -51,13 +52,17 @@ def main():
     bare = [bare_timeouts() for _ in range(args.repeat)]
     b = statistics.median(bare)
     print(f"bare SimPy timeouts/s: median {b:,.0f}  (runs: {', '.join(f'{x:,.0f}' for x in bare)})")
-    for scheme in ("none", "fleecing-push", "legacy-backup"):
+    cases = [("fleecing-push", "reference workload", ()),
+             ("legacy-backup", "reference workload", ()),
+             # The guest path alone: no backup events to interleave with.
+             ("none", "50k IOPS, 20 s", ("workload.iops=50000", "run.warmup=20s"))]
+    for scheme, what, extra in cases:
         rates = []
         for _ in range(args.repeat):
-            r, n = guest_rate(scheme, args.size)
+            r, n = guest_rate(scheme, args.size, extra)
             rates.append(r)
         m = statistics.median(rates)
-        print(f"{scheme:14s} guest I/Os per wall s: median {m:,.0f} over {n:,} I/Os "
+        print(f"{scheme:14s} {what:20s} guest I/Os per wall s: median {m:,.0f} over {n:,} I/Os "
               f"-> ratio {m / b:.2f}  (runs: {', '.join(f'{x:,.0f}' for x in rates)})")
 
 

@@ -67,15 +67,17 @@ def make_source(cfg: Config):
 
 
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
-             keep_arrays: bool = False) -> Result:
+             keep_arrays: bool = False, source=None) -> Result:
     """Run a config that names one scheme. Never raises for model errors: the
-    exception text goes into the summary."""
+    exception text goes into the summary. ``source``: an iterable of
+    RECORD_DTYPE chunks to replay instead of the config's workload (e.g. the
+    exact request list a real-QEMU run used)."""
     wall0 = time.perf_counter()
     name = name or cfg.scheme
     summary = {"name": name, "scheme": cfg.scheme, "seed": cfg.run.seed,
                "fleecesim_version": __version__}
     try:
-        res = _simulate(cfg, name, summary, fast_path, keep_arrays)
+        res = _simulate(cfg, name, summary, fast_path, keep_arrays, source)
     except UserError as e:  # bad input (e.g. a malformed trace line): one clear line
         summary["error"] = str(e)
         summary["input_error"] = True
@@ -91,7 +93,7 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     return res
 
 
-def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
+def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     env = simpy.Environment()
     cs = cfg.cluster_size
     size = cfg.disk.size
@@ -103,7 +105,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays) -> Result:
     ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed)
     graph = build(cfg.scheme, ctx)
     rec = Recorder()
-    guest = GuestDriver(env, graph, make_source(cfg), rec, iodepth=cfg.workload.iodepth,
+    guest = GuestDriver(env, graph, source if source is not None else make_source(cfg), rec, iodepth=cfg.workload.iodepth,
                         fast_path=fast_path)
     guest.start()
 

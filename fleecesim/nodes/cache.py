@@ -248,6 +248,8 @@ class FleecingCache(Node):
             if not self.wait_for_room:
                 return PATH_ERROR
             self.stats.cbw_room_waits += 1
+            if self.stats.cbw_room_waits == 1:
+                self.stats.events.append((env.now, "fleecing cache full: CBW waits for room"))
             yield self._room_ev
         tier = self.tiers[i]
         self._adjust(i, need)
@@ -339,7 +341,8 @@ class FleecingCache(Node):
         low = self.flush_low * ram.capacity
         try:
             while ram.used > low and not self.closed:
-                idx = self._ram_oldest(FLUSH_BATCH, clean_only=False)
+                want = min(FLUSH_BATCH, -(-int(ram.used - low) // cs))  # stop at low
+                idx = self._ram_oldest(want, clean_only=False)
                 if idx.size == 0:
                     break
                 clean = ~self.changed[idx]

@@ -168,6 +168,10 @@ class CBWFilter(Node):
                     self.stats.cbw_errors += 1
                     if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
                         self.stats.guest_errors += 1
+                        if self.stats.guest_errors == 1:  # the summary says when it began
+                            self.stats.events.append(
+                                (self.env.now, f"first guest write failed (CBW error, "
+                                               f"on-cbw-error={self.on_cbw_error})"))
                         return PATH_ERROR
                     self.break_snapshot()
             while self.frozen and self._is_frozen(c0, c1):
