@@ -31,10 +31,20 @@ from .workloads.synthetic import synthetic
 
 @dataclass
 class Result:
+    """One run: its summary dict, the per-request records and the levels timeline.
+
+    ``requests`` is built on first access from the compact recorder columns,
+    so a caller that needs only the summary (sweeps) never pays for a frame."""
     name: str
     summary: dict
-    requests: pd.DataFrame = field(repr=False, default=None)
+    _requests: object = field(repr=False, default=None)  # DataFrame or a builder
     timeline: pd.DataFrame = field(repr=False, default=None)
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        if callable(self._requests):
+            self._requests = self._requests()
+        return self._requests
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -109,7 +119,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
                         fast_path=fast_path)
     guest.start()
 
-    env.run(until=cfg.run.warmup)
+    if cfg.run.warmup > 0:
+        env.run(until=cfg.run.warmup)
     t0 = env.now
     t0_gen = active.gen.copy()
     needed = needed_at_t0(cfg, n, cs)
@@ -125,7 +136,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     # Measure fleecing space before teardown deletes the image.
     fleecing_peak = graph.cache.level.peak if graph.cache is not None else 0
     graph.finish()
-    env.run(until=t_end + cfg.run.tail)
+    if cfg.run.tail > 0:
+        env.run(until=t_end + cfg.run.tail)
     guest.stopped = True
     t_stop = env.now
 
@@ -211,17 +223,20 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     })
 
     # ---------------------------------------------------------------- frames
-    req = rec.frame()
-    phase = np.full(len(t), 2, dtype=np.int8)
-    phase[during] = 1
-    phase[base] = 0
-    req["phase"] = pd.Categorical.from_codes(phase, categories=["baseline", "backup", "tail"])
+    def requests_frame():
+        req = rec.frame()
+        phase = np.full(len(req), 2, dtype=np.int8)
+        phase[req["time"].to_numpy() < t_end] = 1
+        phase[req["time"].to_numpy() < t0] = 0
+        req["phase"] = pd.Categorical.from_codes(phase, categories=["baseline", "backup", "tail"])
+        return req
+
     tl = []
     for lv in graph.levels:
         tl.append(pd.DataFrame({"time": lv.times, "level": lv.name, "value": lv.values}))
     timeline = pd.concat(tl, ignore_index=True) if tl else pd.DataFrame(
         {"time": [], "level": [], "value": []})
-    result = Result(name, summary, req, timeline)
+    result = Result(name, summary, requests_frame, timeline)
     if keep_arrays:
         result.arrays = {"t0_gen": t0_gen, "target_gen": graph.target.gen if graph.target else None,
                          "copies": graph.target.copies if graph.target else None}

@@ -32,3 +32,9 @@ def test_zero_clusters_cost_no_read():
     assert s["source_read_bytes"] == 0 and s["target_write_bytes"] == 0
     assert s["target_zero_bytes"] == 2**30
     assert s["oracle_ok"]
+
+
+def test_no_warmup_no_tail():
+    s = simulate(small(**{"run.warmup": 0, "run.tail": 0})).summary
+    assert s.get("error") is None and s["backup_start_s"] == 0.0
+    assert s["sim_time_s"] == s["backup_end_s"] and s["oracle_ok"]

@@ -129,10 +129,9 @@ class CBWFilter(Node):
         Returns how many were applied."""
         env = self.env
         applied = 0
-        for offset, length, gens in self.deferred:
-            c0, c1 = self.clusters(offset, length)
-            if not np.array_equal(self.file.peek(c0, c1), gens):
-                continue
+        valid = [(o, ln) for o, ln, gens in self.deferred  # checked before any is applied
+                 if np.array_equal(self.file.peek(*self.clusters(o, ln)), gens)]
+        for offset, length in valid:
             if self.file.fast(OP_DISCARD, offset, length, env.now) is None:
                 env.process(self.file.discard(offset, length))
             applied += 1
