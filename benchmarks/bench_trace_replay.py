@@ -32,7 +32,7 @@ def main() -> int:
         write_trace(path, "fio", a.requests)  # ~100 s of I/O at ~10k IOPS, offsets < 64 GiB
         cfg = resolve({
             "disk": {"size": "64GiB"},
-            "workload": {"trace": str(path), "format": "fio"},
+            "workload": {"trace": str(path), "format": "fio", "map": "wrap"},
             "backup": {"scheme": a.scheme},
             "run": {"warmup": "40s", "tail": "200s"},
         })
@@ -40,6 +40,9 @@ def main() -> int:
         s = simulate(cfg).summary
         wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if s.get("error"):
+        print("error:", s["error"])
+        return 1
     print(f"{a.scheme}: replayed {s['guest_ios']:,} requests in {wall:.1f}s wall "
           f"-> {s['guest_ios'] / wall:,.0f} requests/s; peak RSS {rss:.0f} MiB; "
           f"oracle_ok={s['oracle_ok']} error={s.get('error')}")

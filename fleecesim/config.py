@@ -140,9 +140,16 @@ class WorkloadSpec(Model):
     zipf_s: float = Field(1.1, gt=0)
     align: Size = 4096
     span: float = Field(1.0, gt=0, le=1.0)
+    # Open loop: at most this many requests outstanding (later arrivals wait
+    # FIFO; latency counts from arrival). None: unlimited. E.g. 16 = QEMU's NBD
+    # client limit, the most a qemu-io guest over NBD has in flight.
+    max_inflight: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _mode(self):
+        if self.max_inflight is not None and self.iodepth is not None:
+            raise ValueError("max-inflight: only for open loop (iodepth already bounds "
+                             "a closed loop)")
         if self.trace is not None:
             if self.iops is not None:
                 raise ValueError("iops: not used with a trace (replay follows its timestamps)")
@@ -238,7 +245,6 @@ class ClientSpec(Model):
     storage: str | None = None  # the client's own storage: default the target's backend
     discard: bool = False       # read-once: TRIM each range after reading it
     block_status: bool = True   # ask for zero ranges and write them as zeroes (no read)
-    ordering: str = "ascending"  # copy-ordering policy (fleecesim/policies/)
 
 
 class OverlaySpec(Model):
@@ -391,10 +397,6 @@ class Config(Model):
             if name is not None and name not in self.devices:
                 raise ValueError(f"{where}: no device named {name!r}; "
                                  f"defined: {', '.join(self.devices) or 'none'}")
-        from .policies import ORDERING
-        if b.client.ordering not in ORDERING:
-            raise ValueError(f"backup.client.ordering: unknown policy {b.client.ordering!r}; "
-                             f"expected one of {', '.join(sorted(ORDERING))}")
         if b.sync == "none":
             for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
                 if s not in SYNC_NONE_SCHEMES:

@@ -116,7 +116,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     graph = build(cfg.scheme, ctx)
     rec = Recorder()
     guest = GuestDriver(env, graph, source if source is not None else make_source(cfg), rec, iodepth=cfg.workload.iodepth,
-                        fast_path=fast_path)
+                        fast_path=fast_path, max_inflight=cfg.workload.max_inflight)
     guest.start()
 
     if cfg.run.warmup > 0:
@@ -233,7 +233,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
 
     tl = []
     for lv in graph.levels:
-        tl.append(pd.DataFrame({"time": lv.times, "level": lv.name, "value": lv.values}))
+        tl.append(pd.DataFrame({"time": np.frombuffer(lv.times), "level": lv.name,
+                                "value": np.frombuffer(lv.values)}))
     timeline = pd.concat(tl, ignore_index=True) if tl else pd.DataFrame(
         {"time": [], "level": [], "value": []})
     result = Result(name, summary, requests_frame, timeline)

@@ -79,3 +79,19 @@ def test_2018_ignores_read_once_discard():
     a = simulate(busy("fleecing-pull-2018")).summary
     b = simulate(busy("fleecing-pull-2018", **{"backup.client.discard": True})).summary
     assert a["cbw_bytes"] == b["cbw_bytes"] and a["oracle_ok"] and b["oracle_ok"]
+
+
+@pytest.mark.parametrize("order", sorted(__import__("fleecesim.policies",
+                                                    fromlist=["ORDERING"]).ORDERING))
+def test_pull_client_follows_every_copy_ordering_policy(order):
+    s = simulate(busy("fleecing-pull", **{"backup.order": order, "disk.allocated": 0.7,
+                                          "backup.client.discard": True})).summary
+    assert s["oracle_ok"] and s["clusters_copied_twice"] == 0
+
+
+def test_read_once_client_copying_cached_clusters_first_keeps_the_cache_smaller():
+    kw = {"backup.client.discard": True, "disk.allocated": 0.7}
+    asc = simulate(busy("fleecing-pull", **kw)).summary
+    cf = simulate(busy("fleecing-pull", **kw, **{"backup.order": "disk-cached-first"})).summary
+    assert asc["oracle_ok"] and cf["oracle_ok"]
+    assert cf["fleecing_peak_bytes"] < 0.9 * asc["fleecing_peak_bytes"]

@@ -91,5 +91,5 @@ def test_sync_key_errors_are_one_line():
         resolve({"backup": {"incremental": {"dirty": 1.5}}})
     with pytest.raises(ConfigError, match=r"^backup\.client\.storage: no device named"):
         resolve({"backup": {"client": {"storage": "nas"}}})
-    with pytest.raises(ConfigError, match=r"^backup\.client\.ordering: unknown policy"):
-        resolve({"backup": {"client": {"ordering": "random"}}})
+    with pytest.raises(ConfigError, match=r"^backup\.overlay\.device: no device named"):
+        resolve({"backup": {"overlay": {"device": "nas"}}})

@@ -103,11 +103,11 @@ class FleecingCache(Node):
                 "version": lambda: self.version}
 
     # -------------------------------------------------------------- accounting
-    def _adjust(self, i: int, delta: int) -> None:
+    def _adjust(self, i: int, delta: int, at: float | None = None) -> None:
         t = self.tiers[i]
         t.used += delta
-        t.level.add(delta)
-        self.level.add(delta)
+        t.level.add(delta, at)
+        self.level.add(delta, at)
 
     def _wake_room(self) -> None:
         if self._room_ev.callbacks:
@@ -196,11 +196,13 @@ class FleecingCache(Node):
         yield env.timeout(end - env.now)
         return True
 
-    def admit(self, c0: int, c1: int, mask: np.ndarray, gens: np.ndarray) -> int:
+    def admit(self, c0: int, c1: int, mask: np.ndarray, gens: np.ndarray,
+              now: float | None = None) -> int:
         """Copy-on-read with BDRV_REQ_UNNECESSARY: store the clusters of [c0, c1)
         in ``mask`` (unchanged t0 data, generations ``gens``) in the RAM tier as
         far as it has room; the rest are dropped. Never waits: the RAM write is
-        queued on the RAM device and nobody waits for it. Returns clusters stored."""
+        queued on the RAM device and nobody waits for it. ``now``: the guest
+        fast path's time (may be ahead of env.now). Returns clusters stored."""
         idx = np.flatnonzero(mask)
         k = idx.size
         if not k or self.ram is None or self.closed:
@@ -212,8 +214,9 @@ class FleecingCache(Node):
             return 0
         idx = idx[:take]
         cl = idx + c0
-        self._adjust(self.ram, take * self.cs)
-        tier.device.submit(self.env.now, c0 * self.cs, take * self.cs, True)
+        now = self.env.now if now is None else now
+        self._adjust(self.ram, take * self.cs, now)
+        tier.device.submit(now, c0 * self.cs, take * self.cs, True)
         self.where[cl] = self.ram
         self.gen[cl] = gens[idx]
         self.changed[cl] = False
@@ -221,7 +224,7 @@ class FleecingCache(Node):
         self._ring_push(cl)
         self.version += 1
         self.stats.cor_admitted += take
-        self._maybe_flush()
+        self._maybe_flush(now)
         return take
 
     def write(self, offset, length, data=None, flags=0):
@@ -327,19 +330,21 @@ class FleecingCache(Node):
         ev.succeed()
 
     # -------------------------------------------------------------- flush
-    def _maybe_flush(self) -> None:
+    def _maybe_flush(self, now: float | None = None) -> None:
         if (self.flush_high is not None and not self._flushing and self.disk is not None
                 and self.tiers[self.ram].used > self.flush_high * self.tiers[self.ram].capacity):
             self._flushing = True
-            self.env.process(self._flush())
+            self.env.process(self._flush(now))
 
-    def _flush(self):
+    def _flush(self, start: float | None = None):
         """Background flush: move the oldest RAM clusters to the disk tier (changed
         ones; unchanged ones are just dropped) until the low watermark."""
         env, cs = self.env, self.cs
         ram, disk = self.tiers[self.ram], self.tiers[self.disk]
         low = self.flush_low * ram.capacity
         try:
+            if start is not None and start > env.now:  # triggered on the guest fast path
+                yield env.timeout(start - env.now)
             while ram.used > low and not self.closed:
                 want = min(FLUSH_BATCH, -(-int(ram.used - low) // cs))  # stop at low
                 idx = self._ram_oldest(want, clean_only=False)

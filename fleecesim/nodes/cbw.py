@@ -79,10 +79,10 @@ class CBWFilter(Node):
             return self.cache.fast(OP_READ, offset, length, now)
         end = self.file.fast(OP_READ, offset, length, now)
         if end is not None and self.cor:
-            self._cor(c0, c1)
+            self._cor(c0, c1, now)
         return end
 
-    def _cor(self, c0, c1) -> None:
+    def _cor(self, c0, c1, now=None) -> None:
         """Seed 1: a guest read of needed, uncached clusters also stores them in
         the RAM tier if it has room (dropped otherwise; the read never waits).
         Bits still set in the copy bitmap mean the guest has not written the
@@ -97,7 +97,7 @@ class CBWFilter(Node):
         if self.wanted is not None:
             m &= self.wanted[c0:c1]
         if m.any():
-            self.cache.admit(c0, c1, m, self.file.peek(c0, c1))
+            self.cache.admit(c0, c1, m, self.file.peek(c0, c1), now)
 
     def _absorb(self, c0, c1) -> None:
         """Seed 4: a guest write to clusters cached unchanged needs no copy; they

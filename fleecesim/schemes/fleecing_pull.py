@@ -5,7 +5,8 @@ At t0 a copy-before-write filter goes on top of the active disk (old data to
 the local fleecing cache, only for clusters in the sync bitmap); the snapshot
 view (snapshot-access) is exported over NBD. The external client reads it over
 a network link with ``max-workers`` requests of up to ``max-chunk`` in flight,
-in the order of ``backup.client.ordering``, and writes what it read into its
+in the order of ``backup.order`` (block status gives it zero / allocated /
+cached information), and writes what it read into its
 own storage (which is the backup the oracle checks). Options of the client:
 
 - ``backup.client.block-status``: ask NBD block status first and write zero
@@ -74,7 +75,7 @@ def build_pull(ctx, *, modern: bool):
             off = a * cs
             yield from export.discard(off, min(b_ * cs, ctx.disk_size) - off)
 
-        policy = make_ordering(b.client.ordering)
+        policy = make_ordering(b.order)  # the client follows backup.order too
         policy.bind(copier, graph)
         job = BackupJob(env, copier, policy, workers=b.max_workers, stats=ctx.stats,
                         speed=b.speed, name="pull-client",

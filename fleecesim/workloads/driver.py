@@ -7,13 +7,16 @@ otherwise it gets a process of its own.
 """
 from __future__ import annotations
 
+from collections import deque
+
 from ..metrics import PATH_DIRECT
 from .records import OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE
 
 
 class GuestDriver:
     def __init__(self, env, graph, source, recorder, *, iodepth: int | None = None,
-                 fast_path: bool = True, queue_limit: int | None = None):
+                 fast_path: bool = True, queue_limit: int | None = None,
+                 max_inflight: int | None = None):
         self.env = env
         self.graph = graph      # has .top: the guest-facing node (schemes swap it)
         self.source = source
@@ -22,12 +25,17 @@ class GuestDriver:
         self.fast_path = fast_path
         self.issued = 0
         self.stopped = False
+        self.max_inflight = max_inflight  # open loop: cap on requests outstanding
+        self.inflight = 0
+        self.waiting = deque()  # arrivals over the cap: (arrival, op, off, ln), FIFO
 
     def start(self):
         if self.iodepth:
             it = self._records()
             for _ in range(self.iodepth):
                 self.env.process(self._closed(it))
+        elif self.max_inflight:
+            self.env.process(self._open_limited())
         else:
             self.env.process(self._open())
 
@@ -98,3 +106,51 @@ class GuestDriver:
         else:
             path = PATH_DIRECT
         self.rec.add(t, op, off, ln, env.now - t, path)
+
+    # --- open loop with at most ``max_inflight`` requests outstanding ---------
+    # (a separate path so the unlimited one above keeps its speed)
+    def _open_limited(self):
+        env = self.env
+        waiting = self.waiting
+        limit = self.max_inflight
+        for t, op, off, ln in self._records():
+            if self.stopped:
+                return
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            if self.inflight < limit:
+                self.inflight += 1
+                self.issued += 1
+                env.process(self._limited(t, op, off, ln))
+            else:
+                waiting.append((t, op, off, ln))
+
+    def _limited(self, arrival, op, off, ln):
+        """Serve one request holding a slot; latency counts from ``arrival``
+        (as qemu-io counts from submission); then hand the slot to the oldest
+        waiting arrival."""
+        env = self.env
+        while True:
+            now = env.now
+            end = self.graph.top.fast(op, off, ln, now) if self.fast_path else None
+            if end is not None:
+                self.rec.add(arrival, op, off, ln, end - arrival, PATH_DIRECT)
+                if end > now:
+                    yield env.timeout(end - now)
+            else:
+                top = self.graph.top
+                if op == OP_READ:
+                    yield from top.read(off, ln)
+                    path = PATH_DIRECT
+                elif op == OP_WRITE:
+                    path = yield from top.write(off, ln)
+                elif op == OP_DISCARD:
+                    path = yield from top.discard(off, ln)
+                else:
+                    path = PATH_DIRECT
+                self.rec.add(arrival, op, off, ln, env.now - arrival, path)
+            if not self.waiting or self.stopped:
+                self.inflight -= 1
+                return
+            arrival, op, off, ln = self.waiting.popleft()
+            self.issued += 1
