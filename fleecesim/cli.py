@@ -91,6 +91,10 @@ def _optional_subcommands(sub) -> None:
         add_trace_subcommand = None
     if add_trace_subcommand:
         add_trace_subcommand(sub)
+    from .sweep.cli import add_sweep_subcommands  # sweep, summarize, plot (issue 5)
+    add_sweep_subcommands(sub)
+    from .qemu.cli import add_qemu_subcommand  # real QEMU vs the model (issue 7)
+    add_qemu_subcommand(sub)
 
 
 def main(argv=None) -> int:

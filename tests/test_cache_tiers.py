@@ -237,3 +237,33 @@ def test_fast_path_agrees_with_generator_path_with_every_option():
               "cor_dropped", "ram_read_hits", "cbw_absorbed", "deferred_discards",
               "ram_peak_bytes", "read_p99_s", "write_p99_s", "oracle_ok"):
         assert a[k] == pytest.approx(b[k], rel=1e-9), k
+
+
+# ------------------------------------------------------------------ config
+@pytest.mark.parametrize("raw,where", [
+    ({"backup": {"order": "random"}}, "backup.order"),
+    ({"backup": {"cache": {"ram": {"size": "64MiB", "device": "dimm"}}}},
+     "backup.cache.ram.device"),
+    ({"backup": {"cache": {"ram": {"size": "4KiB"}}}}, "backup.cache.ram.size"),
+    ({"backup": {"cache": {"ram": {"size": "64MiB"}, "flush": {"high": 0.5, "low": 0.6}}}},
+     "backup.cache.flush"),
+    ({"backup": {"cache": {"flush": {"high": 0.9}}}}, "backup.cache.flush.high"),
+    ({"backup": {"cache": {"ram": {"size": "64MiB", "colour": "red"}}}},
+     "backup.cache.ram.colour"),
+    ({"backup": {"on-cbw-error": "retry"}}, "backup.on-cbw-error"),
+    ({"backup": {"discard-source": "maybe"}}, "backup.discard-source"),
+])
+def test_tiered_cache_config_errors_are_one_line_naming_the_key(raw, where):
+    from fleecesim.config import resolve
+    from fleecesim.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        resolve(raw)
+    msg = str(e.value)
+    assert msg.startswith(where) and "\n" not in msg
+
+
+def test_single_tier_cache_keys_still_mean_the_disk_tier():
+    s = simulate(small(**{"backup.cache.size": "32MiB",
+                          "backup.on-cbw-error": "break-snapshot"})).summary
+    assert s["ram_peak_bytes"] == 0 and s["disk_cache_peak_bytes"] == 32 * 2**20
+    assert s["spill_bytes"] == s["disk_cache_peak_bytes"]  # no RAM tier: all CBW data spills

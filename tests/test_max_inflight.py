@@ -94,3 +94,33 @@ def test_config_validation():
         cfg(max_inflight=0)
     with pytest.raises(ConfigError, match="max-inflight"):
         resolve({"workload": {"iodepth": 4, "max-inflight": 2}})
+
+
+@pytest.mark.parametrize("scheme", ["backup", "fleecing-push"])
+def test_fast_path_and_reference_path_agree_under_a_limit(scheme):
+    """With a backup running, writes mix the fast path (device time only) and
+    the slow path (CBW): the slot accounting of both must give the same
+    latencies as routing every request through a process."""
+    c = resolve({
+        "disk": {"size": "32MiB"},
+        "devices": {"local": {"preset": "nvme"},
+                    "target": {"kind": "remote", "rtt": "50us", "link-bandwidth": "40MiB/s",
+                               "queue-depth": 16, "backend": {"preset": "nvme"}}},
+        "workload": {"iops": 2000, "mix": {"read": 0.3, "write": 0.7},
+                     "size": {"4KiB": 3, "64KiB": 1}, "max-inflight": 4},
+        "backup": {"scheme": scheme},
+        "run": {"seed": 5, "warmup": "0.2s", "tail": "0.3s"},
+    })
+    a = simulate(c, fast_path=True)
+    b = simulate(c, fast_path=False)
+    assert a.summary["oracle_ok"] and b.summary["oracle_ok"]
+    ka = a.requests.sort_values(["time", "offset", "op"], kind="stable")
+    kb = b.requests.sort_values(["time", "offset", "op"], kind="stable")
+    assert len(ka) == len(kb) > 500
+    assert np.allclose(ka["latency"].to_numpy(), kb["latency"].to_numpy(), rtol=0, atol=1e-9)
+    # the limit binds: requests waited for a slot, so latencies grew
+    raw = c.dump()
+    raw["workload"]["max-inflight"] = None
+    free = simulate(resolve(raw), fast_path=True)
+    assert len(free.requests) == len(ka)
+    assert a.requests["latency"].sum() > 1.05 * free.requests["latency"].sum()

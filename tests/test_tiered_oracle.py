@@ -40,6 +40,11 @@ def test_oracle_holds_for_every_option_and_policy(opts):
             assert s["oracle_ok"] and s["oracle_violations"] == 0, where
             assert s["clusters_copied_twice"] == 0, where
             assert s["target_wrong_clusters"] == 0, where
+            assert s["cbw_count"] > 0, where  # not vacuous: the guest raced the backup
+            if opts["backup.cache.cor"]:
+                assert s["cor_admitted"] > 0, where
+            if "backup.cache.flush" in opts:
+                assert s["flush_bytes"] > 0, where
 
 
 @pytest.mark.parametrize("mode", ["break-guest-write", "break-snapshot", "wait"])
@@ -59,3 +64,4 @@ def test_full_tiers_every_policy(mode):
             else:
                 assert s["oracle_ok"] and not s["snapshot_broken"], where
                 assert (s["guest_errors"] > 0) == (mode == "break-guest-write"), where
+                assert (s["cbw_room_waits"] > 0) == (mode == "wait"), where

@@ -58,8 +58,8 @@ class BackupJob:
                 return
             c0, c1 = run
             tasks = copier.claim(c0, c1)
-            if self.speed:
-                nbytes = sum((b - a) * copier.cs for a, b, zero, _ in tasks if not zero)
+            if self.speed:  # QEMU charges every task's bytes, write-zeroes included
+                nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
                 self._next_slot = max(env.now, self._next_slot) + nbytes / self.speed
             for i, (a, b, zero, ev) in enumerate(tasks):
                 ok = yield from copier.run_task(a, b, zero, ev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
+from ..metrics import PATH_DIRECT
 from .base import Node
 
 
@@ -70,11 +71,11 @@ class ActiveDisk(Node):
         self._written(offset, length)
         end = self.device.submit(env.now, offset, length, True)
         yield env.timeout(end - env.now)
-        return True
+        return PATH_DIRECT
 
     def discard(self, offset, length, flags=0):
         env = self.env
         self._discarded(offset, length)
         end = self.device.submit(env.now, offset, 0, True)
         yield env.timeout(end - env.now)
-        return True
+        return PATH_DIRECT

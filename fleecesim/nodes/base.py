@@ -4,7 +4,8 @@ Every node offers ``read``, ``write`` and ``discard`` as SimPy generator
 methods taking byte ``offset``/``length`` and ``flags``. ``read`` returns the
 data it read: the generation number of every cluster in the (cluster-aligned)
 range, which is how copies carry content for the data oracle. ``write`` takes
-such data (``None`` for new guest data) and returns True on success.
+such data (``None`` for new guest data); ``write`` and ``discard`` return the
+path the request took (metrics.PATH_*): PATH_ERROR means it failed.
 
 ``fast`` is the optional synchronous path: when a request needs nothing but
 device time, a node can apply it at once and return its completion time, so

@@ -135,21 +135,18 @@ class Overlay(Node):
         if al.any():
             end = max(end, self.device.submit(env.now, offset, min(length, int(al.sum()) * cs)))
         if not al.all():
-            unal = int((~al).sum())
             zero = self.backing.zero_map(c0, c1)[~al]
-            nbytes = int((~zero).sum()) * cs
+            nbytes = int((~zero).sum()) * cs  # zero clusters need no read
             if nbytes:
                 end = max(end, self.backing.device.submit(env.now, c0 * cs, nbytes))
-            if cor and nbytes:
-                # copy-on-read: the read waits for the overlay write, as in QEMU
-                yield env.timeout(end - env.now)
-                end = self.device.submit(env.now, c0 * cs, nbytes, True)
-                self.cor_bytes += nbytes
-                self.stats.local_write_bytes += nbytes
-                self._alloc_unallocated(c0, c1, al)
-            elif cor:
+            if cor:
+                if nbytes:
+                    # copy-on-read: the read waits for the overlay write, as in QEMU
+                    yield env.timeout(end - env.now)
+                    end = self.device.submit(env.now, c0 * cs, nbytes, True)
+                    self.cor_bytes += nbytes
+                    self.stats.local_write_bytes += nbytes
                 self._alloc_unallocated(c0, c1, al)  # zero clusters: metadata only
-            del unal
         if end > env.now:
             yield env.timeout(end - env.now)
         return self.backing.peek(c0, c1)

@@ -18,7 +18,7 @@ class BackupTarget(Node):
         self.device = device
         self.stats = stats
         self.gen = np.full(n_clusters, UNWRITTEN, dtype=np.uint32)
-        self.copies = np.zeros(n_clusters, dtype=np.uint16)
+        self.copies = np.zeros(n_clusters, dtype=np.uint8)  # > 1 is a bug; counts wrap at 256
 
     def write(self, offset, length, data=None, flags=0):
         env = self.env

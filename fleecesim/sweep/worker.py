@@ -48,6 +48,31 @@ def write_latency_quantiles(requests: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+# A level with more change points than this (e.g. bytes in flight, which moves
+# at every copy) is stored as its maximum over TIMELINE_BINS equal time bins:
+# peaks survive, the file stays small. Exact means and peaks are in the row.
+TIMELINE_MAX_POINTS = 5000
+TIMELINE_BINS = 2000
+
+
+def compact_timeline(tl: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for level, g in tl.groupby("level", sort=False, observed=True):
+        if len(g) <= TIMELINE_MAX_POINTS:
+            parts.append(g)
+            continue
+        t = g["time"].to_numpy()
+        v = g["value"].to_numpy()
+        span = (t[-1] - t[0]) or 1.0
+        b = np.minimum(((t - t[0]) / span * TIMELINE_BINS).astype(np.int64), TIMELINE_BINS - 1)
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        tt, vv = t[starts], np.maximum.reduceat(v, starts)
+        if starts[-1] != len(t) - 1:  # keep the final value (usually back to 0)
+            tt, vv = np.r_[tt, t[-1]], np.r_[vv, v[-1]]
+        parts.append(pd.DataFrame({"time": tt, "level": level, "value": vv}))
+    return pd.concat(parts, ignore_index=True) if parts else tl
+
+
 def flatten(summary: dict) -> dict:
     """A summary as one flat row: nested dicts -> 'a.b' columns, lists and the
     resolved config -> JSON text, the traceback kept as text."""
@@ -101,6 +126,7 @@ def run_one(run: Run) -> dict:
         row.setdefault("traceback", None)
         tl = res.timeline if res.timeline is not None else pd.DataFrame()
         if len(tl):
+            tl = compact_timeline(tl)
             t0 = res.summary.get("backup_start_s", 0.0)
             tl = tl.assign(time_since_backup_start_s=tl["time"] - t0, run_id=run.run_id)
         lat = write_latency_quantiles(res.requests).assign(run_id=run.run_id)

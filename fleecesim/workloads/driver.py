@@ -7,7 +7,7 @@ otherwise it gets a process of its own.
 """
 from __future__ import annotations
 
-from collections import deque
+from heapq import heappop, heappush
 
 from ..metrics import PATH_DIRECT
 from .records import OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE
@@ -26,8 +26,9 @@ class GuestDriver:
         self.issued = 0
         self.stopped = False
         self.max_inflight = max_inflight  # open loop: cap on requests outstanding
-        self.inflight = 0
-        self.waiting = deque()  # arrivals over the cap: (arrival, op, off, ln), FIFO
+        self.slow_inflight = 0  # max_inflight: slow-path requests holding a slot
+        self._ends: list[float] = []  # max_inflight: end times of fast-path ones
+        self._freed = None  # max_inflight: fires when a slow-path request ends
 
     def start(self):
         if self.iodepth:
@@ -108,49 +109,68 @@ class GuestDriver:
         self.rec.add(t, op, off, ln, env.now - t, path)
 
     # --- open loop with at most ``max_inflight`` requests outstanding ---------
-    # (a separate path so the unlimited one above keeps its speed)
+    # A separate path so the unlimited one above keeps its speed. One process
+    # issues arrivals in order (so waiting arrivals are served FIFO); a slot
+    # held by a fast-path request frees at its known end time (a heap, no
+    # process), one held by a slow-path request when its process ends. As in
+    # ``_open``, a request whose issue time comes before the next scheduled
+    # event is issued at that time without a timeout.
     def _open_limited(self):
         env = self.env
-        waiting = self.waiting
         limit = self.max_inflight
+        fast_path = self.fast_path
+        graph = self.graph
+        peek = env.peek
+        rec_add = self.rec.add
+        ends = self._ends           # heap: end times of fast-path requests in flight
+        now = env.now               # issue time of the last request (>= env.now)
         for t, op, off, ln in self._records():
             if self.stopped:
                 return
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            if self.inflight < limit:
-                self.inflight += 1
-                self.issued += 1
-                env.process(self._limited(t, op, off, ln))
-            else:
-                waiting.append((t, op, off, ln))
-
-    def _limited(self, arrival, op, off, ln):
-        """Serve one request holding a slot; latency counts from ``arrival``
-        (as qemu-io counts from submission); then hand the slot to the oldest
-        waiting arrival."""
-        env = self.env
-        while True:
-            now = env.now
-            end = self.graph.top.fast(op, off, ln, now) if self.fast_path else None
-            if end is not None:
-                self.rec.add(arrival, op, off, ln, end - arrival, PATH_DIRECT)
-                if end > now:
-                    yield env.timeout(end - now)
-            else:
-                top = self.graph.top
-                if op == OP_READ:
-                    yield from top.read(off, ln)
-                    path = PATH_DIRECT
-                elif op == OP_WRITE:
-                    path = yield from top.write(off, ln)
-                elif op == OP_DISCARD:
-                    path = yield from top.discard(off, ln)
-                else:
-                    path = PATH_DIRECT
-                self.rec.add(arrival, op, off, ln, env.now - arrival, path)
-            if not self.waiting or self.stopped:
-                self.inflight -= 1
-                return
-            arrival, op, off, ln = self.waiting.popleft()
+            if t > now:
+                if t >= peek():
+                    yield env.timeout(t - env.now)
+                now = t if t > env.now else env.now
+            while ends and ends[0] <= now:
+                heappop(ends)
+            while len(ends) + self.slow_inflight >= limit:
+                if ends and ends[0] < peek():
+                    now = heappop(ends)  # nothing happens before it: that slot frees first
+                    continue
+                self._freed = env.event()
+                waits = [self._freed]
+                if ends:
+                    waits.append(env.timeout(ends[0] - env.now))
+                yield env.any_of(waits)
+                now = env.now
+                while ends and ends[0] <= now:
+                    heappop(ends)
             self.issued += 1
+            end = graph.top.fast(op, off, ln, now) if fast_path else None
+            if end is not None:
+                rec_add(t, op, off, ln, end - t, PATH_DIRECT)
+                heappush(ends, end)
+            else:
+                if now > env.now:
+                    yield env.timeout(now - env.now)
+                self.slow_inflight += 1
+                env.process(self._slow_limited(t, op, off, ln))
+
+    def _slow_limited(self, arrival, op, off, ln):
+        """A slow-path request holding a slot; latency counts from ``arrival``
+        (as qemu-io counts from submission), not from the issue."""
+        env = self.env
+        top = self.graph.top
+        if op == OP_READ:
+            yield from top.read(off, ln)
+            path = PATH_DIRECT
+        elif op == OP_WRITE:
+            path = yield from top.write(off, ln)
+        elif op == OP_DISCARD:
+            path = yield from top.discard(off, ln)
+        else:
+            path = PATH_DIRECT
+        self.rec.add(arrival, op, off, ln, env.now - arrival, path)
+        self.slow_inflight -= 1
+        if self._freed is not None and not self._freed.triggered:
+            self._freed.succeed()

@@ -1,0 +1,484 @@
+"""Plots of run and sweep results. Each takes a DataFrame and returns a
+matplotlib Figure (no pyplot state: safe in loops, notebooks and workers).
+
+* ``latency_cdf``     — guest-write latency CDF per scheme/policy, baseline vs backup
+* ``occupancy``       — fleecing-cache bytes over time, one panel per tier
+* ``metric_vs_param`` — a metric against a swept parameter, CI bands
+* ``policy_bars``     — metrics per scheme/policy as bars with CI error bars
+
+Frames come from ``fleecesim.sweep.load_latency / load_timelines / load_runs``
+or, for a single ``fleecesim run``, from ``frames_from_results`` /
+``load_run_dir``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .summarize import ci_table, point_columns
+
+# ------------------------------------------------------------------ labels and units
+METRIC_LABELS = {
+    "backup_duration_s": "backup duration",
+    "write_p50_s": "guest write p50 latency (during backup)",
+    "write_p99_s": "guest write p99 latency (during backup)",
+    "write_mean_s": "guest write mean latency (during backup)",
+    "write_max_s": "guest write max latency (during backup)",
+    "read_p99_s": "guest read p99 latency (during backup)",
+    "write_p99_ratio_vs_baseline": "write p99 / baseline write p99",
+    "cbw_count": "copy-before-write operations",
+    "cbw_bytes": "bytes copied before write",
+    "fleecing_peak_bytes": "fleecing space at peak",
+    "ram_peak_bytes": "RAM tier at peak",
+    "disk_cache_peak_bytes": "disk tier at peak",
+    "spill_bytes": "spill to the disk tier",
+    "target_write_bytes": "bytes written to the target",
+    "guest_iops_during_backup": "guest IOPS during backup",
+    "oracle_ok": "runs with a correct point-in-time image",
+}
+PARAM_WORDS = {"max-workers": "max-workers (parallel copy coroutines)",
+               "rtt": "round-trip time", "bandwidth": "bandwidth",
+               "scheme": "backup scheme", "order": "copy-ordering policy",
+               "variant": "variant"}
+KEY_LABELS = {
+    "backup.cache.ram.size": "RAM tier size",
+    "backup.cache.size": "disk tier size",
+    "backup.max-chunk": "max-chunk (bytes per copy task)",
+    "backup.speed": "backup speed limit",
+    "devices.target.rtt": "target round-trip time",
+    "devices.target.backend.bandwidth": "target backend bandwidth",
+    "devices.target.link-bandwidth": "target link bandwidth",
+    "disk.size": "disk size",
+    "workload.iops": "guest IOPS",
+}
+TIER_NAMES = {"cache.ram_bytes": "RAM tier", "cache.disk_bytes": "disk tier",
+              "fleecing_bytes": "fleecing image", "overlay_bytes": "overlay image"}
+_TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"))
+_SIZE_UNITS = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B"))
+
+
+def metric_label(m: str) -> str:
+    return METRIC_LABELS.get(m, m.replace("_", " "))
+
+
+def unit_for(name: str, values) -> tuple[float, str]:
+    """(divisor, unit) so that the values read naturally, from the name's suffix."""
+    v = np.abs(np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
+    big = float(np.median(v)) if v.size else 1.0
+    n = name.lower()
+    if n.endswith("_s") or any(w in n.split(".")[-1] for w in ("rtt", "latency", "timeout")):
+        return next(((f, u) for f, u in _TIME_UNITS if big >= f), _TIME_UNITS[-1])
+    if n.endswith("_bytes") or n.split(".")[-1] in ("size", "max-chunk", "cluster-size"):
+        return next(((f, u) for f, u in _SIZE_UNITS if big >= f), (1, "B"))
+    if any(w in n.split(".")[-1] for w in ("bandwidth", "speed")):
+        f, u = next(((f, u) for f, u in _SIZE_UNITS if big >= f), (1, "B"))
+        return f, f"{u}/s"
+    if n == "oracle_ok":
+        return 0.01, "%"
+    if "ratio" in n:
+        return 1.0, "×"
+    return 1.0, ""
+
+
+def param_label(key: str) -> str:
+    if key in KEY_LABELS:
+        return KEY_LABELS[key]
+    parts = key.split(".")
+    last = parts[-1]
+    if key.startswith("devices.") and len(parts) >= 3:
+        dev = " ".join(p for p in parts[1:-1])
+        return f"{dev} {PARAM_WORDS.get(last, last)}"
+    return PARAM_WORDS.get(last, key)
+
+
+def _with_unit(label: str, unit: str) -> str:
+    return f"{label} ({unit})" if unit else label
+
+
+def _fmt(key: str, v) -> str:
+    if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)):
+        f, u = unit_for(key, [v])
+        x = v / f
+        return f"{x:g}{u}" if u in ("B", "KiB", "MiB", "GiB", "TiB", "s", "ms", "µs") or \
+            u.endswith("/s") else f"{x:g}{(' ' + u) if u else ''}"
+    return str(v)
+
+
+def default_by(df: pd.DataFrame, exclude=()) -> list[str]:
+    """The columns that tell lines apart: every axis that varies, and the
+    variant unless those axes already determine it."""
+    by = [c for c in df.attrs.get("axes", [])
+          if c in df and c not in exclude and df[c].nunique(dropna=False) > 1]
+    if "variant" in df and "variant" not in exclude and df["variant"].nunique() > 1:
+        if not by or int(df.groupby(by, dropna=False)["variant"].nunique().max()) > 1:
+            by.append("variant")
+    return by
+
+
+def group_labels(df: pd.DataFrame, by: str | list[str] | None = None) -> pd.Series:
+    """One label per row from the ``by`` columns (default: ``default_by``):
+    names such as a scheme as they are, numbers as 'parameter=value+unit'."""
+    by = default_by(df) if by is None else ([by] if isinstance(by, str) else list(by))
+    if not by:
+        return pd.Series(str(df["variant"].iloc[0]) if "variant" in df and len(df) else "all",
+                         index=df.index)
+
+    def one(c, v, alone):
+        if isinstance(v, str) or alone:
+            return _fmt(c, v)
+        return f"{c.split('.')[-1]}={_fmt(c, v)}"
+    if len(by) == 1:
+        return df[by[0]].map(lambda v: one(by[0], v, True))
+    return df.apply(lambda r: ", ".join(one(c, r[c], False) for c in by), axis=1)
+
+
+def legend_title(by) -> str | None:
+    by = [by] if isinstance(by, str) else list(by or [])
+    return ", ".join(param_label(b) for b in by) or None
+
+
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
+_DASHES = ["-", "--", "-.", ":"]
+
+
+def _colors(labels: list[str]) -> dict[str, str]:
+    cycle = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+             "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    return {lab: cycle[i % len(cycle)] for i, lab in enumerate(labels)}
+
+
+# ------------------------------------------------------------------ plots
+def latency_cdf(lat: pd.DataFrame, by=None, title: str | None = None) -> Figure:
+    """CDF of guest-write latency per scheme/policy (log x): solid during the
+    backup, dashed before it (baseline). ``lat``: phase, prob, latency_s and
+    label columns (quantiles; several replications are averaged per quantile)."""
+    df = lat.assign(_label=group_labels(lat, by))
+    by_title = legend_title(default_by(lat) if by is None else by)
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    labels = list(dict.fromkeys(df["_label"]))
+    colors = _colors(labels)
+    curves = df.groupby(["_label", "phase", "prob"], sort=False)["latency_s"].mean()
+    f, unit = unit_for("latency_s", df["latency_s"])
+    baselines = {}
+    for lab in labels:
+        for phase in ("backup", "baseline"):
+            if (lab, phase) not in curves.index.droplevel(2):
+                continue
+            c = curves.loc[(lab, phase)].sort_index()
+            if phase == "baseline":
+                baselines[lab] = c
+                continue
+            ax.step(c.to_numpy() / f, c.index, where="post", color=colors[lab], lw=2,
+                    label=f"{lab} — during backup")
+    if baselines:
+        vals = list(baselines.values())
+        same = all(len(v) == len(vals[0]) and np.allclose(v.to_numpy(), vals[0].to_numpy(),
+                                                          rtol=1e-9) for v in vals)
+        for lab, c in ([("", vals[0])] if same else baselines.items()):
+            ax.step(c.to_numpy() / f, c.index, where="post", ls="--", lw=1.5,
+                    color="black" if same else colors[lab],
+                    label="no backup running (baseline" + (", all)" if same else f", {lab})"))
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.005)
+    ax.set_xlabel(f"guest write latency ({unit}, log scale)")
+    ax.set_ylabel("fraction of guest writes ≤ latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9, title=by_title, title_fontsize=9)
+    ax.set_title(title or "What does the guest feel? Write latency during backup vs baseline")
+    return fig
+
+
+def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
+              levels: list[str] | None = None, title: str | None = None) -> Figure:
+    """Fleecing-cache bytes over time since the backup started, one panel per
+    tier, one line per scheme/policy (one replication: ``replication``)."""
+    df = timelines
+    if replication is not None and "replication" in df:
+        df = df[df["replication"] == replication]
+    df = df.assign(_label=group_labels(df, by))
+    if levels is None:
+        present = list(dict.fromkeys(df["level"]))
+        levels = [lv for lv in present if lv.startswith("cache.")] or \
+            [lv for lv in present if lv in ("fleecing_bytes", "overlay_bytes")]
+    tcol = "time_since_backup_start_s" if "time_since_backup_start_s" in df else "time"
+    n = max(1, len(levels))
+    fig = Figure(figsize=(8, 2.2 + 2.4 * n), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
+    labels = list(dict.fromkeys(df["_label"]))
+    colors = _colors(labels)
+    sub = df[df["level"].isin(levels)]
+    f, unit = unit_for("x_bytes", sub["value"]) if len(sub) else (2**20, "MiB")
+    for ax, lv in zip(axes, levels):
+        d = sub[sub["level"] == lv]
+        for i, lab in enumerate(labels):
+            g = d[d["_label"] == lab]
+            if "run_id" in g and g["run_id"].nunique() > 1:  # one run per label
+                g = g[g["run_id"] == g["run_id"].iloc[0]]
+            if not len(g):
+                continue
+            g = g.sort_values(tcol, kind="stable")
+            ax.step(g[tcol], g["value"] / f, where="post", color=colors[lab], lw=1.6, label=lab,
+                    ls=_DASHES[i % len(_DASHES)] if len(labels) > 3 else "-")
+        if not len(d) or not (d["value"] > 0).any():
+            ax.set_ylim(0, 1)
+            ax.text(0.5, 0.5, "unused in these runs", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
+        ax.set_ylabel(f"{TIER_NAMES.get(lv, lv)} in use ({unit})")
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    if len(levels):
+        axes[0].legend(loc="upper left", fontsize=9, title_fontsize=9,
+                       title=legend_title(default_by(df) if by is None else by))
+    else:
+        axes[0].text(0.5, 0.5, "no fleecing cache in these runs", ha="center",
+                     transform=axes[0].transAxes)
+    if len(sub):
+        tmax = float(sub[tcol].max())
+        axes[-1].set_xlim(left=-0.05 * tmax if tcol != "time" else None)
+    axes[-1].set_xlabel("time since the backup started (s)" if tcol != "time" else "time (s)")
+    fig.suptitle(title or "How much fleecing space does the backup hold, and for how long?")
+    return fig
+
+
+def metric_vs_param(runs: pd.DataFrame, x: str, metric: str, by=None,
+                    logx: bool | None = None, title: str | None = None) -> Figure:
+    """``metric`` (mean over replications, 95 % CI band) against the swept
+    parameter ``x``, one line per scheme/policy/other axis value."""
+    by = default_by(runs, exclude=(x,)) if by is None else (
+        [by] if isinstance(by, str) else list(by))
+    ci = ci_table(runs, [metric], by=[x] + by)
+    ci.attrs["axes"] = by
+    ci["_label"] = group_labels(ci, by) if by else metric_label(metric)
+    fx, ux = unit_for(x, ci[x])
+    fy, uy = unit_for(metric, ci["mean"])
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    labels = list(dict.fromkeys(ci["_label"]))
+    colors = _colors(labels)
+    for i, lab in enumerate(labels):  # markers and dashes: coinciding lines stay visible
+        g = ci[ci["_label"] == lab].sort_values(x)
+        xs = g[x].to_numpy(dtype=float) / fx
+        ax.plot(xs, g["mean"] / fy, color=colors[lab], lw=2, label=lab,
+                marker=_MARKERS[i % len(_MARKERS)], ms=7 - 0.4 * (i % 6),
+                ls=_DASHES[(i // len(_MARKERS)) % len(_DASHES)] if len(labels) > 4 else "-")
+        lo, hi = g["ci_low"] / fy, g["ci_high"] / fy
+        if np.isfinite(lo).any():
+            ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.25 if len(labels) <= 4
+                            else 0.1, lw=0)
+    xv = ci[x].to_numpy(dtype=float)
+    if logx is None:
+        logx = bool(len(xv) and (xv > 0).all() and xv.max() / xv.min() >= 8)
+    if logx:
+        ax.set_xscale("log")
+        ticks = np.unique(xv / fx)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+    ax.set_xlabel(_with_unit(param_label(x), ux))
+    ax.set_ylabel(_with_unit(metric_label(metric), uy))
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if by:
+        ax.legend(fontsize=9, title=legend_title(by), title_fontsize=9)
+    n = int(ci["n"].max()) if len(ci) else 0
+    ax.set_title(title or f"How does {metric_label(metric)} depend on "
+                          f"{param_label(x).split(' (')[0]}?\n(mean, band: 95 % CI over {n} replications)",
+                 fontsize=11)
+    return fig
+
+
+def policy_bars(runs: pd.DataFrame, metrics: list[str], by="variant",
+                title: str | None = None) -> Figure:
+    """One panel per metric, one bar per scheme/policy: mean and 95 % CI."""
+    by = [by] if isinstance(by, str) else list(by)
+    ci = ci_table(runs, list(metrics), by=by)
+    ci["_label"] = group_labels(ci, by)
+    labels = list(dict.fromkeys(ci["_label"]))
+    colors = _colors(labels)
+    ncol = min(3, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    fig = Figure(figsize=(4.2 * ncol, 0.6 + 3.8 * nrow), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False).ravel())
+    for ax, m in zip(axes, metrics):
+        d = ci[ci["metric"] == m].set_index("_label").reindex(labels)
+        f, u = unit_for(m, d["mean"])
+        mean = (d["mean"] / f).to_numpy()
+        err = (d["half_width"] / f).fillna(0).to_numpy()
+        # counts, bytes and times cannot go below 0: clip the lower error bar there
+        low = np.minimum(err, np.maximum(mean, 0)) if (d["mean"].dropna() >= 0).all() else err
+        ax.bar(range(len(labels)), mean, yerr=[low, err], capsize=4,
+               color=[colors[lab] for lab in labels])
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=9)
+        ax.set_ylabel(_with_unit(metric_label(m), u))
+        ax.set_title(metric_label(m), fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    n = int(ci["n"].max()) if len(ci) else 0
+    fig.suptitle(title or f"Which {legend_title(by) if len(by) == 1 else 'setting'} costs least? "
+                          f"(mean, error bars: 95 % CI over {n} replications)")
+    return fig
+
+
+# ------------------------------------------------------------------ inputs and output
+def frames_from_results(results) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(latency quantiles, timelines) from in-memory ``run.Result`` objects,
+    labelled by variant: the inputs of ``latency_cdf`` and ``occupancy``."""
+    from .sweep.worker import write_latency_quantiles
+    lats, tls = [], []
+    for r in results:
+        lats.append(write_latency_quantiles(r.requests).assign(variant=r.name))
+        if r.timeline is not None and len(r.timeline):
+            t0 = r.summary.get("backup_start_s", 0.0)
+            tls.append(r.timeline.assign(variant=r.name,
+                                         time_since_backup_start_s=r.timeline["time"] - t0))
+    lat = pd.concat(lats, ignore_index=True) if lats else pd.DataFrame()
+    tl = pd.concat(tls, ignore_index=True) if tls else pd.DataFrame(
+        columns=["time", "level", "value", "variant", "time_since_backup_start_s"])
+    return lat, tl
+
+
+def load_run_dir(d: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(latency quantiles, timelines) from a ``fleecesim run`` results directory."""
+    from .sweep.worker import write_latency_quantiles
+    d = Path(d)
+    lats, tls = [], []
+    for s in sorted(d.rglob("summary.json")):
+        if s.parent == d:
+            continue
+        name = str(s.parent.relative_to(d))
+        summ = json.loads(s.read_text())
+        req = s.parent / "requests.parquet"
+        if req.is_file():
+            lats.append(write_latency_quantiles(pd.read_parquet(req)).assign(variant=name))
+        tlp = s.parent / "timeline.parquet"
+        if tlp.is_file():
+            tl = pd.read_parquet(tlp)
+            tls.append(tl.assign(variant=name, time_since_backup_start_s=tl["time"] - (
+                summ.get("backup_start_s") or 0.0)))
+    if not lats and not tls:
+        from .errors import UserError
+        raise UserError(f"{d}: no sweep (sweep.json) or run results (*/summary.json) here")
+    return (pd.concat(lats, ignore_index=True) if lats else pd.DataFrame(),
+            pd.concat(tls, ignore_index=True) if tls else pd.DataFrame())
+
+
+def save(fig: Figure, stem: str | Path, formats=("png", "svg"), dpi: int = 120) -> list[Path]:
+    """Write ``stem.png`` and ``stem.svg`` atomically; returns the paths."""
+    from .store import atomic_write_bytes
+    out = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi)
+        p = Path(f"{stem}.{fmt}")
+        atomic_write_bytes(p, buf.getvalue())
+        out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ CLI
+KINDS = ("cdf", "occupancy", "metric", "bars")
+
+
+def _filter(df: pd.DataFrame, where: list[str]) -> pd.DataFrame:
+    from .errors import UserError
+    from .units import parse_rate, parse_size, parse_time
+    for w in where:
+        if "=" not in w:
+            raise UserError(f"--where {w}: expected COLUMN=VALUE")
+        col, text = (s.strip() for s in w.split("=", 1))
+        if col not in df:
+            raise UserError(f"--where {col}: no such column; have {', '.join(map(str, df))}")
+        val: object = text
+        if pd.api.types.is_numeric_dtype(df[col]):
+            for parse in (float, parse_rate, parse_time, parse_size):
+                try:
+                    val = parse(text)
+                    break
+                except (ValueError, TypeError, Exception):
+                    continue
+            keep = np.isclose(df[col].astype(float), float(val))
+        else:
+            keep = df[col].astype(str) == text
+        df = df[keep]
+        if not len(df):
+            raise UserError(f"--where {w}: matches no runs")
+    return df
+
+
+def cmd_plot(args) -> int:
+    import sys
+
+    from .errors import UserError
+    d = Path(args.dir)
+    is_sweep = (d / "sweep.json").is_file()
+    by = args.by.split(",") if args.by else None
+    if args.kind in ("cdf", "occupancy"):
+        if is_sweep:
+            from .sweep import load_latency, load_timelines
+            df = load_latency(d) if args.kind == "cdf" else load_timelines(d)
+        else:
+            lat, tl = load_run_dir(d)
+            df = lat if args.kind == "cdf" else tl
+        attrs = dict(df.attrs)
+        df = _filter(df, args.where)
+        df.attrs.update(attrs)
+        fig = latency_cdf(df, by=by, title=args.title) if args.kind == "cdf" else \
+            occupancy(df, by=by, replication=args.replication, title=args.title)
+        stem_name = args.kind
+    else:
+        if not is_sweep:
+            raise UserError(f"--kind {args.kind}: needs a sweep results directory (sweep.json)")
+        from .sweep import load_runs
+        runs = load_runs(d)
+        attrs = dict(runs.attrs)
+        runs = _filter(runs, args.where)
+        runs.attrs.update(attrs)
+        metrics = args.metric or ["backup_duration_s"]
+        for m in metrics:
+            if m not in runs:
+                raise UserError(f"--metric {m}: no such column in {d}")
+        if args.kind == "metric":
+            axes = [a for a in runs.attrs.get("axes", [])
+                    if pd.api.types.is_numeric_dtype(runs[a])]
+            x = args.x or (axes[0] if axes else None)
+            if x is None or x not in runs:
+                raise UserError("--x: name a numeric swept parameter"
+                                + (f" ({', '.join(axes)})" if axes else ""))
+            fig = metric_vs_param(runs, x, metrics[0], by=by, title=args.title)
+            stem_name = f"metric-{metrics[0]}"
+        else:
+            fig = policy_bars(runs, metrics, by=by or "variant", title=args.title)
+            stem_name = "bars"
+    stem = Path(args.out) if args.out else d / "plots" / stem_name
+    for p in save(fig, stem, formats=tuple(args.format.split(","))):
+        print(p, file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
+def add_plot_subcommand(sub) -> None:
+    p = sub.add_parser("plot", help="plot sweep (or run) results to PNG and SVG")
+    p.add_argument("dir", help="results/<sweep-name> (or a `fleecesim run` results dir "
+                               "for --kind cdf/occupancy)")
+    p.add_argument("--kind", choices=KINDS, required=True,
+                   help="cdf: write-latency CDF; occupancy: cache bytes over time; "
+                        "metric: metric vs --x with CI bands; bars: --metric(s) per --by")
+    p.add_argument("--metric", action="append", help="summary key (repeat for bars)")
+    p.add_argument("--x", help="swept parameter for --kind metric (default: first numeric axis)")
+    p.add_argument("--by", help="comma-separated columns, one line/bar each "
+                                "(default: variant and other varying axes)")
+    p.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
+                   help="keep only runs with this axis value, e.g. backup.scheme=fleecing-push")
+    p.add_argument("--replication", type=int, default=0, help="occupancy: which replication")
+    p.add_argument("--title", help="override the title")
+    p.add_argument("--out", help="output path without extension (default: DIR/plots/<kind>)")
+    p.add_argument("--format", default="png,svg", help="comma-separated (default: png,svg)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_plot)

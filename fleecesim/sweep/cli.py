@@ -1,0 +1,45 @@
+"""`fleecesim sweep`, plus `summarize` and `plot`, registered into the main CLI."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import UserError
+
+
+def cmd_sweep(args) -> int:
+    from . import load_runs, run_sweep
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs: expected a number >= 1")
+    out = run_sweep(args.sweep, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
+                    dask_local=args.dask_local, resume=args.resume, quiet=args.quiet,
+                    overrides=args.set, replications=args.replications)
+    runs = load_runs(out)
+    failed = int(runs["error"].notna().sum()) if len(runs) else 0
+    if not args.quiet:
+        print(f"{len(runs)} runs ({failed} failed) in {out}/", file=sys.stderr)
+        print(f"next: fleecesim summarize {out}", file=sys.stderr)
+    return 0
+
+
+def add_sweep_subcommands(sub) -> None:
+    s = sub.add_parser("sweep", help="run a sweep file: points x replications, in parallel")
+    s.add_argument("sweep", help="a sweep YAML (see configs/sweeps/)")
+    s.add_argument("--jobs", "-j", type=int, default=None,
+                   help="local worker processes (default: all cores; 1 = in this process)")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster, e.g. tcp://host:8786")
+    where.add_argument("--dask-local", action="store_true",
+                       help="start a Dask LocalCluster of --jobs workers (default: all cores)")
+    s.add_argument("--out", help="results root (default: results/); writes OUT/<sweep name>/")
+    s.add_argument("--resume", action="store_true", help="skip runs already stored")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base-config value for every point")
+    s.add_argument("--replications", type=int, default=None, help="override 'replications'")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages")
+    s.set_defaults(func=cmd_sweep)
+
+    from ..summarize import add_summarize_subcommand
+    add_summarize_subcommand(sub)
+    from ..plots import add_plot_subcommand
+    add_plot_subcommand(sub)

@@ -1,0 +1,90 @@
+"""Plot functions return labelled Figures; `fleecesim plot` writes PNG and SVG."""
+import pytest
+from matplotlib.figure import Figure
+
+from fleecesim import plots
+from fleecesim.cli import main
+from fleecesim.sweep import load_latency, load_runs, load_timelines, run_sweep
+
+BASE = {
+    "disk": {"size": "64MiB"},
+    "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
+    "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
+    "backup": {"scheme": ["legacy-backup", "fleecing-push"],
+               "cache": {"ram": {"size": "4MiB"}}},
+    "run": {"seed": 5, "warmup": "0.3s", "tail": "0.1s", "max-time": "60s"},
+}
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    sweep = {"name": "plots", "base": BASE, "replications": 2,
+             "grid": {"backup.max-workers": [1, 4, 16]}}
+    return run_sweep(sweep, out=tmp_path_factory.mktemp("res"), jobs=1, quiet=True)
+
+
+def _texts(fig: Figure) -> str:
+    out = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        if ax.get_legend():
+            out += [t.get_text() for t in ax.get_legend().get_texts()]
+    return " | ".join(out)
+
+
+def test_latency_cdf(sweep_dir):
+    fig = plots.latency_cdf(load_latency(sweep_dir), by="variant")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    t = _texts(fig)
+    assert "?" in t and "latency (" in t and "fleecing-push" in t and "baseline" in t
+
+
+def test_occupancy_has_a_panel_per_tier(sweep_dir):
+    fig = plots.occupancy(load_timelines(sweep_dir))
+    ylabels = [ax.get_ylabel() for ax in fig.axes]
+    assert ylabels == ["RAM tier in use (MiB)", "disk tier in use (MiB)"] or \
+        ylabels == ["RAM tier in use (KiB)", "disk tier in use (KiB)"], ylabels
+    assert "time since the backup started (s)" in _texts(fig)
+
+
+def test_metric_vs_param_has_ci_bands(sweep_dir):
+    runs = load_runs(sweep_dir)
+    fig = plots.metric_vs_param(runs, "backup.max-workers", "backup_duration_s")
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 2  # one line per scheme
+    assert len(ax.collections) >= 1  # CI bands
+    assert ax.get_xlabel().startswith("max-workers") and ax.get_ylabel().endswith(("(s)", "(ms)"))
+
+
+def test_policy_bars_have_error_bars(sweep_dir):
+    runs = load_runs(sweep_dir)
+    fig = plots.policy_bars(runs[runs["backup.max-workers"] == 4],
+                            ["backup_duration_s", "cbw_count", "fleecing_peak_bytes"])
+    assert len([a for a in fig.axes if a.get_visible()]) == 3
+    assert all(len(a.patches) == 2 for a in fig.axes[:3])
+    assert "95 % CI" in _texts(fig)
+
+
+@pytest.mark.parametrize("args", [
+    ["--kind", "cdf", "--where", "backup.max-workers=4"],
+    ["--kind", "occupancy", "--where", "variant=fleecing-push"],
+    ["--kind", "metric", "--metric", "write_p99_s"],
+    ["--kind", "bars", "--metric", "cbw_count", "--metric", "write_p99_s"],
+])
+def test_plot_cli_writes_png_and_svg(sweep_dir, tmp_path, args):
+    stem = tmp_path / "fig"
+    assert main(["plot", str(sweep_dir), *args, "--out", str(stem), "--quiet"]) == 0
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "fig.svg").read_bytes()[:2000]
+
+
+def test_plot_cli_reads_a_run_directory(tmp_path, small_cfg):
+    import yaml
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(dict(BASE, name="one")))
+    assert main(["run", str(cfg), "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["plot", str(tmp_path / "one"), "--kind", "cdf", "--out",
+                 str(tmp_path / "cdf"), "--quiet"]) == 0
+    assert (tmp_path / "cdf.png").is_file()
+    assert main(["plot", str(tmp_path / "one"), "--kind", "bars", "--quiet"]) == 2

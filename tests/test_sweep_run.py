@@ -1,0 +1,131 @@
+"""Sweep execution: serial == processes == Dask, failures recorded, kill + resume,
+CI half-widths."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from fleecesim.cli import main
+from fleecesim.summarize import ci_table
+from fleecesim.sweep import load_latency, load_runs, load_timelines, read_manifest, run_sweep
+
+TINY_BASE = {
+    "disk": {"size": "64MiB"},
+    "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
+    "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
+    "backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+    "run": {"seed": 3, "warmup": "0.3s", "tail": "0.1s", "max-time": "60s"},
+}
+TINY = {"name": "tiny", "base": TINY_BASE, "replications": 2,
+        "grid": {"backup.max-workers": [1, 8]},
+        "points": [{"backup.cache.size": "64KiB"}, {"backup.cache.size": "1KiB"}]}
+WALL = ["wall_time_s"]  # the only column allowed to differ between executors
+
+
+def _write(tmp_path, sweep) -> Path:
+    p = tmp_path / f"{sweep['name']}.yaml"
+    p.write_text(yaml.safe_dump(sweep))
+    return p
+
+
+def test_serial_processes_and_dask_give_identical_tables(tmp_path):
+    path = _write(tmp_path, TINY)
+    outs = {}
+    for how, kw in {"serial": {"jobs": 1}, "jobs2": {"jobs": 2},
+                    "dask": {"dask_local": True, "jobs": 2}}.items():
+        outs[how] = run_sweep(path, out=tmp_path / how, quiet=True, **kw)
+    ref = load_runs(outs["serial"])
+    assert len(ref) == 2 * 2 * 2 * 2 - 4  # invalid points have no variants: one row per rep
+    for how in ("jobs2", "dask"):
+        pd.testing.assert_frame_equal(ref.drop(columns=WALL),
+                                      load_runs(outs[how]).drop(columns=WALL))
+        pd.testing.assert_frame_equal(load_timelines(outs["serial"]), load_timelines(outs[how]))
+        pd.testing.assert_frame_equal(load_latency(outs["serial"]), load_latency(outs[how]))
+    ok = ref[ref["error"].isna()]
+    assert ok["oracle_ok"].all()
+    # common random numbers: at one replication every scheme saw the same guest
+    # before the backup started
+    base = ok.groupby("replication")["write_p99_baseline_s"].nunique()
+    assert (base == 1).all()
+    assert ok.groupby("variant")["write_p99_baseline_s"].nunique().max() == 2
+
+
+def test_a_failing_point_is_a_row_with_its_error(tmp_path, monkeypatch):
+    import fleecesim.run as run_mod
+    real = run_mod.simulate
+
+    def flaky(cfg, name=None, **kw):
+        if cfg.backup.max_workers == 8 and name == "fleecing-push":
+            raise RuntimeError("injected failure")
+        return real(cfg, name, **kw)
+    monkeypatch.setattr(run_mod, "simulate", flaky)
+    out = run_sweep(_write(tmp_path, TINY), out=tmp_path, jobs=1, quiet=True)
+    runs = load_runs(out)
+    assert len(runs) == len(read_manifest(out)["runs"])
+    failed = runs[runs["error"].notna()]
+    injected = failed[failed["error"].str.contains("injected failure")]
+    assert len(injected) == 2 and set(injected["variant"]) == {"fleecing-push"}
+    assert injected["error"].iloc[0] == "RuntimeError: injected failure"
+    assert "Traceback" in injected["traceback"].iloc[0]
+    invalid = failed[failed["error"].str.startswith("ConfigError")]
+    assert len(invalid) == 4 and invalid["backup.cache.size"].eq("1KiB").all()
+    assert runs.loc[runs["error"].isna(), "oracle_ok"].all()
+
+
+def test_killed_sweep_resumes_with_every_run_exactly_once(tmp_path):
+    sweep = dict(TINY, name="killme", replications=3, points=[{"backup.cache.size": "64KiB"}])
+    sweep["base"] = dict(TINY_BASE, disk={"size": "256MiB"})
+    path = _write(tmp_path, sweep)
+    cmd = [sys.executable, "-m", "fleecesim", "sweep", str(path), "--jobs", "2",
+           "--out", str(tmp_path), "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE)
+    runs_dir = tmp_path / "killme" / "runs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(runs_dir.glob("*.parquet"))) < 3:
+        time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*.parquet")}
+    total = len(read_manifest(tmp_path / "killme")["runs"])
+    assert 3 <= len(before) < total
+    assert main(["sweep", str(path), "--jobs", "2", "--out", str(tmp_path), "--resume",
+                 "--quiet"]) == 0
+    runs = load_runs(tmp_path / "killme")
+    assert len(runs) == total == runs["run_id"].nunique()
+    assert list(runs["index"]) == list(range(total))
+    assert runs["error"].isna().all()
+    after = {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*.parquet")}
+    assert all(after[k] == v for k, v in before.items())  # done runs were not re-run
+    assert not list((tmp_path / "killme").rglob(".*.tmp"))
+
+
+def test_ci_half_widths_shrink_as_replications_grow(tmp_path):
+    sweep = {"name": "ci", "base": dict(TINY_BASE, backup={"scheme": "fleecing-push"}),
+             "grid": {"backup.max-workers": [4]}}
+    hw = {}
+    for k in (3, 12):
+        out = run_sweep(sweep, out=tmp_path / str(k), jobs=1, quiet=True, replications=k)
+        ci = ci_table(load_runs(out), ["cbw_count", "guest_ios", "write_mean_s"])
+        assert (ci["n"] == k).all()
+        assert ((ci["ci_low"] <= ci["mean"]) & (ci["mean"] <= ci["ci_high"])).all()
+        hw[k] = ci.set_index("metric")["half_width"]
+    # t(0.975, 2)/sqrt(3) = 2.48 vs t(0.975, 11)/sqrt(12) = 0.64: ~4x narrower
+    assert (hw[12] < hw[3] * 0.75).all(), (hw[3], hw[12])
+
+
+def test_summarize_cli_table_and_csv(tmp_path, capsys):
+    out = run_sweep(_write(tmp_path, TINY), out=tmp_path, jobs=1, quiet=True)
+    assert main(["summarize", str(out), "--metrics", "backup_duration_s,cbw_count"]) == 0
+    text = capsys.readouterr().out
+    assert "±" in text and "fleecing-push" in text and "4 run(s) failed" in text
+    assert main(["summarize", str(out), "--csv", str(tmp_path / "ci.csv")]) == 0
+    ci = pd.read_csv(tmp_path / "ci.csv")
+    assert {"metric", "n", "mean", "ci_low", "ci_high", "backup.max-workers"} <= set(ci)
+    assert main(["summarize", str(out), "--metrics", "nope"]) == 2
