@@ -1,7 +1,7 @@
 """Sweep throughput: runs per wall second with 1 and 2 local worker processes,
 and on a Dask LocalCluster (2 single-threaded worker processes).
 
-Each point is a ~1-2 s fleecing-vs-legacy run (1 GiB disk, legacy-backup and
+Each point is a ~0.5-2 s fleecing-vs-legacy run (4 GiB disk, legacy-backup and
 fleecing-push, the target's backend bandwidth swept), so process start-up does
 not dominate. Times the whole `run_sweep` call (planning, workers, Parquet
 writes, cluster start and shutdown), repeats, and prints medians.
@@ -11,6 +11,7 @@ writes, cluster start and shutdown), repeats, and prints medians.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def sweep(points: int) -> dict:
     bws = [f"{100 + 50 * i}MiB/s" for i in range(points)]
     return {"name": "bench", "base": str(ROOT / "configs" / "fleecing-vs-legacy.yaml"),
-            "set": {"disk.size": "1GiB"}, "replications": 1,
+            "set": {"disk.size": "4GiB"}, "replications": 1,
             "grid": {"devices.target.backend.bandwidth": bws}}
 
 
@@ -53,7 +54,8 @@ def main() -> None:
         for m, kw in modes.items():
             wall, n = timed(spec, **kw)
             res[m].append(wall)
-            print(f"  repeat {rep + 1}: {m:30s} {wall:6.2f} s", flush=True)
+            print(f"  repeat {rep + 1}: {m:30s} {wall:6.2f} s   (load avg {os.getloadavg()[0]:.2f}:"
+                  f" other work on the machine skews the ratios)", flush=True)
     base = statistics.median(res["1 worker (in process)"])
     print(f"\n{n} runs per sweep; medians over {a.repeat} repeats")
     for m, ws in res.items():

@@ -57,6 +57,26 @@ def _window_stats(prefix: str, lat: np.ndarray) -> dict:
             f"{prefix}_max_s": float(lat.max()) if lat.size else math.nan}
 
 
+def timeline_frame(levels) -> pd.DataFrame:
+    """All levels in one long frame (time, level, value); ``level`` is categorical
+    so millions of change points cost 17 bytes each."""
+    names = []
+    for lv in levels:  # categories must be unique
+        n, k = lv.name, 2
+        while n in names:
+            n, k = f"{lv.name}#{k}", k + 1
+        names.append(n)
+    times = [np.frombuffer(lv.times) for lv in levels]
+    codes = np.concatenate([np.full(len(t), i, dtype=np.int16) for i, t in enumerate(times)]) \
+        if levels else np.zeros(0, dtype=np.int16)
+    return pd.DataFrame({
+        "time": np.concatenate(times) if levels else np.zeros(0),
+        "level": pd.Categorical.from_codes(codes, categories=names),
+        "value": np.concatenate([np.frombuffer(lv.values) for lv in levels]) if levels
+        else np.zeros(0),
+    })
+
+
 def oracle_counts(target_gen, copies, t0_gen, mask, block: int = 1 << 22):
     """The data oracle, block by block (bounded temporaries on multi-TiB disks):
     clusters asked for whose target content is not their t0 content; clusters
@@ -242,13 +262,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         req["phase"] = pd.Categorical.from_codes(phase, categories=["baseline", "backup", "tail"])
         return req
 
-    tl = []
-    for lv in graph.levels:
-        tl.append(pd.DataFrame({"time": np.frombuffer(lv.times), "level": lv.name,
-                                "value": np.frombuffer(lv.values)}))
-    timeline = pd.concat(tl, ignore_index=True) if tl else pd.DataFrame(
-        {"time": [], "level": [], "value": []})
-    result = Result(name, summary, requests_frame, timeline)
+    result = Result(name, summary, requests_frame, timeline_frame(graph.levels))
     if keep_arrays:
         result.arrays = {"t0_gen": t0_gen, "target_gen": graph.target.gen if graph.target else None,
                          "copies": graph.target.copies if graph.target else None}

@@ -129,3 +129,26 @@ def test_summarize_cli_table_and_csv(tmp_path, capsys):
     ci = pd.read_csv(tmp_path / "ci.csv")
     assert {"metric", "n", "mean", "ci_low", "ci_high", "backup.max-workers"} <= set(ci)
     assert main(["summarize", str(out), "--metrics", "nope"]) == 2
+
+
+def test_cli_dask_local_exits_cleanly(tmp_path):
+    sweep = dict(TINY, name="dask", replications=1, points=[{"backup.cache.size": "64KiB"}])
+    path = _write(tmp_path, sweep)
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "fleecesim", "sweep", str(path), "--dask-local",
+                        "--jobs", "2", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
+    assert "4 runs (0 failed)" in p.stderr
+    assert time.monotonic() - t < 60
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    from fleecesim import sweep
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    assert sweep._progress_enabled(quiet=False)
+    assert not sweep._progress_enabled(quiet=True)
+    monkeypatch.setenv("CI", "true")
+    assert not sweep._progress_enabled(quiet=False)
