@@ -29,14 +29,15 @@ def sweep(points: int) -> dict:
             "grid": {"devices.target.backend.bandwidth": bws}}
 
 
-def timed(spec: dict, **kw) -> tuple[float, int]:
+def timed(spec: dict, **kw) -> tuple[float, int, float]:
+    """(sweep wall time, runs, seconds the runs themselves took, summed)."""
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         out = run_sweep(spec, out=d, quiet=True, **kw)
         wall = time.perf_counter() - t
         runs = load_runs(out)
         assert runs["error"].isna().all(), runs["error"].dropna().tolist()
-        return wall, len(runs)
+        return wall, len(runs), float(runs["wall_time_s"].sum())
 
 
 def main() -> None:
@@ -49,18 +50,22 @@ def main() -> None:
              "2 local worker processes": {"jobs": 2},
              "dask LocalCluster, 2 workers": {"dask_local": True, "jobs": 2}}
     res: dict[str, list[float]] = {m: [] for m in modes}
+    busy: dict[str, list[float]] = {m: [] for m in modes}
     n = 0
     for rep in range(a.repeat):
         for m, kw in modes.items():
-            wall, n = timed(spec, **kw)
+            wall, n, work = timed(spec, **kw)
             res[m].append(wall)
+            # share of the workers' time spent inside runs (1.0: no sweep overhead)
+            busy[m].append(work / (wall * kw["jobs"]))
             print(f"  repeat {rep + 1}: {m:30s} {wall:6.2f} s   (load avg {os.getloadavg()[0]:.2f}:"
                   f" other work on the machine skews the ratios)", flush=True)
     base = statistics.median(res["1 worker (in process)"])
     print(f"\n{n} runs per sweep; medians over {a.repeat} repeats")
     for m, ws in res.items():
         med = statistics.median(ws)
-        print(f"{m:30s} {med:6.2f} s  {n / med:5.2f} runs/s  speed-up {base / med:4.2f}x")
+        print(f"{m:30s} {med:6.2f} s  {n / med:5.2f} runs/s  speed-up {base / med:4.2f}x  "
+              f"workers busy {statistics.median(busy[m]):4.0%}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def start_or_idle(env, cfg, job):
     return job.done
 
 
-@register("backup")
-def build(ctx):
+def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: str,
+                  parallel: bool) -> Graph:
+    """A CBW filter and a backup job sharing one BlockCopy, active disk -> target:
+    the wiring of both ``backup`` and ``legacy-backup`` (they differ only in the
+    copy engine's parameters)."""
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup
     target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
@@ -41,11 +44,12 @@ def build(ctx):
 
     def start(graph, needed):
         copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
-                           max_chunk=cfg.max_chunk, stats=ctx.stats)
+                           max_chunk=max_chunk, stats=ctx.stats, zero_detect=zero_detect,
+                           parallel=parallel)
         cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
-        job = BackupJob(env, copier, make_ordering("ascending"), workers=b.max_workers,
-                        stats=ctx.stats, speed=b.speed, name="backup")
+        job = BackupJob(env, copier, make_ordering("ascending"), workers=workers,
+                        stats=ctx.stats, speed=b.speed, name=name)
         graph.top = cbw
         graph.filter = cbw
         graph.job = job
@@ -59,3 +63,10 @@ def build(ctx):
     g._start = start
     g._finish = finish
     return g
+
+
+@register("backup")
+def build(ctx):
+    return direct_backup(ctx, name="backup", max_chunk=ctx.cfg.max_chunk,
+                         workers=ctx.cfg.backup.max_workers, zero_detect="block-status",
+                         parallel=True)

@@ -10,37 +10,11 @@ In node terms this is a CBW filter whose copy target is the remote target
 itself — the seed's "if we have only ram-cache, it would be equal to current
 approach".
 """
-from ..jobs import BackupJob, BlockCopy
-from ..nodes import BackupTarget, CBWFilter
-from ..policies import make_ordering
-from . import Graph, register
-from .backup import start_or_idle
+from . import register
+from .backup import direct_backup
 
 
 @register("legacy-backup")
 def build(ctx):
-    env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
-    target = BackupTarget(env, ctx.devices[cfg.backup.target.device], ctx.n_clusters, cs,
-                          ctx.stats)
-    g = Graph(top=ctx.active, target=target)
-
-    def start(graph, needed):
-        copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
-                           max_chunk=cs, stats=ctx.stats, zero_detect="buffer",
-                           parallel=False)
-        notifier = CBWFilter(env, ctx.active, copier, ctx.stats, cs)
-        job = BackupJob(env, copier, make_ordering("ascending"), workers=1, stats=ctx.stats,
-                        speed=cfg.backup.speed, name="legacy-backup")
-        graph.top = notifier
-        graph.filter = notifier
-        graph.job = job
-        graph.levels.append(copier.inflight_level)
-        graph.done = start_or_idle(env, cfg, job)  # sync=none: the job idles (backup.py)
-
-    def finish(graph):
-        graph.filter.deactivate()
-        graph.top = ctx.active
-
-    g._start = start
-    g._finish = finish
-    return g
+    return direct_backup(ctx, name="legacy-backup", max_chunk=ctx.cluster_size, workers=1,
+                         zero_detect="buffer", parallel=False)

@@ -93,20 +93,22 @@ class GuestDriver:
             else:
                 yield from self._slow(op, off, ln)
 
-    def _slow(self, op, off, ln):
-        env = self.env
-        t = env.now
+    def _dispatch(self, op, off, ln):
+        """The general path: the request through the top node's generators."""
         top = self.graph.top
         if op == OP_READ:
             yield from top.read(off, ln)
-            path = PATH_DIRECT
-        elif op == OP_WRITE:
-            path = yield from top.write(off, ln)
-        elif op == OP_DISCARD:
-            path = yield from top.discard(off, ln)
-        else:
-            path = PATH_DIRECT
-        self.rec.add(t, op, off, ln, env.now - t, path)
+            return PATH_DIRECT
+        if op == OP_WRITE:
+            return (yield from top.write(off, ln))
+        if op == OP_DISCARD:
+            return (yield from top.discard(off, ln))
+        return PATH_DIRECT
+
+    def _slow(self, op, off, ln):
+        t = self.env.now
+        path = yield from self._dispatch(op, off, ln)
+        self.rec.add(t, op, off, ln, self.env.now - t, path)
 
     # --- open loop with at most ``max_inflight`` requests outstanding ---------
     # A separate path so the unlimited one above keeps its speed. One process
@@ -159,18 +161,8 @@ class GuestDriver:
     def _slow_limited(self, arrival, op, off, ln):
         """A slow-path request holding a slot; latency counts from ``arrival``
         (as qemu-io counts from submission), not from the issue."""
-        env = self.env
-        top = self.graph.top
-        if op == OP_READ:
-            yield from top.read(off, ln)
-            path = PATH_DIRECT
-        elif op == OP_WRITE:
-            path = yield from top.write(off, ln)
-        elif op == OP_DISCARD:
-            path = yield from top.discard(off, ln)
-        else:
-            path = PATH_DIRECT
-        self.rec.add(arrival, op, off, ln, env.now - arrival, path)
+        path = yield from self._dispatch(op, off, ln)
+        self.rec.add(arrival, op, off, ln, self.env.now - arrival, path)
         self.slow_inflight -= 1
         if self._freed is not None and not self._freed.triggered:
             self._freed.succeed()
