@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .summarize import ci_table, point_columns
+from .summarize import ci_table
 
 # ------------------------------------------------------------------ labels and units
 METRIC_LABELS = {

@@ -34,7 +34,6 @@ def t975(df: int) -> float:
 DEFAULT_METRICS = ("backup_duration_s", "write_p50_s", "write_p99_s",
                    "write_p99_ratio_vs_baseline", "cbw_count", "fleecing_peak_bytes",
                    "ram_peak_bytes", "spill_bytes", "target_write_bytes", "oracle_ok")
-ID_COLS = ("run_id", "point_id", "index", "point", "replication", "seed")
 
 
 def point_columns(runs: pd.DataFrame) -> list[str]:

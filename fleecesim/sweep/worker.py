@@ -7,7 +7,6 @@ a failure becomes a row with its error text.
 from __future__ import annotations
 
 import json
-import math
 import time
 import traceback
 
@@ -25,7 +24,6 @@ CDF_PROBS = np.unique(np.concatenate([
 
 # Summary entries that are large or nested: kept as JSON text, or dropped.
 JSON_KEYS = ("config", "events")
-ID_COLUMNS = ("run_id", "point_id", "index", "point", "replication", "seed", "variant")
 
 
 def write_latency_quantiles(requests: pd.DataFrame) -> pd.DataFrame:
@@ -136,6 +134,3 @@ def run_one(run: Run) -> dict:
         out["row"]["wall_time_s"] = time.perf_counter() - wall0
         return out
 
-
-def is_missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
