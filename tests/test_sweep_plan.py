@@ -81,7 +81,7 @@ def test_an_invalid_point_is_kept_with_its_error():
     ({"grid": {"backup.max-workers": []}}, "non-empty"),
     ({"grid": {"backup.no-such-key": [1, 2]}}, "every point"),
     ({"points": [{"backup.max-workers": 2}, {"backup.max-workers": 2}]}, "same config"),
-    ({"grid": {"backup.max-workers": [1]}, "colour": 1}, "Extra inputs"),
+    ({"grid": {"backup.max-workers": [1]}, "colour": 1}, "colour: unknown key"),
 ])
 def test_bad_sweeps_are_one_clear_error(sweep, msg):
     with pytest.raises(ConfigError, match=msg):

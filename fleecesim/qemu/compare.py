@@ -54,7 +54,6 @@ from fleecesim.errors import UserError
 from fleecesim.qemu.scenario import (
     ALIGN, BLOCK_COPY_CLUSTER, SCHEMES, QemuScenario, distinct_clusters_written,
     guest_requests)
-from fleecesim.workloads.records import OP_WRITE
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 

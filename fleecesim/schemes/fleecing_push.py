@@ -50,10 +50,9 @@ def build(ctx):
         job_copier = BlockCopy(env, "backup", snap, target, needed, cs, ctx.disk_size,
                                max_chunk=cfg.max_chunk, stats=ctx.stats,
                                count_source_reads=False)  # the snapshot view counts them
-        after_copy = None
-        if b.discard_source:
-            def after_copy(a, c):  # QEMU's discard-source: read-once
-                return snap.discard(a * cs, (c - a) * cs)
+        def read_once(a, c):  # QEMU's discard-source
+            return snap.discard(a * cs, (c - a) * cs)
+        after_copy = read_once if b.discard_source else None
         policy = make_ordering(b.order)
         policy.bind(job_copier, graph)
         job = BackupJob(env, job_copier, policy, workers=b.max_workers,

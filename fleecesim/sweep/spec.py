@@ -131,18 +131,24 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, dict, Path]:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {loc + ': ' if loc else ''}"
-                          f"{err['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(f"{path}: {_message(e)}") from None
     return spec, _base_raw(spec, path.parent), path.parent
+
+
+def _message(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("dict[", "list[")))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key; expected one of {', '.join(SweepSpec.model_fields)}"
+    return f"{loc}: {msg}" if loc else msg
 
 
 def spec_from_dict(raw: dict, where: str | Path = ".") -> tuple[SweepSpec, dict]:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(str(e.errors()[0]["msg"])) from None
+        raise ConfigError(f"sweep: {_message(e)}") from None
     return spec, _base_raw(spec, Path(where))
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 from heapq import heappop, heappush
 
 from ..metrics import PATH_DIRECT
-from .records import OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE
+from .records import OP_DISCARD, OP_READ, OP_WRITE
 
 
 class GuestDriver:
     def __init__(self, env, graph, source, recorder, *, iodepth: int | None = None,
-                 fast_path: bool = True, queue_limit: int | None = None,
-                 max_inflight: int | None = None):
+                 fast_path: bool = True, max_inflight: int | None = None):
         self.env = env
         self.graph = graph      # has .top: the guest-facing node (schemes swap it)
         self.source = source
