@@ -29,6 +29,29 @@ def sweep(points: int) -> dict:
             "grid": {"devices.target.backend.bandwidth": bws}}
 
 
+def _spin(n: int = 6_000_000) -> float:
+    x = 0
+    for i in range(n):
+        x += i
+    return float(x)
+
+
+def machine_parallelism() -> float:
+    """What 2 processes can get right now: time of 2 fixed CPU loops one after
+    the other / the same 2 loops in 2 processes at once (2.0 on an idle
+    2-core machine; less when other work shares the cores)."""
+    import multiprocessing
+    t = time.perf_counter()
+    _spin(), _spin()
+    serial = time.perf_counter() - t
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(_spin, [10, 10])  # start-up outside the timing
+        t = time.perf_counter()
+        pool.map(_spin, [6_000_000, 6_000_000], chunksize=1)
+        parallel = time.perf_counter() - t
+    return serial / parallel
+
+
 def timed(spec: dict, **kw) -> tuple[float, int, float]:
     """(sweep wall time, runs, seconds the runs themselves took, summed)."""
     with tempfile.TemporaryDirectory() as d:
@@ -52,16 +75,20 @@ def main() -> None:
     res: dict[str, list[float]] = {m: [] for m in modes}
     busy: dict[str, list[float]] = {m: [] for m in modes}
     n = 0
+    par = []
     for rep in range(a.repeat):
+        par.append(machine_parallelism())
+        print(f"  repeat {rep + 1}: 2 CPU loops in 2 processes: {par[-1]:.2f}x", flush=True)
         for m, kw in modes.items():
             wall, n, work = timed(spec, **kw)
             res[m].append(wall)
             # share of the workers' time spent inside runs (1.0: no sweep overhead)
             busy[m].append(work / (wall * kw["jobs"]))
-            print(f"  repeat {rep + 1}: {m:30s} {wall:6.2f} s   (load avg {os.getloadavg()[0]:.2f}:"
-                  f" other work on the machine skews the ratios)", flush=True)
+            print(f"  repeat {rep + 1}: {m:30s} {wall:6.2f} s   (load avg "
+                  f"{os.getloadavg()[0]:.2f})", flush=True)
     base = statistics.median(res["1 worker (in process)"])
-    print(f"\n{n} runs per sweep; medians over {a.repeat} repeats")
+    print(f"\n{n} runs per sweep; medians over {a.repeat} repeats; the machine gave 2 "
+          f"processes {statistics.median(par):.2f}x (2.00 = two idle cores)")
     for m, ws in res.items():
         med = statistics.median(ws)
         print(f"{m:30s} {med:6.2f} s  {n / med:5.2f} runs/s  speed-up {base / med:4.2f}x  "

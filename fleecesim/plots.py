@@ -210,9 +210,9 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
             [lv for lv in present if lv in ("fleecing_bytes", "overlay_bytes")]
     tcol = "time_since_backup_start_s" if "time_since_backup_start_s" in df else "time"
     n = max(1, len(levels))
-    fig = Figure(figsize=(8, 2.2 + 2.4 * n), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
     labels = list(dict.fromkeys(df["_label"]))
+    fig = Figure(figsize=(8 + 1.8 * (len(labels) > 1), 2.2 + 2.4 * n), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
     colors = _colors(labels)
     sub = df[df["level"].isin(levels)]
     f, unit = unit_for("x_bytes", sub["value"]) if len(sub) else (2**20, "MiB")
@@ -234,10 +234,16 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
         ax.set_ylabel(f"{TIER_NAMES.get(lv, lv)} in use ({unit})")
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
-    if len(levels):
-        axes[0].legend(loc="upper left", fontsize=9, title_fontsize=9,
-                       title=legend_title(default_by(df) if by is None else by))
-    else:
+    handles, names = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in names:
+                handles.append(h)
+                names.append(lab)
+    if names:  # outside the panels: the curves start and end at the edges
+        fig.legend(handles, names, loc="outside right upper", fontsize=9, title_fontsize=9,
+                   title=legend_title(default_by(df) if by is None else by))
+    if not len(levels):
         axes[0].text(0.5, 0.5, "no fleecing cache in these runs", ha="center",
                      transform=axes[0].transAxes)
     if len(sub):
@@ -263,19 +269,28 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str, by=None,
     ax = fig.subplots()
     labels = list(dict.fromkeys(ci["_label"]))
     colors = _colors(labels)
-    for i, lab in enumerate(labels):  # markers and dashes: coinciding lines stay visible
-        g = ci[ci["_label"] == lab].sort_values(x)
-        xs = g[x].to_numpy(dtype=float) / fx
-        ax.plot(xs, g["mean"] / fy, color=colors[lab], lw=2, label=lab,
-                marker=_MARKERS[i % len(_MARKERS)], ms=7 - 0.4 * (i % 6),
-                ls=_DASHES[(i // len(_MARKERS)) % len(_DASHES)] if len(labels) > 4 else "-")
-        lo, hi = g["ci_low"] / fy, g["ci_high"] / fy
-        if np.isfinite(lo).any():
-            ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.25 if len(labels) <= 4
-                            else 0.1, lw=0)
     xv = ci[x].to_numpy(dtype=float)
     if logx is None:
         logx = bool(len(xv) and (xv > 0).all() and xv.max() / xv.min() >= 8)
+    many = len(labels) > 4  # overlapping bands turn to mud: dodged error bars instead
+    for i, lab in enumerate(labels):  # markers too: coinciding lines stay visible
+        g = ci[ci["_label"] == lab].sort_values(x)
+        xs = g[x].to_numpy(dtype=float) / fx
+        mean = (g["mean"] / fy).to_numpy()
+        lo, hi = (g["ci_low"] / fy).to_numpy(), (g["ci_high"] / fy).to_numpy()
+        style = dict(color=colors[lab], lw=2, label=lab, marker=_MARKERS[i % len(_MARKERS)],
+                     ms=7 - 0.4 * (i % 6))
+        if many:
+            span = np.ptp(np.log(xs)) if logx and len(xs) > 1 else np.ptp(xs)
+            shift = (i - (len(labels) - 1) / 2) * 0.012 * (span or 1.0)
+            xd = xs * np.exp(shift) if logx else xs + shift
+            err = np.vstack([np.nan_to_num(mean - np.maximum(lo, 0) if (mean >= 0).all()
+                                           else mean - lo), np.nan_to_num(hi - mean)])
+            ax.errorbar(xd, mean, yerr=err, capsize=3, elinewidth=1, **style)
+        else:
+            ax.plot(xs, mean, **style)
+            if np.isfinite(lo).any():
+                ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.25, lw=0)
     if logx:
         ax.set_xscale("log")
         ticks = np.unique(xv / fx)
@@ -289,7 +304,7 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str, by=None,
         ax.legend(fontsize=9, title=legend_title(by), title_fontsize=9)
     n = int(ci["n"].max()) if len(ci) else 0
     ax.set_title(title or f"How does {metric_label(metric)} depend on "
-                          f"{param_label(x).split(' (')[0]}?\n(mean, band: 95 % CI over {n} replications)",
+                          f"{param_label(x).split(' (')[0]}?\n(mean, {'bars' if many else 'band'}: 95 % CI over {n} replications)",
                  fontsize=11)
     return fig
 
