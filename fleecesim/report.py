@@ -60,10 +60,13 @@ HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flu
 def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
     rows = list(rows or ROWS) + [(k, k, str) for k in extra]
     rows = [r for r in rows if any(r[0] in s for s in summaries)]
-    hide = HIDE_WHEN_ZERO
+    tier_rows = {"spill_bytes", "disk_cache_peak_bytes"}
     if any(s.get("ram_peak_bytes") for s in summaries):  # a tiered cache: always show these
-        hide = hide - {"spill_bytes", "disk_cache_peak_bytes"}
-    rows = [r for r in rows if r[0] not in hide or any(s.get(r[0]) for s in summaries)]
+        rows = [r for r in rows if r[0] in tier_rows or r[0] not in HIDE_WHEN_ZERO
+                or any(s.get(r[0]) for s in summaries)]
+    else:  # one tier: its peak is the fleecing peak, and nothing can spill
+        rows = [r for r in rows if r[0] not in tier_rows and (
+            r[0] not in HIDE_WHEN_ZERO or any(s.get(r[0]) for s in summaries))]
     header = [""] + [s.get("name", "?") for s in summaries]
     body = [[label] + [_fmt(f, s.get(key)) if key in s else "-" for s in summaries]
             for key, label, f in rows]

@@ -256,7 +256,7 @@ class FleecingCache(Node):
             yield self._room_ev
         tier = self.tiers[i]
         self._adjust(i, need)
-        if i != self.ram:
+        if self.ram is not None and i != self.ram:  # spilled: RAM had no room
             self.stats.spill_bytes += need
         end = tier.device.submit(env.now, offset, length, True)
         yield env.timeout(end - env.now)
