@@ -151,6 +151,11 @@ _DASHES = ["-", "--", "-.", ":"]
 def _colors(labels: list[str]) -> dict[str, str]:
     cycle = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
              "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    if len(labels) > len(cycle):  # more lines than colours: no two may look alike
+        from matplotlib import colormaps
+        cmap = colormaps["tab20"] if len(labels) <= 20 else colormaps["turbo"]
+        n = max(len(labels) - 1, 1)
+        return {lab: cmap(i if len(labels) <= 20 else i / n) for i, lab in enumerate(labels)}
     return {lab: cycle[i % len(cycle)] for i, lab in enumerate(labels)}
 
 
@@ -211,7 +216,9 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
     tcol = "time_since_backup_start_s" if "time_since_backup_start_s" in df else "time"
     n = max(1, len(levels))
     labels = list(dict.fromkeys(df["_label"]))
-    fig = Figure(figsize=(8 + 1.8 * (len(labels) > 1), 2.2 + 2.4 * n), layout="constrained")
+    fig = Figure(figsize=(8 + 1.8 * (1 < len(labels) <= 8),
+                          2.2 + 2.4 * n + 0.22 * len(labels) // 3 * (len(labels) > 8)),
+                 layout="constrained")
     axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
     colors = _colors(labels)
     sub = df[df["level"].isin(levels)]
@@ -241,7 +248,9 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
                 handles.append(h)
                 names.append(lab)
     if names:  # outside the panels: the curves start and end at the edges
-        fig.legend(handles, names, loc="outside right upper", fontsize=9, title_fontsize=9,
+        many = len(names) > 8  # a tall legend on the right would run into the title
+        fig.legend(handles, names, loc="outside lower center" if many else "outside right upper",
+                   ncols=3 if many else 1, fontsize=9, title_fontsize=9,
                    title=legend_title(default_by(df) if by is None else by))
     if not len(levels):
         axes[0].text(0.5, 0.5, "no fleecing cache in these runs", ha="center",
@@ -309,9 +318,12 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str, by=None,
     return fig
 
 
-def policy_bars(runs: pd.DataFrame, metrics: list[str], by="variant",
+def policy_bars(runs: pd.DataFrame, metrics: list[str], by=None,
                 title: str | None = None) -> Figure:
-    """One panel per metric, one bar per scheme/policy: mean and 95 % CI."""
+    """One panel per metric, one bar per scheme/policy: mean and 95 % CI.
+    ``by`` defaults to every swept axis that varies (pooling runs of different
+    settings into one bar would mix configurations, not replications)."""
+    by = default_by(runs) or ["variant"] if by is None else by
     by = [by] if isinstance(by, str) else list(by)
     ci = ci_table(runs, list(metrics), by=by)
     ci["_label"] = group_labels(ci, by)
@@ -319,7 +331,10 @@ def policy_bars(runs: pd.DataFrame, metrics: list[str], by="variant",
     colors = _colors(labels)
     ncol = min(3, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
-    fig = Figure(figsize=(4.2 * ncol, 0.6 + 3.8 * nrow), layout="constrained")
+    width = max(4.2, 0.38 * len(labels) + 1.2)  # room for one labelled bar each
+    ncol = min(ncol, max(1, int(16 // width)))
+    nrow = math.ceil(len(metrics) / ncol)
+    fig = Figure(figsize=(width * ncol, 0.6 + 3.8 * nrow), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False).ravel())
     for ax, m in zip(axes, metrics):
         d = ci[ci["metric"] == m].set_index("_label").reindex(labels)
@@ -470,7 +485,7 @@ def cmd_plot(args) -> int:
             fig = metric_vs_param(runs, x, metrics[0], by=by, title=args.title)
             stem_name = f"metric-{metrics[0]}"
         else:
-            fig = policy_bars(runs, metrics, by=by or "variant", title=args.title)
+            fig = policy_bars(runs, metrics, by=by, title=args.title)
             stem_name = "bars"
     stem = Path(args.out) if args.out else d / "plots" / stem_name
     for p in save(fig, stem, formats=tuple(args.format.split(","))):
