@@ -151,3 +151,20 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     assert not sweep._progress_enabled(quiet=True)
     monkeypatch.setenv("CI", "true")
     assert not sweep._progress_enabled(quiet=False)
+
+
+def test_cli_exit_status_says_whether_any_run_failed(tmp_path):
+    ok = dict(TINY, name="ok", replications=1, grid={}, points=[{"backup.cache.size": "64KiB"}])
+    bad = dict(ok, name="bad", points=[{"backup.cache.size": "64KiB"},
+                                       {"backup.cache.size": "1KiB"}])  # < one cluster
+    codes = {}
+    for sweep in (ok, bad):
+        p = subprocess.run([sys.executable, "-m", "fleecesim", "sweep", str(_write(tmp_path, sweep)),
+                            "--jobs", "1", "--quiet", "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=120)
+        codes[sweep["name"]] = (p.returncode, p.stderr)
+    assert codes["ok"][0] == 0
+    # some runs failed: their rows are kept, the count is said, the exit status is 1
+    # (the invalid point never resolves to variants: one row for it, two for the good one)
+    assert codes["bad"][0] == 1 and "3 runs (1 failed)" in codes["bad"][1]
+    assert "Traceback" not in codes["bad"][1]

@@ -15,10 +15,12 @@ def cmd_sweep(args) -> int:
                     overrides=args.set, replications=args.replications)
     runs = load_runs(out)
     failed = int(runs["error"].notna().sum()) if len(runs) else 0
-    if not args.quiet:
+    if not args.quiet or failed:
         print(f"{len(runs)} runs ({failed} failed) in {out}/", file=sys.stderr)
+    if not args.quiet:
         print(f"next: fleecesim summarize {out}", file=sys.stderr)
-    return 0
+    # Failed runs are recorded rows, not a crash -- but a script should notice them.
+    return 1 if failed else 0
 
 
 def add_sweep_subcommands(sub) -> None:
