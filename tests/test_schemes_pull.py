@@ -95,3 +95,14 @@ def test_read_once_client_copying_cached_clusters_first_keeps_the_cache_smaller(
     cf = simulate(busy("fleecing-pull", **kw, **{"backup.order": "disk-cached-first"})).summary
     assert asc["oracle_ok"] and cf["oracle_ok"]
     assert cf["fleecing_peak_bytes"] < 0.9 * asc["fleecing_peak_bytes"]
+
+
+def test_pull_uses_the_same_tiered_cache_as_push():
+    """backup.cache.ram is not silently ignored by pull: CBW data lands in RAM
+    first, exactly as under push on the same guest requests."""
+    over = {"backup.cache.ram.size": "4MiB", "backup.max-workers": 4}
+    pull = simulate(small(**{"backup.scheme": "fleecing-pull", **over})).summary
+    push = simulate(small(**{"backup.scheme": "fleecing-push", **over})).summary
+    assert pull["oracle_ok"] and push["oracle_ok"]
+    assert pull["ram_peak_bytes"] == push["ram_peak_bytes"] == 4 * MiB  # the tier filled
+    assert pull["spill_bytes"] > 0  # and the rest went to the disk tier

@@ -23,6 +23,7 @@ from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..nodes.nbd import NBDExport
 from ..policies import make_ordering
 from . import Graph, register
+from .fleecing_push import cbw_filter, finish_fleecing, tiered_cache
 
 
 def client_devices(ctx):
@@ -40,20 +41,20 @@ def build_pull(ctx, *, modern: bool):
     b = cfg.backup
     link, storage = client_devices(ctx)
     target = BackupTarget(env, storage, ctx.n_clusters, cs, ctx.stats)
-    capacity = b.cache.size if b.cache.size is not None else ctx.n_clusters * cs
-    cache = FleecingCache(env, [Tier(env, "disk", ctx.devices[b.cache.device], capacity)],
-                          ctx.n_clusters, cs, ctx.stats)
+    if modern:  # the same fleecing image as push: tiers and the seed's options
+        cache = tiered_cache(ctx)
+    else:
+        capacity = b.cache.size if b.cache.size is not None else ctx.n_clusters * cs
+        cache = FleecingCache(env, [Tier(env, "disk", ctx.devices[b.cache.device], capacity)],
+                              ctx.n_clusters, cs, ctx.stats)
     g = Graph(top=ctx.active, target=target, cache=cache)
-    g.levels += [cache.level]
+    g.levels += [cache.level] + ([t.level for t in cache.tiers] if len(cache.tiers) > 1 else [])
     discard = b.client.discard and modern
 
     def start(graph, needed):
         if modern:
             # copy-before-write with the sync bitmap, block-copy (parallel, block status)
-            cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs,
-                                   ctx.disk_size, max_chunk=cs, stats=ctx.stats)
-            cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
-                            on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
+            cbw = cbw_filter(ctx, cache, needed)
         else:
             # 2018: backup sync=none into the scratch image: its write notifier has no
             # bitmap (guards every cluster), copies one cluster after the other and
@@ -88,13 +89,8 @@ def build_pull(ctx, *, modern: bool):
         graph.done = job.done
         job.start()
 
-    def finish(graph):
-        graph.filter.deactivate()
-        graph.top = ctx.active
-        cache.clear()
-
     g._start = start
-    g._finish = finish
+    g._finish = finish_fleecing(ctx)
     return g
 
 

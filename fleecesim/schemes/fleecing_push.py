@@ -20,11 +20,10 @@ from ..policies import make_ordering
 from . import Graph, register
 
 
-@register("fleecing-push")
-def build(ctx):
-    env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
-    b = cfg.backup
-    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
+def tiered_cache(ctx) -> FleecingCache:
+    """The fleecing image as configured: an optional RAM tier in front of the
+    disk tier, watermarks, and what to do when both are full."""
+    env, cs, b = ctx.env, ctx.cluster_size, ctx.cfg.backup
     capacity = b.cache.size if b.cache.size is not None else ctx.n_clusters * cs
     tiers = []
     if b.cache.ram.size:
@@ -33,30 +32,55 @@ def build(ctx):
             ctx.devices[name] = build_device(name, DeviceSpec.model_validate(name))
         tiers.append(Tier(env, "ram", ctx.devices[name], b.cache.ram.size // cs * cs, kind="ram"))
     tiers.append(Tier(env, "disk", ctx.devices[b.cache.device], capacity))
-    cache = FleecingCache(env, tiers, ctx.n_clusters, cs, ctx.stats,
-                          wait_for_room=b.on_cbw_error == "wait",
-                          flush_high=b.cache.flush.high, flush_low=b.cache.flush.low)
+    return FleecingCache(env, tiers, ctx.n_clusters, cs, ctx.stats,
+                         wait_for_room=b.on_cbw_error == "wait",
+                         flush_high=b.cache.flush.high, flush_low=b.cache.flush.low)
+
+
+def cbw_filter(ctx, cache, needed) -> CBWFilter:
+    """The copy-before-write filter into ``cache``, with the seed's options."""
+    env, cs, b = ctx.env, ctx.cluster_size, ctx.cfg.backup
+    cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs, ctx.disk_size,
+                           max_chunk=cs, stats=ctx.stats)
+    return CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
+                     on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout,
+                     cor=b.cache.cor, serve_reads=b.cache.serve_reads_from_ram,
+                     lazy_discard=b.lazy_discard, wanted=needed)
+
+
+def finish_fleecing(ctx):
+    """The backup ended: deferred discards land, the filter goes, the image is deleted."""
+    def finish(graph) -> None:
+        graph.filter.apply_deferred_discards()
+        graph.filter.deactivate()
+        graph.top = ctx.active
+        graph.cache.clear()
+    return finish
+
+
+@register("fleecing-push")
+def build(ctx):
+    env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
+    b = cfg.backup
+    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
+    cache = tiered_cache(ctx)
     g = Graph(top=ctx.active, target=target, cache=cache)
-    g.levels += [cache.level] + [t.level for t in tiers]
+    g.levels += [cache.level] + [t.level for t in cache.tiers]
 
     def start(graph, needed):
-        cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs, ctx.disk_size,
-                               max_chunk=cs, stats=ctx.stats)
-        cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
-                        on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout,
-                        cor=b.cache.cor, serve_reads=b.cache.serve_reads_from_ram,
-                        lazy_discard=b.lazy_discard, wanted=needed)
+        cbw = cbw_filter(ctx, cache, needed)
         snap = SnapshotView(env, cbw, cs)
         job_copier = BlockCopy(env, "backup", snap, target, needed, cs, ctx.disk_size,
                                max_chunk=cfg.max_chunk, stats=ctx.stats,
                                count_source_reads=False)  # the snapshot view counts them
+
         def read_once(a, c):  # QEMU's discard-source
             return snap.discard(a * cs, (c - a) * cs)
-        after_copy = read_once if b.discard_source else None
         policy = make_ordering(b.order)
         policy.bind(job_copier, graph)
-        job = BackupJob(env, job_copier, policy, workers=b.max_workers,
-                        stats=ctx.stats, speed=b.speed, name="backup", after_copy=after_copy)
+        job = BackupJob(env, job_copier, policy, workers=b.max_workers, stats=ctx.stats,
+                        speed=b.speed, name="backup",
+                        after_copy=read_once if b.discard_source else None)
         graph.top = cbw
         graph.filter = cbw
         graph.job = job
@@ -64,12 +88,6 @@ def build(ctx):
         graph.levels.append(job_copier.inflight_level)
         job.start()
 
-    def finish(graph):
-        graph.filter.apply_deferred_discards()
-        graph.filter.deactivate()
-        graph.top = ctx.active
-        cache.clear()
-
     g._start = start
-    g._finish = finish
+    g._finish = finish_fleecing(ctx)
     return g
