@@ -511,16 +511,24 @@ def _split_override(o: str) -> tuple[str, Any]:
 
 
 def variants(cfg: Config) -> list[tuple[str, Config]]:
-    """One fully resolved config per variant: explicit ``variants``, else one per scheme."""
+    """One fully resolved config per variant: explicit ``variants``, else one per
+    scheme. With both a scheme list and variants, a variant that sets no scheme
+    runs under each listed scheme (named ``variant/scheme``)."""
     base = cfg.dump()
     base.pop("variants", None)
     out: list[tuple[str, Config]] = []
     if cfg.variants:
+        names = set()
         for v in cfg.variants:
+            if v.name in names:
+                raise ConfigError(f"variants: the name {v.name!r} is used twice")
+            names.add(v.name)
             c = resolve(base, v.set)
-            if not isinstance(c.backup.scheme, str):
-                raise ConfigError(f"variants[{v.name}]: set one backup.scheme per variant")
-            out.append((v.name, c))
+            if isinstance(c.backup.scheme, str):
+                out.append((v.name, c))
+                continue
+            for sch in c.backup.scheme:
+                out.append((f"{v.name}/{sch}", resolve(base, {**v.set, "backup.scheme": sch})))
         return out
     schemes = [cfg.backup.scheme] if isinstance(cfg.backup.scheme, str) else cfg.backup.scheme
     for s in schemes:

@@ -79,3 +79,20 @@ def test_bad_yaml_names_the_line(tmp_path):
     f.write_text("disk:\n  size: 1GiB\n  x: [1,\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+"):
         load_config(f)
+
+
+def test_variants_times_scheme_list():
+    cfg = resolve({"backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+                   "variants": [{"name": "one", "set": {"backup.max-workers": 1}},
+                                {"name": "push8", "set": {"backup.scheme": "fleecing-push",
+                                                          "backup.max-workers": 8}}]})
+    vs = variants(cfg)
+    assert [n for n, _ in vs] == ["one/legacy-backup", "one/fleecing-push", "push8"]
+    assert [c.backup.max_workers for _, c in vs] == [1, 1, 8]
+    assert [c.backup.scheme for _, c in vs] == ["legacy-backup", "fleecing-push", "fleecing-push"]
+
+
+def test_duplicate_variant_names_are_an_error():
+    cfg = resolve({"variants": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(ConfigError, match="used twice"):
+        variants(cfg)
