@@ -67,12 +67,39 @@ def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
     else:  # one tier: its peak is the fleecing peak, and nothing can spill
         rows = [r for r in rows if r[0] not in tier_rows and (
             r[0] not in HIDE_WHEN_ZERO or any(s.get(r[0]) for s in summaries))]
+    if len(summaries) > WIDE_MAX:
+        return _long_table(summaries, rows)
     header = [""] + [s.get("name", "?") for s in summaries]
     body = [[label] + [_fmt(f, s.get(key)) if key in s else "-" for s in summaries]
             for key, label, f in rows]
     for s in summaries:
         if s.get("error"):
             body.append(["error"] + [s.get("error", "") if x is s else "" for x in summaries])
+    return _render(header, body)
+
+
+# More variants than this: one row per variant with the key metrics (a
+# side-by-side table would not fit a terminal).
+WIDE_MAX = 6
+LONG_KEYS = ("scheme", "backup_duration_s", "write_p50_s", "write_p99_s", "read_p99_s",
+             "cbw_count", "fleecing_peak_bytes", "ram_peak_bytes", "spill_bytes",
+             "local_write_bytes", "local_read_bytes", "oracle_ok")
+SHORT = {"backup duration": "duration", "write p50 (backup)": "write p50",
+         "write p99 (backup)": "write p99", "read p99 (backup)": "read p99"}
+
+
+def _long_table(summaries: list[dict], rows) -> str:
+    cols = [r for r in rows if r[0] in LONG_KEYS]
+    header = ["variant"] + [SHORT.get(label, label) for _k, label, _f in cols]
+    body = [[s.get("name", "?")] + [_fmt(f, s.get(k)) if k in s else "-" for k, _l, f in cols]
+            + ([f"error: {s['error']}"] if s.get("error") else []) for s in summaries]
+    if any(s.get("error") for s in summaries):
+        header.append("")
+        body = [b + [""] * (len(header) - len(b)) for b in body]
+    return _render(header, body)
+
+
+def _render(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(r, widths))) for r in [header] + body]

@@ -10,7 +10,14 @@ scenario = st.fixed_dictionaries({
     "backup.min-cluster-size": st.sampled_from([0, "128KiB", "1MiB"]),
     "backup.max-workers": st.integers(1, 16),
     "backup.max-chunk": st.sampled_from([0, "64KiB", "256KiB"]),
-    "backup.scheme": st.sampled_from(["legacy-backup", "fleecing-push"]),
+    "backup.scheme": st.sampled_from(["legacy-backup", "backup", "fleecing-push",
+                                      "fleecing-pull", "fleecing-pull-2018", "overlay-cor",
+                                      "overlay-commit"]),
+    "backup.order": st.sampled_from(["ascending", "ram-first", "zero-last", "hot-first"]),
+    "backup.cache.ram.size": st.sampled_from([0, "1MiB", "8MiB"]),
+    "backup.cache.cor": st.booleans(),
+    "backup.discard-source": st.booleans(),
+    "backup.client.discard": st.booleans(),
     "workload.iops": st.sampled_from([500, 3000, 20000]),
     "workload.mix": st.fixed_dictionaries({"read": st.floats(0, 1), "write": st.floats(0.1, 1),
                                            "discard": st.floats(0, 0.3)}),
@@ -22,7 +29,7 @@ scenario = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario)
 def test_oracle_holds_in_random_scenarios(over):
     s = simulate(small(**over)).summary
