@@ -250,6 +250,10 @@ class ClientSpec(Model):
 class OverlaySpec(Model):
     """overlay-cor / overlay-commit: the fast local overlay image."""
     device: str | None = None   # default: backup.cache.device
+    # overlay-cor's live commit (QEMU mirror's copy-mode): background copies
+    # what the guest dirties and may never converge under heavy writes;
+    # write-blocking also writes guest data to the backing synchronously.
+    copy_mode: Literal["background", "write-blocking"] = "write-blocking"
 
 
 class BackupSpec(Model):

@@ -76,3 +76,18 @@ def test_modern_backup_beats_legacy_on_the_same_config():
     assert new["oracle_ok"] and old["oracle_ok"]
     assert new["backup_duration_s"] < 0.5 * old["backup_duration_s"]
     assert new["target_write_bytes"] == old["target_write_bytes"]
+
+
+def test_overlay_cor_commit_converges_under_heavy_writes_only_when_write_blocking():
+    """A guest rewriting the disk faster than the commit drains it: mirror's
+    background copy-mode chases it forever; write-blocking always converges."""
+    heavy = {"backup.scheme": "overlay-cor", "disk.size": "40MiB", "workload.iops": 20000,
+             "workload.mix": {"read": 0.3, "write": 0.7}, "workload.pattern": "sequential",
+             "workload.size": {"4KiB": 1, "128KiB": 1}, "backup.max-workers": 15,
+             "devices.target.link-bandwidth": "1GiB/s", "run.max-time": "20s",
+             "run.seed": 495}
+    wb = simulate(small(**heavy, **{"backup.overlay.copy-mode": "write-blocking"})).summary
+    bg = simulate(small(**heavy, **{"backup.overlay.copy-mode": "background"})).summary
+    assert wb["backup_completed"] and wb["oracle_ok"]
+    assert wb["backup_duration_s"] < 20
+    assert not bg["backup_completed"] and bg["backup_duration_s"] == 20.0

@@ -88,6 +88,10 @@ class Overlay(Node):
         self.alloc = np.zeros(n_clusters, dtype=bool)
         self.level = Level(env, "overlay_bytes")
         self.on_write = None  # callback(c0, c1) while a commit runs
+        # mirror's copy-mode=write-blocking while a commit runs: a guest write
+        # also goes to the backing, synchronously, and dirties nothing, so the
+        # commit converges whatever the guest does
+        self.write_through = False
         self.cor_bytes = 0
         self.cow_bytes = 0
 
@@ -178,8 +182,11 @@ class Overlay(Node):
         self.backing._written(offset, length)
         self._alloc(c0, c1)
         end = self.device.submit(env.now, offset, length + fill, True)
+        if self.write_through:
+            end = max(end, self.backing.device.submit(env.now, offset, length, True))
+            self.stats.local_write_bytes += length
         yield env.timeout(end - env.now)
-        if self.on_write is not None:
+        if self.on_write is not None and not self.write_through:
             self.on_write(c0, c1)
         return PATH_DIRECT
 
@@ -190,7 +197,7 @@ class Overlay(Node):
         full0, full1 = -(-offset // cs), (offset + length) // cs
         if full1 > full0:
             self._alloc(full0, full1)  # zero clusters in the overlay (metadata)
-            if self.on_write is not None:
+            if self.on_write is not None and not self.write_through:
                 self.on_write(full0, full1)
         end = self.device.submit(env.now, offset, 0, True)
         yield env.timeout(end - env.now)

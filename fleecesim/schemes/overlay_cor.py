@@ -17,8 +17,10 @@ again) needs only the guest's reads.
 When the backup job ends the filter goes, and the overlay must be merged back:
 a live commit copies every allocated overlay cluster into the active disk's
 image (guest writes meanwhile still land in the overlay and are committed
-again), then the overlay is dropped. The scheme is done when the commit is;
-its I/O counts as local I/O caused by the backup.
+again with ``backup.overlay.copy-mode: background``; with the default
+``write-blocking`` a guest write also goes to the backing synchronously, so
+the commit always converges), then the overlay is dropped. The scheme is done
+when the commit is; its I/O counts as local I/O caused by the backup.
 """
 from ..jobs import BackupJob, BlockCopy
 from ..jobs.commit import CommitJob
@@ -66,10 +68,12 @@ def build(ctx):
         commit = CommitJob(env, ccopier, make_ordering("ascending"), workers=b.max_workers,
                            stats=ctx.stats, name="commit")
         overlay.on_write = commit.mark_dirty
+        overlay.write_through = b.overlay.copy_mode == "write-blocking"
         graph.commit = commit
         commit.start()
         ok_commit = yield commit.done
         overlay.on_write = None
+        overlay.write_through = False
         graph.top = ctx.active
         overlay.clear()
         graph.done.succeed(bool(ok) and bool(ok_commit))
