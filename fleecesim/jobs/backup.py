@@ -61,12 +61,8 @@ class BackupJob:
             if self.speed:  # QEMU charges every task's bytes, write-zeroes included
                 nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
                 self._next_slot = max(env.now, self._next_slot) + nbytes / self.speed
-            for i, (a, b, zero, ev) in enumerate(tasks):
-                ok = yield from copier.run_task(a, b, zero, ev)
-                if not ok:
-                    self.failed = True
-                    copier.abandon(tasks[i + 1:])
-                    return
-                self.stats.job_copied_bytes += min(b * copier.cs, copier.disk_size) - a * copier.cs
-                if self.after_copy is not None:
-                    yield from self.after_copy(a, b)
+            copied = yield from copier.run_tasks(tasks, self.after_copy)
+            if copied is None:
+                self.failed = True
+                return
+            self.stats.job_copied_bytes += copied

@@ -183,6 +183,21 @@ class BlockCopy:
                 w.succeed()
         return ok
 
+    def run_tasks(self, tasks, after=None):
+        """Run claimed tasks one after the other; on a failure give back the
+        rest. ``after(a, b)``: a generator run after each task that succeeded.
+        Returns the bytes copied, or None if a task failed."""
+        copied = 0
+        for i, (a, b, zero, ev) in enumerate(tasks):
+            ok = yield from self.run_task(a, b, zero, ev)
+            if not ok:
+                self.abandon(tasks[i + 1:])
+                return None
+            copied += min(b * self.cs, self.disk_size) - a * self.cs
+            if after is not None:
+                yield from after(a, b)
+        return copied
+
     def abandon(self, tasks) -> None:
         """Give back claimed tasks that will not run (their bits are set again)."""
         for a, b, _z, ev in tasks:
@@ -215,11 +230,7 @@ class BlockCopy:
             waits = self.waits_in(c0, c1, mine)
             ok = True
             if len(tasks) == 1 or (tasks and not self.parallel):
-                for i, (a, b, z, ev) in enumerate(tasks):
-                    ok = yield from self.run_task(a, b, z, ev)
-                    if not ok:
-                        self.abandon(tasks[i + 1:])
-                        break
+                ok = (yield from self.run_tasks(tasks)) is not None
             elif tasks:
                 procs = [env.process(self.run_task(*t)) for t in tasks]
                 res = yield env.all_of(procs)

@@ -80,11 +80,8 @@ class CommitJob:
                     return
                 yield self._sleep()
                 continue
-            tasks = copier.claim(*run)
-            for i, (a, b, zero, ev) in enumerate(tasks):
-                ok = yield from copier.run_task(a, b, zero, ev)
-                if not ok:
-                    self.failed = True
-                    copier.abandon(tasks[i + 1:])
-                    return
-                self.copied_bytes += min(b * copier.cs, copier.disk_size) - a * copier.cs
+            copied = yield from copier.run_tasks(copier.claim(*run))
+            if copied is None:
+                self.failed = True
+                return
+            self.copied_bytes += copied
