@@ -37,7 +37,9 @@ class BuildContext:
 @dataclass
 class Graph:
     """A wired scheme. ``top`` is what the guest talks to; ``start`` begins the
-    backup at t0 with the clusters it must copy; ``done`` fires when it ends."""
+    backup at t0 with the clusters it must copy; ``done`` fires when it ends;
+    ``finish`` runs the scheme's own teardown, then removes the filter it put
+    on top and gives the guest its disk back."""
     top: Any
     target: Any = None
     job: Any = None
@@ -48,6 +50,9 @@ class Graph:
     _finish: Callable | None = None
     done: Any = None
 
+    def __post_init__(self):
+        self.base = self.top  # the node the guest talked to before the backup
+
     def start(self, needed: np.ndarray) -> None:
         if self._start:
             self._start(self, needed)
@@ -55,6 +60,9 @@ class Graph:
     def finish(self) -> None:
         if self._finish:
             self._finish(self)
+        if self.filter is not None:
+            self.filter.deactivate()
+        self.top = self.base
 
 
 def build(name: str, ctx: BuildContext) -> Graph:

@@ -56,12 +56,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
         graph.levels.append(copier.inflight_level)
         graph.done = start_or_idle(env, cfg, job)
 
-    def finish(graph):
-        graph.filter.deactivate()
-        graph.top = ctx.active
-
     g._start = start
-    g._finish = finish
     return g
 
 

@@ -90,7 +90,7 @@ def build_pull(ctx, *, modern: bool):
         job.start()
 
     g._start = start
-    g._finish = finish_fleecing(ctx)
+    g._finish = finish_fleecing
     return g
 
 

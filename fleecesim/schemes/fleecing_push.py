@@ -48,14 +48,11 @@ def cbw_filter(ctx, cache, needed) -> CBWFilter:
                      lazy_discard=b.lazy_discard, wanted=needed)
 
 
-def finish_fleecing(ctx):
-    """The backup ended: deferred discards land, the filter goes, the image is deleted."""
-    def finish(graph) -> None:
-        graph.filter.apply_deferred_discards()
-        graph.filter.deactivate()
-        graph.top = ctx.active
-        graph.cache.clear()
-    return finish
+def finish_fleecing(graph) -> None:
+    """The backup ended: deferred discards land and the image is deleted (the
+    filter itself is removed by Graph.finish)."""
+    graph.filter.apply_deferred_discards()
+    graph.cache.clear()
 
 
 @register("fleecing-push")
@@ -89,5 +86,5 @@ def build(ctx):
         job.start()
 
     g._start = start
-    g._finish = finish_fleecing(ctx)
+    g._finish = finish_fleecing
     return g

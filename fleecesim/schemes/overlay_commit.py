@@ -61,8 +61,6 @@ def build(ctx):
         graph.done.succeed(bool(ok) and bool(ok_commit))
 
     def finish(graph):
-        graph.filter.deactivate()
-        graph.top = ctx.active
         overlay.clear()
 
     g._start = start

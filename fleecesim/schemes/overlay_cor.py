@@ -78,10 +78,5 @@ def build(ctx):
         overlay.clear()
         graph.done.succeed(bool(ok) and bool(ok_commit))
 
-    def finish(graph):
-        graph.filter.deactivate()
-        graph.top = ctx.active
-
     g._start = start
-    g._finish = finish
     return g
