@@ -58,11 +58,25 @@ def cmd_run(args) -> int:
             print(f"\nresults in {outdir}/")
     bad = [s for s in summaries if not s.get("oracle_ok")]
     for s in bad:
-        why = s.get("error") or (f"{s.get('oracle_violations')} clusters do not hold their t0 content"
-                                 if s.get("oracle_violations") else "backup did not complete")
-        print(f"fleecesim: {s['name']}: backup is NOT the point-in-time image: {why}",
-              file=sys.stderr)
+        print(f"fleecesim: {s['name']}: {why_not_ok(s)}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def why_not_ok(s: dict) -> str:
+    """One line: why a run's backup is not a good point-in-time image."""
+    if s.get("error"):
+        return f"backup is NOT the point-in-time image: {s['error']}"
+    outcome = s.get("backup_outcome")
+    if outcome == "snapshot-broken":
+        return (f"backup FAILED: the snapshot broke at {s.get('snapshot_broken_at', 0):.6f}s "
+                f"(on-cbw-error=break-snapshot); the target is not a usable backup")
+    if outcome == "unfinished":
+        return (f"backup unfinished at run.max-time ({s.get('sim_time_s', 0):.6g}s): "
+                f"no point-in-time image yet")
+    if outcome == "failed":
+        return "backup FAILED: the job ended with an error; the target is not a usable backup"
+    return (f"backup is NOT the point-in-time image: {s.get('oracle_violations')} clusters "
+            f"do not hold their t0 content")
 
 
 def build_parser() -> argparse.ArgumentParser:

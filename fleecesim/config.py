@@ -86,7 +86,7 @@ def expand_preset(v: Any):
 # ---------------------------------------------------------------- disk
 class DiskSpec(Model):
     size: Size = 64 * 2**30
-    cluster_size: Size = 64 * 2**10
+    cluster_size: None = Field(None, exclude=True)  # removed key, kept to say so
     allocated: float = Field(1.0, ge=0.0, le=1.0)
     allocation_granularity: Size = 4 * 2**20  # zero/allocated extents at t0 come in this size
     device: str = "local"
@@ -98,7 +98,16 @@ class DiskSpec(Model):
             raise ValueError(f"expected a positive multiple of 512 bytes, got {v}")
         return v
 
-    @field_validator("cluster_size", "allocation_granularity")
+    @field_validator("cluster_size", mode="before")
+    @classmethod
+    def _removed(cls, v):
+        if v is None:
+            return v
+        raise ValueError("removed (it was read nowhere): the copy granularity comes from "
+                         "the copy's target, as in QEMU — set backup.target.cluster-size, "
+                         "backup.cache.cluster-size or backup.min-cluster-size")
+
+    @field_validator("allocation_granularity")
     @classmethod
     def _cs(cls, v):
         if not _is_pow2(v) or v < 512:
@@ -181,6 +190,9 @@ def known_schemes() -> list[str]:
 # Schemes whose job copies straight to the target, so sync=none means something
 # (the job idles for backup.window; CBW copies what the guest overwrites).
 SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
+# Schemes whose CBW filter copies into a local fleecing (scratch) image, so
+# backup.cache.cluster-size sets the CBW granularity.
+FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018")
 
 
 class TargetSpec(Model):
@@ -190,8 +202,8 @@ class TargetSpec(Model):
     @field_validator("cluster_size")
     @classmethod
     def _cs(cls, v):
-        if not _is_pow2(v):
-            raise ValueError(f"expected a power of two, got {v}")
+        if not _is_pow2(v) or v < 512:
+            raise ValueError(f"expected a power of two >= 512, got {v}")
         return v
 
 
@@ -218,11 +230,22 @@ class FlushSpec(Model):
 class CacheSpec(Model):
     device: str = "local"     # the disk tier's device
     size: Size | None = None  # the disk tier's size; None: as large as the disk
+    # The fleecing (scratch) image's qcow2 cluster size: the CBW filter's copy
+    # granularity is max(64 KiB, this, min-cluster-size), as block-copy computes
+    # it from its own target (block/block-copy.c: block_copy_calculate_cluster_size).
+    cluster_size: Size = 64 * 2**10
     # issue 3: RAM tier, flush watermarks, seed benefits 1 (cor) and 2 (serve reads)
     ram: RamTierSpec = RamTierSpec()
     flush: FlushSpec = FlushSpec()
     serve_reads_from_ram: bool = True  # guest reads of unchanged RAM-cached clusters
     cor: bool = False  # copy-on-read into the RAM tier with BDRV_REQ_UNNECESSARY
+
+    @field_validator("cluster_size")
+    @classmethod
+    def _cs(cls, v):
+        if not _is_pow2(v) or v < 512:
+            raise ValueError(f"expected a power of two >= 512, got {v}")
+        return v
 # --- end tiered fleecing cache -------------------------------------------
 
 
@@ -230,12 +253,23 @@ class IncrementalSpec(Model):
     """sync=incremental: the dirty bitmap a previous backup left (seeded, made at t0)."""
     dirty: float = Field(0.1, ge=0.0, le=1.0)  # fraction of clusters dirty
     extent: Size = 2**20  # mean length of a dirty extent (geometric in clusters)
+    # The dirty bitmap's own granularity (block-dirty-bitmap-add; QEMU's default
+    # is the image's cluster size, 64 KiB for qcow2). Block-copy widens it to
+    # its cluster size; finer than 64 KiB would change nothing that is copied.
+    granularity: Size = 64 * 2**10
 
     @field_validator("extent")
     @classmethod
     def _ext(cls, v):
         if v <= 0:
             raise ValueError(f"expected a size > 0, got {v}")
+        return v
+
+    @field_validator("granularity")
+    @classmethod
+    def _gran(cls, v):
+        if not _is_pow2(v) or v < 64 * 2**10:
+            raise ValueError(f"expected a power of two >= 64KiB, got {v}")
         return v
 
 
@@ -264,8 +298,12 @@ class BackupSpec(Model):
     max_chunk: Size = 0  # 0: QEMU's default (1 MiB, at least one cluster)
     min_cluster_size: Size = 0
     speed: Rate = 0.0  # 0: unlimited
+    # QEMU's values are break-guest-write and break-snapshot; "wait" (a full
+    # fleecing cache makes CBW wait for room) is this model's own.
     on_cbw_error: Literal["break-guest-write", "break-snapshot", "wait"] = "break-guest-write"
-    cbw_timeout: Seconds = 0.0  # 0: no timeout
+    # 0: no timeout. QEMU's cbw-timeout is whole seconds (uint32); fractions
+    # of a second are a model extension.
+    cbw_timeout: Seconds = 0.0
     sync: Literal["full", "incremental", "none"] = "full"
     incremental: IncrementalSpec = IncrementalSpec()
     window: Seconds = Field(10.0, gt=0)  # sync=none: the job idles this long, then stops
@@ -308,6 +346,36 @@ class BackupSpec(Model):
         if v < 0:
             raise ValueError("expected a value >= 0")
         return v
+
+
+# Schemes whose CBW filter is one the user creates with blockdev-add, so it
+# takes copy-before-write's own options (qapi/block-core.json,
+# BlockdevOptionsCbw: on-cbw-error and cbw-timeout, since QEMU 7.1). The
+# others get theirs from blockdev-backup (block/copy-before-write.c:
+# bdrv_cbw_append passes neither option: break-guest-write, no timeout) or from
+# 2018's write notifier (block/backup.c: backup_before_write_notify fails the
+# guest write with the copy's error).
+CBW_OPTION_SCHEMES = ("fleecing-push", "fleecing-pull")
+
+
+def _check_cbw_options(b) -> None:
+    schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
+    for s in schemes:
+        if s in CBW_OPTION_SCHEMES:
+            continue
+        if b.on_cbw_error != "break-guest-write":
+            raise ValueError(
+                f"backup.on-cbw-error: scheme {s!r} has no such option (its CBW comes from "
+                f"blockdev-backup or 2018's write notifier, which always fail the guest "
+                f"write); it is for {', '.join(CBW_OPTION_SCHEMES)}")
+        if b.cbw_timeout:
+            raise ValueError(
+                f"backup.cbw-timeout: scheme {s!r} has no such option (blockdev-backup's "
+                f"internal filter has no timeout); it is for {', '.join(CBW_OPTION_SCHEMES)}")
+        if b.cache.cluster_size != 64 * 2**10 and s not in FLEECING_IMAGE_SCHEMES:
+            raise ValueError(
+                f"backup.cache.cluster-size: scheme {s!r} has no fleecing image; the copy "
+                f"granularity comes from backup.target.cluster-size")
 
 
 class RunSpec(Model):
@@ -367,11 +435,12 @@ class Config(Model):
             if name not in self.devices:
                 raise ValueError(f"{where}: no device named {name!r}; "
                                  f"defined: {', '.join(self.devices) or 'none'}")
-        cs = self.cluster_size
+        cs = self.cbw_cluster_size
         cache = self.backup.cache.size
         if cache is not None and cache < cs:
             raise ValueError(f"backup.cache.size: {cache} bytes is smaller than one "
                              f"cluster ({cs} bytes)")
+        cs = max(cs, self.cluster_size)
         if self.disk.size < cs:
             raise ValueError(f"disk.size: smaller than one cluster ({cs} bytes)")
         return self
@@ -384,9 +453,9 @@ class Config(Model):
             if ram.device not in self.devices:
                 raise ValueError(f"backup.cache.ram.device: no device named {ram.device!r}; "
                                  f"defined: {', '.join(self.devices) or 'none'}")
-            if ram.size < self.cluster_size:
+            if ram.size < self.cbw_cluster_size:
                 raise ValueError(f"backup.cache.ram.size: {ram.size} bytes is smaller than "
-                                 f"one cluster ({self.cluster_size} bytes)")
+                                 f"one cluster ({self.cbw_cluster_size} bytes)")
         elif self.backup.cache.flush.high is not None:
             raise ValueError("backup.cache.flush.high: needs a RAM tier (backup.cache.ram.size)")
         return self
@@ -401,6 +470,7 @@ class Config(Model):
             if name is not None and name not in self.devices:
                 raise ValueError(f"{where}: no device named {name!r}; "
                                  f"defined: {', '.join(self.devices) or 'none'}")
+        _check_cbw_options(b)
         if b.sync == "none":
             for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
                 if s not in SYNC_NONE_SCHEMES:
@@ -411,8 +481,33 @@ class Config(Model):
 
     @property
     def cluster_size(self) -> int:
-        """QEMU's block-copy granularity: max(64 KiB, target cluster, min-cluster-size)."""
+        """The backup job's copy granularity, as QEMU's block-copy computes it from
+        its target (block/block-copy.c: block_copy_calculate_cluster_size):
+        max(64 KiB, target cluster size, min-cluster-size). Under ``backup`` and
+        ``legacy-backup`` the CBW filter shares the job's block-copy, so it is
+        the CBW granularity too."""
         return max(64 * 1024, self.backup.target.cluster_size, self.backup.min_cluster_size)
+
+    @property
+    def cbw_cluster_size(self) -> int:
+        """The CBW filter's copy granularity. Fleecing schemes copy into a local
+        fleecing (scratch) image, whose own block-copy takes its granularity
+        from that image: max(64 KiB, backup.cache.cluster-size, min-cluster-size).
+        Other schemes copy straight to the job's target (the job's granularity)."""
+        schemes = [self.backup.scheme] if isinstance(self.backup.scheme, str) \
+            else self.backup.scheme
+        if any(s in FLEECING_IMAGE_SCHEMES for s in schemes):
+            return max(64 * 1024, self.backup.cache.cluster_size, self.backup.min_cluster_size)
+        return self.cluster_size
+
+    @property
+    def unit(self) -> int:
+        """The model's bookkeeping granularity (per-cluster arrays): the finer of
+        the two copy granularities (both powers of two, so each is a multiple)."""
+        unit = min(self.cluster_size, self.cbw_cluster_size)
+        if self.backup.sync == "incremental":
+            unit = min(unit, self.backup.incremental.granularity)
+        return unit
 
     @property
     def max_chunk(self) -> int:

@@ -123,6 +123,7 @@ class Stats:
         self.job_copied_bytes = 0   # bytes the background job copied
         self.snapshot_broken = False
         self.snapshot_broken_at = None
+        self.snapshot_read_errors = 0  # snapshot reads refused (EACCES: broken, or not accessible)
         self.events: list[tuple[float, str]] = []
         # --- tiered fleecing cache (issue 3) ---
         self.spill_bytes = 0        # CBW data written to the disk tier (RAM tier full or absent)

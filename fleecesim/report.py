@@ -35,6 +35,7 @@ ROWS = [
     ("deferred_discards", "discards deferred", str),
     ("cbw_errors", "CBW errors", str),
     ("snapshot_broken", "snapshot broken", str),
+    ("backup_outcome", "backup outcome", str),
     ("oracle_ok", "oracle ok", str),
     ("oracle_violations", "oracle violations", str),
     ("wall_time_s", "wall time", lambda v: f"{v:.2f}s"),

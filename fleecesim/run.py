@@ -20,6 +20,7 @@ from .config import Config, variants
 from .devices import build_device
 from .errors import UserError
 from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
+from .bitmap import widen
 from .nodes import ActiveDisk
 from .rng import stream
 from .schemes import BuildContext, build
@@ -143,14 +144,15 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
 
 def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     env = simpy.Environment()
-    cs = cfg.cluster_size
+    cs = cfg.unit  # per-cluster arrays; each copy has its own granularity (a multiple)
     size = cfg.disk.size
     n = -(-size // cs)
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
     zero = initial_zero_map(cfg, n, cs)
     stats = Stats()
     active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
-    ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed)
+    ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
+                       job_cluster_size=cfg.cluster_size, cbw_cluster_size=cfg.cbw_cluster_size)
     graph = build(cfg.scheme, ctx)
     rec = Recorder()
     guest = GuestDriver(env, graph, source if source is not None else make_source(cfg), rec, iodepth=cfg.workload.iodepth,
@@ -161,12 +163,16 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         env.run(until=cfg.run.warmup)
     t0 = env.now
     t0_gen = active.gen.copy()
-    needed = needed_at_t0(cfg, n, cs)
+    # The job's bitmap in whole clusters of its granularity (block-copy merges a
+    # finer bitmap into its own: a cluster is copied if any part is dirty).
+    needed = widen(needed_at_t0(cfg, n, cs), cfg.cluster_size // cs)
     mask = needed.copy()
     graph.start(needed)
     env.run(until=simpy.AnyOf(env, [graph.done, env.timeout(cfg.run.max_time)]))
     completed = graph.done.triggered
-    job_ok = bool(graph.done.value) if completed else False
+    # A broken snapshot fails the backup whatever the job says (QEMU: every
+    # snapshot-access read fails once copy-before-write's snapshot_error is set).
+    job_ok = (bool(graph.done.value) if completed else False) and not stats.snapshot_broken
     t_end = env.now
     if cfg.backup.sync == "none":
         mask = changed_mask(t0_gen, active.gen)  # what CBW had to save (see sync.py)
@@ -196,8 +202,14 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "backup_start_s": t0,
         "backup_end_s": t_end,
         "backup_duration_s": t_end - t0,
-        "backup_completed": completed,
-        "backup_failed": completed and not job_ok,
+        # completed: the backup ended and is the point-in-time image it claims;
+        # failed: it ended without one (job error or broken snapshot); neither:
+        # still running at run.max-time.
+        "backup_completed": completed and job_ok,
+        "backup_failed": (completed and not job_ok) or stats.snapshot_broken,
+        "backup_outcome": ("snapshot-broken" if stats.snapshot_broken else
+                           "complete" if completed and job_ok else
+                           "failed" if completed else "unfinished"),
         "guest_ios": int(t.size),
         "guest_ios_during_backup": int(during.sum()),
         "guest_iops_during_backup": float(during.sum() / (t_end - t0)) if t_end > t0 else math.nan,
@@ -224,7 +236,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "cbw_count", "cbw_bytes", "cbw_waits", "cbw_errors", "guest_errors",
         "source_read_bytes", "target_write_bytes", "target_zero_bytes",
         "local_write_bytes", "local_read_bytes", "job_copied_bytes",
-        "snapshot_broken", "snapshot_broken_at")})
+        "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
     summary["events"] = [f"{tt:.6f}s {what}" for tt, what in stats.events]
     summary["fleecing_peak_bytes"] = int(fleecing_peak)
     # --- tiered fleecing cache (issue 3) ---
@@ -244,7 +256,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         summary[f"{lv.name.replace('.', '_')}_mean"] = lv.mean(t0, t_end)
         summary[f"{lv.name.replace('.', '_')}_peak"] = lv.peak
     summary.update({
-        "clusters": n, "cluster_size": cs,
+        "clusters": n, "unit_size": cs,
+        "cluster_size": cfg.cluster_size, "cbw_cluster_size": cfg.cbw_cluster_size,
         "clusters_to_copy": int(mask.sum()),
         "oracle_ok": bool(oracle_ok),
         "oracle_violations": violations,

@@ -53,11 +53,15 @@ def dirty_bitmap(n: int, cluster_size: int, dirty: float, extent: int, seed: int
 
 
 def needed_at_t0(cfg, n: int, cluster_size: int) -> np.ndarray:
-    """The copy bitmap the backup starts with (bool per cluster)."""
+    """The copy bitmap the backup starts with (bool per cluster of ``cluster_size``,
+    the model's unit). An incremental bitmap is drawn at its own granularity."""
     b = cfg.backup
     if b.sync == "incremental":
-        return dirty_bitmap(n, cluster_size, b.incremental.dirty, b.incremental.extent,
-                            cfg.run.seed)
+        g = b.incremental.granularity
+        k = max(1, g // cluster_size)
+        bm = dirty_bitmap(-(-n // k), g, b.incremental.dirty, b.incremental.extent,
+                          cfg.run.seed)
+        return np.repeat(bm, k)[:n] if k > 1 else bm
     return np.ones(n, dtype=bool)  # full; none: CBW guards everything, the job idles
 
 

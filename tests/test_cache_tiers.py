@@ -69,6 +69,7 @@ def test_cbw_data_goes_to_ram_while_it_has_room_then_spills():
 def test_write_to_a_cached_unchanged_cluster_needs_no_copy():
     r = rig()
     assert r.f.fast(OP_READ, 5 * CS, 4096, 0.0) is not None
+    r.env.run()  # COR stores once the read has completed
     assert r.stats.cor_admitted == 1 and not r.cache.changed[5]
     end = write(r, 5)
     assert end is not None  # fast path: no copy, no process
@@ -84,6 +85,7 @@ def test_unchanged_ram_clusters_are_dropped_for_cbw_room_oldest_first():
     r = rig(ram=2)
     r.f.fast(OP_READ, 5 * CS, 4096, 0.0)
     r.f.fast(OP_READ, 6 * CS, 4096, 0.0)
+    r.env.run()
     assert r.cache.clean == 2 and r.ram.room() == 0
     assert write(r, 10) is None
     r.env.run()

@@ -45,9 +45,10 @@ def test_table_output_is_side_by_side(tmp_path):
     assert "oracle ok" in p.stdout
 
 
-def test_oracle_violation_exits_nonzero(tmp_path):
+def test_unfinished_backup_exits_nonzero_and_says_unfinished(tmp_path):
     p = _run("run", "configs/fleecing-vs-legacy.yaml", "--no-save", "--quiet",
              "--set", "disk.size=128MiB", "--set", "backup.scheme=legacy-backup",
              "--set", "run.max-time=0.1s")
     assert p.returncode == 1
-    assert "NOT the point-in-time image" in p.stderr
+    assert "backup unfinished at run.max-time" in p.stderr
+    assert "NOT the point-in-time image" not in p.stderr  # not a wrong image: no image yet

@@ -2,6 +2,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleecesim.config import CBW_OPTION_SCHEMES, FLEECING_IMAGE_SCHEMES
 from fleecesim.run import simulate
 from tests.conftest import small
 
@@ -26,12 +27,27 @@ scenario = st.fixed_dictionaries({
     "disk.allocated": st.floats(0, 1),
     "devices.target.link-bandwidth": st.sampled_from(["20MiB/s", "112MiB/s", "1GiB/s"]),
     "run.seed": st.integers(0, 2**31),
+    "backup.target.cluster-size": st.sampled_from(["64KiB", "64KiB", "1MiB"]),
+    # fleecing schemes only (others reject them): the image's own granularity,
+    # and a small fleecing image that fills up, under each on-cbw-error policy
+    "fleecing": st.fixed_dictionaries({
+        "backup.cache.cluster-size": st.sampled_from(["64KiB", "256KiB", "1MiB"]),
+        "fault": st.sampled_from([None, None, "break-guest-write", "break-snapshot"]),
+    }),
 })
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario)
 def test_oracle_holds_in_random_scenarios(over):
+    over = dict(over)
+    fl = over.pop("fleecing")
+    fault = None
+    if over["backup.scheme"] in FLEECING_IMAGE_SCHEMES:
+        over["backup.cache.cluster-size"] = fl["backup.cache.cluster-size"]
+    if over["backup.scheme"] in CBW_OPTION_SCHEMES and fl["fault"]:
+        fault = fl["fault"]
+        over.update({"backup.on-cbw-error": fault, "backup.cache.size": "2MiB"})
     s = simulate(small(**over)).summary
     assert s.get("error") is None, s.get("traceback")
     # Safety, always: nothing on the target is anything but its t0 content, and
@@ -40,7 +56,11 @@ def test_oracle_holds_in_random_scenarios(over):
     assert s["clusters_copied_twice"] == 0
     # Liveness, when the guest leaves the devices room (20k IOPS of 128 KiB
     # writes can saturate the local NVMe, and then nothing need finish).
-    if over["workload.iops"] <= 3000:
+    if over["workload.iops"] <= 3000 and fault is None:
         assert s["backup_completed"]
     if s["backup_completed"]:
         assert s["oracle_violations"] == 0 and s["oracle_ok"]
+    # A broken snapshot is never a good backup.
+    if s["snapshot_broken"]:
+        assert not s["oracle_ok"] and not s["backup_completed"] and s["backup_failed"]
+        assert s["backup_outcome"] == "snapshot-broken"

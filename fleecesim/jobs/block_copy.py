@@ -7,12 +7,22 @@ a cluster is copied once, by whoever claims it first, and anyone who needs a
 cluster that is in flight waits for that copy instead of copying it again.
 As in QEMU, a claim clears the cluster's bit at once; a failed copy sets it
 back.
+
+Granularity: node arrays are kept per *unit* (``cluster_size``, the finest
+copy granularity in the graph); a BlockCopy copies whole clusters of its own
+``granularity`` (a power-of-two multiple of the unit, k units), as QEMU's
+block-copy takes its cluster size from its own target
+(block/block-copy.c: block_copy_calculate_cluster_size). Its bitmap stays per
+unit but is kept uniform within each of its clusters: the initial bitmap is
+widened to whole clusters (a coarse bit is set if any fine bit is, as merging
+a finer dirty bitmap into block-copy's does) and claims are widened likewise.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..metrics import PATH_ERROR, Level
+from ..bitmap import widen
 from ..nodes.base import REQ_ZERO
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
@@ -22,16 +32,19 @@ class BlockCopy:
     def __init__(self, env, name: str, source, target, needed: np.ndarray, cluster_size: int,
                  disk_size: int, max_chunk: int, stats, *, zero_detect: str = "block-status",
                  mem_limit: int = BLOCK_COPY_MAX_MEM, count_source_reads: bool = True,
-                 parallel: bool = True):
+                 parallel: bool = True, granularity: int | None = None):
         self.env = env
         self.name = name
         self.source = source
         self.target = target
-        self.needed = needed            # bool per cluster: still to be copied (not claimed)
         self.cs = cluster_size
+        self.k = max(1, (granularity or cluster_size) // cluster_size)  # units per cluster
+        if self.k > 1:
+            needed[:] = widen(needed, self.k)
+        self.needed = needed            # bool per unit: still to be copied (not claimed)
         self.disk_size = disk_size
         self.n = len(needed)
-        self.chunk = max(1, max_chunk // cluster_size)
+        self.chunk = max(self.k, max_chunk // cluster_size // self.k * self.k)
         self.stats = stats
         self.zero_detect = zero_detect  # "block-status": skip reading zeroes; "buffer": read, then detect
         self.count_source_reads = count_source_reads
@@ -86,7 +99,11 @@ class BlockCopy:
     def claim(self, c0: int, c1: int) -> list[tuple[int, int, bool, object]]:
         """Claim the set bits in [c0, c1) as copy tasks: contiguous runs, each all
         zero or all data (as block-status splits them), at most one chunk long."""
-        if c1 - c0 == 1:  # the common CBW case, without numpy's per-call overhead
+        k = self.k
+        if k > 1:  # whole clusters of this copy's granularity
+            c0 = c0 // k * k
+            c1 = min(self.n, -(-c1 // k) * k)
+        elif c1 - c0 == 1:  # the common CBW case, without numpy's per-call overhead
             if not self.needed[c0]:
                 return []
             z = bool(self.source.zero_map(c0, c1)[0]) if self.zero_detect == "block-status" \
@@ -100,9 +117,14 @@ class BlockCopy:
         idx = np.flatnonzero(sub)
         if idx.size == 0:
             return []
+        if self.zero_detect == "block-status":
+            zm = self.source.zero_map(c0, c1)
+            if k > 1:  # block status at cluster granularity: zero only if all of it is
+                zm = widen(zm, k, all_=True)
+            zero = zm[idx]
+        else:
+            zero = np.zeros(idx.size, dtype=bool)
         idx += c0
-        zero = self.source.zero_map(c0, c1)[idx - c0] if self.zero_detect == "block-status" \
-            else np.zeros(idx.size, dtype=bool)
         tasks = []
         start = 0
         brk = np.flatnonzero((np.diff(idx) != 1) | (zero[1:] != zero[:-1])) + 1
@@ -253,3 +275,4 @@ class BlockCopy:
             ev = self.env.event()
             self._idle_waiters.append(ev)
             yield ev
+

@@ -7,11 +7,23 @@ target for the legacy write-notifier backup, which is the same filter with a
 different copy target). It also serves the snapshot API that the snapshot view
 calls: read a cluster from the cache if saved, else from the active disk —
 and a guest write waits for such reads of its clusters ("frozen" reads).
+
+Granularity: the filter copies whole clusters of its copier's granularity
+(``copier.k`` units): a guest request is widened to them first, as
+block/copy-before-write.c: cbw_do_copy_before_write aligns to
+block_copy_cluster_size(). A snapshot discard is narrowed to whole clusters
+(cbw_co_pdiscard_snapshot aligns the start up and the end down).
+
+Access bitmap (``access``, fleecing schemes): the snapshot is readable only
+where the sync bitmap had a bit and the reader has not discarded it; any
+other read fails (cbw_snapshot_read_lock: -EACCES), as do all snapshot reads
+once the snapshot is broken (``snapshot_error``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..bitmap import widen
 from ..metrics import PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT
 from ..workloads.records import OP_DISCARD, OP_READ
 from .base import Node
@@ -21,7 +33,7 @@ class CBWFilter(Node):
     def __init__(self, env, file, copier, stats, cluster_size: int, *, cache=None,
                  on_cbw_error: str = "break-guest-write", cbw_timeout: float = 0.0,
                  cor: bool = False, serve_reads: bool = False, lazy_discard: bool = False,
-                 wanted=None):
+                 wanted=None, access=None):
         super().__init__(env, "copy-before-write", cluster_size)
         self.file = file
         self.copier = copier
@@ -41,6 +53,10 @@ class CBWFilter(Node):
         self.lazy_discard = lazy_discard
         self.wanted = wanted  # the snapshot reader's bitmap (still to be read), if known
         self.deferred: list = []  # (offset, length, generations when deferred)
+        self.k = copier.k          # units per CBW cluster
+        self.n = copier.n
+        # snapshot-access's access bitmap (None: no snapshot API limits, as 2018)
+        self.access = access.copy() if access is not None else None
 
     # ------------------------------------------------------------ guest side
     def fast(self, op, offset, length, now):
@@ -49,6 +65,8 @@ class CBWFilter(Node):
         cs = self.cs
         c0 = offset // cs
         c1 = (offset + max(length, 1) + cs - 1) // cs
+        if self.k > 1:
+            c0, c1 = self._widen(c0, c1)
         if op == OP_READ:
             return self._fast_read(offset, length, c0, c1, now)
         if self.cache is not None and self.cache.clean:
@@ -64,13 +82,24 @@ class CBWFilter(Node):
 
     def read(self, offset, length, flags=0):
         if self.active and not self._plain_reads:
-            c0, c1 = self.clusters(offset, length)
+            c0, c1 = self.span(offset, length)
             if self.serve_reads and self.cache.ram_clean_all(c0, c1):
                 self.stats.ram_read_hits += 1
                 return (yield from self.cache.serve(offset, length))
-            if self.cor:
-                self._cor(c0, c1)
+            if self.cor and self._cor_mask(c0, c1) is not None:
+                data = yield from self.file.read(offset, length, flags)
+                self._cor(c0, c1)  # stored once read, never before (issue 10 item 5)
+                return data
         return (yield from self.file.read(offset, length, flags))
+
+    def span(self, offset, length) -> tuple[int, int]:
+        """Units of the whole CBW clusters a byte range touches."""
+        c0, c1 = self.clusters(offset, length)
+        return self._widen(c0, c1) if self.k > 1 else (c0, c1)
+
+    def _widen(self, c0, c1) -> tuple[int, int]:
+        k = self.k
+        return c0 // k * k, min(self.n, -(-c1 // k) * k)
 
     # ------------------------------------------------------------ issue 3 helpers
     def _fast_read(self, offset, length, c0, c1, now):
@@ -78,26 +107,39 @@ class CBWFilter(Node):
             self.stats.ram_read_hits += 1
             return self.cache.fast(OP_READ, offset, length, now)
         end = self.file.fast(OP_READ, offset, length, now)
-        if end is not None and self.cor:
-            self._cor(c0, c1, now)
+        if end is not None and self.cor and self._cor_mask(c0, c1) is not None:
+            # stored when the read completes: the data is not there before
+            ev = self.env.timeout(end - self.env.now)
+            ev.callbacks.append(lambda _ev: self._cor(c0, c1))
         return end
 
-    def _cor(self, c0, c1, now=None) -> None:
-        """Seed 1: a guest read of needed, uncached clusters also stores them in
-        the RAM tier if it has room (dropped otherwise; the read never waits).
-        Bits still set in the copy bitmap mean the guest has not written the
-        cluster since t0, so the active disk holds its t0 content."""
+    def _cor_mask(self, c0, c1):
+        """Clusters of [c0, c1) copy-on-read would store now (needed, not cached,
+        not zero, still wanted by the reader; whole CBW clusters), or None."""
         nd = self.copier.needed
         if c1 - c0 == 1:
             if not nd[c0] or (self.wanted is not None and not self.wanted[c0]):
-                return
+                return None
         elif not nd[c0:c1].any():
-            return
+            return None
         m = nd[c0:c1] & ~self.cache.cached_mask(c0, c1) & ~self.file.zero_map(c0, c1)
         if self.wanted is not None:
             m &= self.wanted[c0:c1]
-        if m.any():
-            self.cache.admit(c0, c1, m, self.file.peek(c0, c1), now)
+        if self.k > 1:
+            m = widen(m, self.k, all_=True)
+        return m if m.any() else None
+
+    def _cor(self, c0, c1) -> None:
+        """Seed 1: a guest read of needed, uncached clusters also stores them in
+        the RAM tier if it has room (dropped otherwise; the read never waits).
+        Called when the read has completed, so nothing is visible early; bits
+        still set in the copy bitmap then mean the guest has not written the
+        cluster since t0, so the data read is its t0 content."""
+        if not self.active:
+            return
+        m = self._cor_mask(c0, c1)
+        if m is not None:
+            self.cache.admit(c0, c1, m, self.file.peek(c0, c1))
 
     def _absorb(self, c0, c1) -> None:
         """Seed 4: a guest write to clusters cached unchanged needs no copy; they
@@ -110,6 +152,8 @@ class CBWFilter(Node):
             return
         nd = self.copier.needed[c0:c1]
         m &= nd
+        if self.k > 1:  # a whole CBW cluster or nothing
+            m = widen(m, self.k, all_=True)
         k = int(m.sum())
         if k:
             nd[m] = False
@@ -148,7 +192,7 @@ class CBWFilter(Node):
     def _guarded(self, discard, offset, length, data, flags):
         path = PATH_DIRECT
         if self.active:
-            c0, c1 = self.clusters(offset, length)
+            c0, c1 = self.span(offset, length)
             if self.cache is not None and self.cache.clean:
                 self._absorb(c0, c1)
             if discard and self.lazy_discard and self.copier.pending(c0, c1):
@@ -246,10 +290,13 @@ class CBWFilter(Node):
         return g
 
     def snapshot_read(self, offset, length):
-        """Read the point-in-time content; None if the snapshot is broken."""
-        if self.broken:
-            return None
+        """Read the point-in-time content; None (EACCES) if the snapshot is
+        broken or any of the range is not accessible (outside the sync bitmap,
+        or discarded by the reader)."""
         c0, c1 = self.clusters(offset, length)
+        if self.broken or (self.access is not None and not self.access[c0:c1].all()):
+            self.stats.snapshot_read_errors += 1
+            return None
         cs = self.cs
         cached = self._cached(c0, c1)
         if not cached.any():
@@ -270,14 +317,22 @@ class CBWFilter(Node):
             self._thaw(unc.tolist())
             for a, b in _runs(np.flatnonzero(cached) + c0):
                 data[a - c0:b - c0] = yield from self.cache.read(a * cs, (b - a) * cs)
-        if self.broken:
+        if self.broken:  # broke while we read: in-flight snapshot requests fail too
+            self.stats.snapshot_read_errors += 1
             return None
         return data
 
     def snapshot_discard(self, offset, length):
         """The reader is done with these clusters: drop them from the cache and
-        from the copy bitmap, so later guest writes need no CBW (read-once)."""
-        c0, c1 = self.clusters(offset, length)
+        from the copy bitmap, so later guest writes need no CBW (read-once).
+        Only whole CBW clusters inside the range count (QEMU aligns inward)."""
+        kb = self.k * self.cs
+        c0 = -(-offset // kb) * self.k
+        c1 = min(self.n, (offset + length) // kb * self.k)
+        if c1 <= c0:
+            return PATH_DIRECT
+        if self.access is not None:
+            self.access[c0:c1] = False
         nd = self.copier.needed[c0:c1]
         k = int(nd.sum())
         if k:

@@ -29,9 +29,11 @@ class BuildContext:
     active: Any
     stats: Any
     n_clusters: int
-    cluster_size: int
+    cluster_size: int   # the unit of every node's per-cluster arrays
     disk_size: int
     seed: int
+    job_cluster_size: int = 0  # the backup job's copy granularity (0: the unit)
+    cbw_cluster_size: int = 0  # the CBW filter's copy granularity (0: the unit)
 
 
 @dataclass

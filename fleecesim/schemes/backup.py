@@ -45,7 +45,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     def start(graph, needed):
         copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
                            max_chunk=max_chunk, stats=ctx.stats, zero_detect=zero_detect,
-                           parallel=parallel)
+                           parallel=parallel, granularity=ctx.job_cluster_size)
         cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=workers,

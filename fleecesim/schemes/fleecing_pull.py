@@ -62,14 +62,16 @@ def build_pull(ctx, *, modern: bool):
             ones = needed.copy()
             ones[:] = True
             cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, ones, cs, ctx.disk_size,
-                                   max_chunk=cs, stats=ctx.stats, zero_detect="buffer",
-                                   parallel=False)
+                                   max_chunk=ctx.cbw_cluster_size, stats=ctx.stats,
+                                   zero_detect="buffer", parallel=False,
+                                   granularity=ctx.cbw_cluster_size)
             cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache)
         snap = SnapshotView(env, cbw, cs)
         export = NBDExport(env, snap, link, cs, ctx.stats)
         copier = BlockCopy(env, "client", export, target, needed, cs, ctx.disk_size,
                            max_chunk=cfg.max_chunk, stats=ctx.stats,
                            zero_detect="block-status" if b.client.block_status else "buffer",
+                           granularity=ctx.job_cluster_size,
                            count_source_reads=False)  # the snapshot view counts them
 
         def trim(a, b_):

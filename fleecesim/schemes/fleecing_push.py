@@ -30,7 +30,8 @@ def tiered_cache(ctx) -> FleecingCache:
         name = b.cache.ram.device
         if name not in ctx.devices:  # config validation allows a preset name here
             ctx.devices[name] = build_device(name, DeviceSpec.model_validate(name))
-        tiers.append(Tier(env, "ram", ctx.devices[name], b.cache.ram.size // cs * cs, kind="ram"))
+        ram = b.cache.ram.size // ctx.cbw_cluster_size * ctx.cbw_cluster_size  # whole clusters
+        tiers.append(Tier(env, "ram", ctx.devices[name], ram, kind="ram"))
     tiers.append(Tier(env, "disk", ctx.devices[b.cache.device], capacity))
     return FleecingCache(env, tiers, ctx.n_clusters, cs, ctx.stats,
                          wait_for_room=b.on_cbw_error == "wait",
@@ -41,11 +42,13 @@ def cbw_filter(ctx, cache, needed) -> CBWFilter:
     """The copy-before-write filter into ``cache``, with the seed's options."""
     env, cs, b = ctx.env, ctx.cluster_size, ctx.cfg.backup
     cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs, ctx.disk_size,
-                           max_chunk=cs, stats=ctx.stats)
+                           max_chunk=ctx.cbw_cluster_size, stats=ctx.stats,
+                           granularity=ctx.cbw_cluster_size)
     return CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
                      on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout,
                      cor=b.cache.cor, serve_reads=b.cache.serve_reads_from_ram,
-                     lazy_discard=b.lazy_discard, wanted=needed)
+                     lazy_discard=b.lazy_discard, wanted=needed,
+                     access=cbw_copier.needed)  # snapshot-access starts as the CBW bitmap
 
 
 def finish_fleecing(graph) -> None:
@@ -69,6 +72,7 @@ def build(ctx):
         snap = SnapshotView(env, cbw, cs)
         job_copier = BlockCopy(env, "backup", snap, target, needed, cs, ctx.disk_size,
                                max_chunk=cfg.max_chunk, stats=ctx.stats,
+                               granularity=ctx.job_cluster_size,
                                count_source_reads=False)  # the snapshot view counts them
 
         def read_once(a, c):  # QEMU's discard-source

@@ -16,5 +16,5 @@ from .backup import direct_backup
 
 @register("legacy-backup")
 def build(ctx):
-    return direct_backup(ctx, name="legacy-backup", max_chunk=ctx.cluster_size, workers=1,
+    return direct_backup(ctx, name="legacy-backup", max_chunk=ctx.job_cluster_size, workers=1,
                          zero_detect="buffer", parallel=False)

@@ -1,0 +1,18 @@
+"""Per-unit bitmaps at a coarser copy granularity."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def widen(mask: np.ndarray, k: int, all_: bool = False) -> np.ndarray:
+    """A per-unit mask made uniform over aligned groups of ``k`` units (the last
+    group may be short): a group is set if any unit is set, or with ``all_`` if
+    every unit is. ``mask`` must start at a group boundary."""
+    n = len(mask)
+    if k <= 1 or n == 0:
+        return mask.copy()
+    pad = -n % k
+    m = np.concatenate([mask, np.full(pad, all_, dtype=bool)]) if pad else mask
+    g = m.reshape(-1, k)
+    g = g.all(axis=1) if all_ else g.any(axis=1)
+    return np.repeat(g, k)[:n]
