@@ -79,10 +79,25 @@ def why_not_ok(s: dict) -> str:
             f"do not hold their t0 content")
 
 
+RUN_EPILOG = """\
+exit status: 0 every backup is the point-in-time image; 1 one is not (wrong
+content, job failed, snapshot broken, or unfinished at run.max-time); 2 bad input.
+
+QEMU's option names and values are used where QEMU has them. The model's own:
+  backup.on-cbw-error: wait   (a full fleecing image makes CBW wait for room;
+                               QEMU has break-guest-write and break-snapshot)
+  backup.cbw-timeout: 1.5s    (QEMU takes whole seconds; fractions are the model's)
+  the seed's tiered cache: backup.cache.ram/flush/cor/serve-reads-from-ram,
+  backup.lazy-discard, backup.order (copy-ordering policies).
+on-cbw-error and cbw-timeout exist only for fleecing-push and fleecing-pull (a
+copy-before-write node of the user's); other schemes fail the guest write."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fleecesim", description="Simulate QEMU backup and fleecing schemes.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="run a scenario config (every scheme/variant it lists)")
+    r = sub.add_parser("run", help="run a scenario config (every scheme/variant it lists)",
+                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("config")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set backup.max-workers=8")
