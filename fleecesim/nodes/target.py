@@ -30,13 +30,14 @@ class BackupTarget(Node):
     wire or at the server) is never pre-empted; only queued ones are
     overtaken. A guest write that waits for a job copy already claimed (a
     cluster in flight) waits on a job write, so BlockCopy.copy calls
-    ``promote`` for its range and such queued job writes move to the CBW
-    queue — else the option would only move the delay from CBW writes to
-    these waiting ones. Because the node never has more writes at the device than it
-    has slots, the device's analytic completion time computed at submission
-    stays exact (nothing submitted later can be ahead of it), and the device
-    stays timing-only. If other nodes share the device, their requests are not
-    in this queue and are served by the device FIFO as before.
+    ``promote`` for its range (queued job writes move to the CBW queue) and
+    marks that copy's later target write REQ_CBW — else the option would
+    only move the delay from CBW writes to these waiting ones. Because the
+    node never has more writes at the device than it has slots, the device's
+    analytic completion time computed at submission stays exact (nothing
+    submitted later can be ahead of it), and the device stays timing-only.
+    If other nodes share the device, their requests are not in this queue
+    and are served by the device FIFO as before.
     """
 
     def __init__(self, env, device, n_clusters: int, cluster_size: int, stats,
