@@ -193,6 +193,9 @@ SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
 # Schemes whose CBW filter copies into a local fleecing (scratch) image, so
 # backup.cache.cluster-size sets the CBW granularity.
 FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018")
+# Schemes where CBW and the job write one target queue, so backup.cbw-priority
+# means something (fleecing's CBW writes a local cache, not the target).
+CBW_PRIORITY_SCHEMES = ("legacy-backup", "backup")
 
 
 class TargetSpec(Model):
@@ -313,6 +316,9 @@ class BackupSpec(Model):
     discard_source: bool = False  # QEMU's discard-source: free copied clusters (read-once)
     lazy_discard: bool = False    # defer guest discards of needed clusters to the end
     order: str = "ascending"      # copy-ordering policy (fleecesim/policies/)
+    # CBW copies overtake the job's queued target writes (the seed's postscript);
+    # off: one FIFO, as QEMU's NBD client (see nodes/target.py)
+    cbw_priority: bool = False
 
     @field_validator("order")
     @classmethod
@@ -477,6 +483,18 @@ class Config(Model):
                     raise ValueError(f"backup.sync: 'none' (the job idles, CBW copies to the "
                                      f"target) needs one of {', '.join(SYNC_NONE_SCHEMES)}, "
                                      f"not {s!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _cbw_priority_scheme(self):
+        """backup.cbw-priority only where CBW and the job share the target queue."""
+        b = self.backup
+        if b.cbw_priority:
+            for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
+                if s not in CBW_PRIORITY_SCHEMES:
+                    raise ValueError(f"backup.cbw-priority: only for "
+                                     f"{', '.join(CBW_PRIORITY_SCHEMES)} (CBW and the job "
+                                     f"share the target queue), not {s!r}")
         return self
 
     @property

@@ -29,6 +29,43 @@ def test_remote_is_link_then_backend():
     assert r.submit(0.0, 0, size) == pytest.approx(2e-3 + size / (100 * 2**20) + 1e-4 + size / 1e9)
 
 
+def _remote_slow_backend(qd=2):
+    """qd request slots, a 0.1 ms RTT link and a backend that takes 10 ms per
+    request but could serve 32 at once: the client's slots, not the backend,
+    must bound what is outstanding. Bandwidths are so high that transfers take
+    picoseconds, so every request's service is the same D."""
+    link = Device("l", latency=1e-4, bandwidth=1e15, slots=qd)
+    be = Device("b", latency=10e-3, bandwidth=1e15, slots=32)
+    return RemoteDevice("r", link, be), 1e-4 + 10e-3
+
+
+def test_remote_slot_is_held_until_the_backend_served_the_request():
+    # block/nbd.c: a request keeps one of MAX_NBD_REQUESTS slots until its reply
+    # is read, so with queue-depth 2 a burst completes two at a time, D apart.
+    r, D = _remote_slow_backend(qd=2)
+    ends = sorted(r.submit(0.0, i * 4096, 4096) for i in range(40))
+    assert ends == pytest.approx([(k // 2 + 1) * D for k in range(40)], rel=1e-6)
+    assert 40 / ends[-1] == pytest.approx(2 / D, rel=1e-6)  # Little's law: N / (RTT + S)
+
+
+def test_remote_never_more_than_queue_depth_outstanding():
+    # Poisson arrivals far above capacity; every request's service is D (nothing
+    # else queues: link and backend have room), so it was outstanding during
+    # [end - D, end). Count the overlaps (intervals shrunk by 1 ns against float
+    # noise) and check each request started after it arrived.
+    r, D = _remote_slow_backend(qd=2)
+    arr = np.cumsum(np.random.default_rng(4).exponential(1e-3, 500))
+    ends = np.array([r.submit(float(t), 0, 4096) for t in arr])
+    starts = ends - D
+    assert (starts >= arr - 1e-9).all()
+    ev = sorted([(s + 1e-9, 1) for s in starts] + [(e, -1) for e in ends])
+    k = peak = 0
+    for _t, d in ev:
+        k += d
+        peak = max(peak, k)
+    assert peak == 2
+
+
 def test_hdd_sequential_skips_seek():
     h = HDD("h", latency=0.0, bandwidth=100 * 2**20, seek=8e-3, rpm=7200)
     xfer = 65536 / (100 * 2**20)

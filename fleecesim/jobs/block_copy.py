@@ -23,7 +23,7 @@ import numpy as np
 
 from ..metrics import PATH_ERROR, Level
 from ..bitmap import widen
-from ..nodes.base import REQ_ZERO
+from ..nodes.base import REQ_CBW, REQ_ZERO
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
 
@@ -60,6 +60,9 @@ class BlockCopy:
         self._idle_waiters: list = []
         self.copied_bytes = 0
         self.copies = 0
+        # events of claimed copies a guest write waits for: their target write
+        # goes as REQ_CBW (matters only to a target with cbw-priority)
+        self._urgent: set = set()
 
     # ------------------------------------------------------------ queries
     def pending(self, c0: int, c1: int) -> bool:
@@ -157,8 +160,9 @@ class BlockCopy:
         return evs
 
     # ------------------------------------------------------------ copying
-    def run_task(self, a: int, b: int, zero: bool, ev):
-        """Copy clusters [a, b) (already claimed). Returns True on success."""
+    def run_task(self, a: int, b: int, zero: bool, ev, flags: int = 0):
+        """Copy clusters [a, b) (already claimed). Returns True on success.
+        ``flags`` go with the target write (REQ_CBW for a copy-before-write)."""
         env = self.env
         cs = self.cs
         off = a * cs
@@ -180,10 +184,11 @@ class BlockCopy:
                 ok = False
             elif self.count_source_reads:
                 self.stats.source_read_bytes += ln
-        flags = 0
         if ok and (zero or (self.zero_detect == "buffer" and self.source.zero_map(a, b).all())):
-            flags = REQ_ZERO
+            flags |= REQ_ZERO
         if ok:
+            if self._urgent and ev in self._urgent:
+                flags |= REQ_CBW
             res = yield from self.target.write(off, ln, data, flags)
             ok = res != PATH_ERROR
         self.inflight_level.add(-ln)
@@ -198,6 +203,7 @@ class BlockCopy:
         else:
             self.needed[a:b] = True
             self.remaining += b - a
+        self._urgent.discard(ev)
         ev.succeed(ok)
         if not infl and self._idle_waiters:
             ws, self._idle_waiters = self._idle_waiters, []
@@ -205,13 +211,13 @@ class BlockCopy:
                 w.succeed()
         return ok
 
-    def run_tasks(self, tasks, after=None):
+    def run_tasks(self, tasks, after=None, flags: int = 0):
         """Run claimed tasks one after the other; on a failure give back the
         rest. ``after(a, b)``: a generator run after each task that succeeded.
         Returns the bytes copied, or None if a task failed."""
         copied = 0
         for i, (a, b, zero, ev) in enumerate(tasks):
-            ok = yield from self.run_task(a, b, zero, ev)
+            ok = yield from self.run_task(a, b, zero, ev, flags)
             if not ok:
                 self.abandon(tasks[i + 1:])
                 return None
@@ -228,6 +234,7 @@ class BlockCopy:
                     del self.inflight[c]
             self.needed[a:b] = True
             self.remaining += b - a
+            self._urgent.discard(ev)
             ev.succeed(False)
 
     def _mem_release(self, n: int) -> None:
@@ -242,7 +249,10 @@ class BlockCopy:
 
     def copy(self, c0: int, c1: int):
         """Make sure [c0, c1) is copied: claim what is unclaimed, wait for what
-        others have in flight. Returns (ok, bytes this call copied, waited)."""
+        others have in flight. Returns (ok, bytes this call copied, waited).
+        This is the copy-before-write path (block/copy-before-write.c:
+        cbw_do_copy_before_write -> block_copy), so its writes carry REQ_CBW;
+        the job's copies (run_tasks from BackupJob) do not."""
         env = self.env
         copied = 0
         waited = False
@@ -252,9 +262,9 @@ class BlockCopy:
             waits = self.waits_in(c0, c1, mine)
             ok = True
             if len(tasks) == 1 or (tasks and not self.parallel):
-                ok = (yield from self.run_tasks(tasks)) is not None
+                ok = (yield from self.run_tasks(tasks, flags=REQ_CBW)) is not None
             elif tasks:
-                procs = [env.process(self.run_task(*t)) for t in tasks]
+                procs = [env.process(self.run_task(*t, REQ_CBW)) for t in tasks]
                 res = yield env.all_of(procs)
                 ok = all(res.values())
             if tasks:
@@ -263,6 +273,10 @@ class BlockCopy:
                 return False, copied, waited
             if waits:
                 waited = True
+                # The copies we wait for now hold up a guest write: those not yet
+                # at the target will go as REQ_CBW, those queued there move up.
+                self._urgent.update(waits)
+                self.target.promote(c0 * self.cs, (c1 - c0) * self.cs)
                 yield env.all_of(waits)
                 if not self.pending(c0, c1):
                     return True, copied, waited

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 REQ_ZERO = 1          # write zeroes: no data moves
 REQ_UNNECESSARY = 2   # the seed's BDRV_REQ_UNNECESSARY: drop rather than wait
+REQ_CBW = 4           # a copy-before-write's copy (someone's guest write waits on it);
+                      # only a target with cbw-priority treats it differently
 
 
 class Node:
@@ -44,3 +46,7 @@ class Node:
     def discard(self, offset: int, length: int, flags: int = 0):
         raise NotImplementedError
         yield  # pragma: no cover
+
+    def promote(self, offset: int, length: int) -> None:
+        """Hint: someone now waits for writes queued here in this range. Only a
+        node that keeps its own priority queue acts on it (BackupTarget)."""

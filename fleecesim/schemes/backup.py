@@ -15,6 +15,10 @@ config key.
 in; ``none`` starts no copying at all: the job idles for ``backup.window``
 seconds while CBW saves to the target the t0 content of every cluster the
 guest overwrites (see fleecesim/sync.py for what the oracle checks).
+
+``backup.cbw-priority`` (default off, as QEMU): the target serves queued
+copy-before-write writes before the job's queued writes (see
+nodes/target.py, BackupTarget).
 """
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter
@@ -39,7 +43,8 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     copy engine's parameters)."""
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup
-    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
+    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats,
+                          cbw_priority=b.cbw_priority)
     g = Graph(top=ctx.active, target=target)
 
     def start(graph, needed):
