@@ -136,6 +136,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("fleecesim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`fleecesim ... | head`): stop quietly, as CLI tools do
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -457,3 +457,22 @@ def test_real_mqsim_wsrch():
     assert not p.read_bytes().endswith(b"\n")
     assert s["requests"] == 24782 + 1 and round(100 * s["read_fraction"], 2) == 99.98
     assert 59 < s["duration_s"] < 61  # README: 60 s
+
+
+def test_iops_mean_never_exceeds_the_peak(tmp_path):
+    """Issue 14: the peak is the busiest >= 1 s window's rate, so it bounds the
+    mean; a trace shorter than 1 s has peak = mean and says so."""
+    rng = np.random.default_rng(3)
+    for k in range(20):
+        span = float(rng.choice([0.05, 0.9, 1.3, 5.0, 61.7]))
+        ts = np.sort(rng.random(int(rng.integers(2, 400))) * span)
+        ts = np.sort(np.r_[ts, ts[:5] if k % 2 else []])  # some bursts
+        lines = ["fio version 3 iolog"] + [f"{int(t * 1e6)} /f write 0 4096" for t in ts]
+        s = trace_stats(write(tmp_path, f"t{k}.log", "\n".join(lines) + "\n"))
+        if s["duration_s"] > 0:
+            assert s["iops_mean"] <= s["iops_peak_1s"] * (1 + 1e-9), (span, s["iops_mean"])
+        assert s["shorter_than_1s"] == (s["duration_s"] < 1.0)
+    short = trace_stats(write(tmp_path, "short.log", "fio version 3 iolog\n0 /f write 0 4096\n"
+                              "100000 /f write 0 4096\n"))
+    assert short["iops_peak_1s"] == short["iops_mean"] == 20.0  # 2 requests in 0.1 s
+    assert "shorter than 1 s" in format_stats_table(short)

@@ -86,7 +86,10 @@ def trace_stats(path, format: str = "auto", **options) -> dict:
     hist = np.zeros(64, np.int64)
     touched, written = _Extents(), _Extents()
     first = last = None
-    sec, sec_n, peak = None, 0, 0          # current second and its count
+    # 1 s windows aligned at the first request: the current one and its count,
+    # the last finished one (it may absorb a short trailing window) and the
+    # peak of those before it
+    sec, sec_n, prev, prev_n, peak = None, 0, None, 0, 0
     minute, minute_ext = None, _Extents()  # current minute's written clusters
     per_minute: list[int] = []
 
@@ -106,14 +109,16 @@ def trace_stats(path, format: str = "auto", **options) -> dict:
         if w.any():
             written.add(*_clusters(off[w], ln[w]))
 
-        # IOPS per whole second: the stream is sorted, so seconds arrive in order
-        secs, counts = np.unique(np.floor(t).astype(np.int64), return_counts=True)
+        # requests per 1 s window: the stream is sorted, so windows arrive in order
+        secs, counts = np.unique(np.floor(t - first).astype(np.int64), return_counts=True)
         if sec is not None and secs[0] == sec:
             counts[0] += sec_n
         elif sec is not None:
-            peak = max(peak, sec_n)
-        if len(counts) > 1:
-            peak = max(peak, int(counts[:-1].max()))
+            secs, counts = np.r_[sec, secs], np.r_[sec_n, counts]
+        for win, k in zip(secs[:-1].tolist(), counts[:-1].tolist()):  # windows now finished
+            if prev is not None:
+                peak = max(peak, prev_n)
+            prev, prev_n = win, k
         sec, sec_n = int(secs[-1]), int(counts[-1])
 
         # written clusters per minute
@@ -133,9 +138,23 @@ def trace_stats(path, format: str = "auto", **options) -> dict:
                 minute_ext.add(*_clusters(off[lo:hi][ww], ln[lo:hi][ww]))
     if minute is not None:
         per_minute.append(minute_ext.total())
-    peak = max(peak, sec_n)
-
     duration = (last - first) if n else 0.0
+    # The peak is the busiest window's rate. The trailing window is shorter than
+    # 1 s, so it is merged with the one before it (1-2 s long): every window is
+    # then at least 1 s and the mean (their time-weighted average) <= the peak.
+    # A trace shorter than 1 s has one window, the whole trace: peak = mean.
+    if not n or duration <= 0:
+        peak_rate = None
+    elif duration < 1.0:
+        peak_rate = n / duration
+    else:
+        if prev is not None and prev == sec - 1:
+            tail_n, tail_len = prev_n + sec_n, 1.0 + (duration - sec)
+        else:
+            if prev is not None:
+                peak = max(peak, prev_n)
+            tail_n, tail_len = sec_n, 1.0 + (duration - sec)  # window sec-1 was empty
+        peak_rate = max(float(peak), tail_n / tail_len)
     out = {
         "file": os.fspath(path),
         "format": stream.counters["format"],
@@ -143,7 +162,8 @@ def trace_stats(path, format: str = "auto", **options) -> dict:
         "requests": n,
         "duration_s": duration,
         "iops_mean": n / duration if duration > 0 else None,
-        "iops_peak_1s": int(peak),
+        "iops_peak_1s": peak_rate,
+        "shorter_than_1s": bool(n) and duration < 1.0,
     }
     for code, name in enumerate(OP_NAMES):
         out[PLURAL[name]] = int(ops[code])
@@ -177,7 +197,9 @@ def format_stats_table(stats: dict) -> str:
         ("requests", num(n)),
         ("duration", f"{stats['duration_s']:.6g} s"),
         ("IOPS mean", num(stats["iops_mean"])),
-        ("IOPS peak (1 s)", num(stats["iops_peak_1s"])),
+        ("IOPS peak (1 s)", num(stats["iops_peak_1s"]) + (
+            f" (the trace is {stats['duration_s'] * 1e3:.0f} ms long, shorter than 1 s: "
+            f"peak = mean)" if stats.get("shorter_than_1s") else "")),
     ]
     for name in OP_NAMES:
         rows.append((PLURAL[name], f"{stats[PLURAL[name]]:,} ({100 * stats[name + '_fraction']:.1f} %)"))
