@@ -192,7 +192,8 @@ def known_schemes() -> list[str]:
 SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
 # Schemes whose CBW filter copies into a local fleecing (scratch) image, so
 # backup.cache.cluster-size sets the CBW granularity.
-FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018")
+FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018",
+                          "fleecing-push-2018")
 # Schemes where CBW and the job write one target queue, so backup.cbw-priority
 # means something (fleecing's CBW writes a local cache, not the target).
 CBW_PRIORITY_SCHEMES = ("legacy-backup", "backup")

@@ -178,6 +178,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         mask = changed_mask(t0_gen, active.gen)  # what CBW had to save (see sync.py)
     # Measure fleecing space before teardown deletes the image.
     fleecing_peak = graph.cache.level.peak if graph.cache is not None else 0
+    # A scheme that commits an overlay down: did the image below get all of it?
+    commit_violations = graph.commit_check()
     graph.finish()
     if cfg.run.tail > 0:
         env.run(until=t_end + cfg.run.tail)
@@ -190,7 +192,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
                                                           t0_gen, mask)
     else:
         violations, multi, outside, wrong = 0, 0, 0, 0
-    oracle_ok = violations == 0 and completed and job_ok and not stats.snapshot_broken
+    oracle_ok = violations == 0 and completed and job_ok and not stats.snapshot_broken \
+        and not commit_violations
 
     # ---------------------------------------------------------------- metrics
     a = rec.arrays()
@@ -261,6 +264,9 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "clusters_to_copy": int(mask.sum()),
         "oracle_ok": bool(oracle_ok),
         "oracle_violations": violations,
+        # overlay schemes: clusters the commit should have carried into the image
+        # below the overlay (the active disk's image / the target) that it lacks
+        "commit_violations": int(commit_violations or 0),
         "clusters_copied_twice": multi,
         "clusters_copied_outside_mask": outside,
         "device_util": {k: (d.busy / t_stop if t_stop else 0.0) for k, d in devices.items()},

@@ -13,7 +13,8 @@ from fleecesim.run import simulate
 from fleecesim.schemes import SCHEMES, register
 from tests.conftest import small
 
-DIRECT = ["backup", "legacy-backup", "fleecing-pull-2018", "overlay-cor", "overlay-commit"]
+DIRECT = ["backup", "legacy-backup", "fleecing-pull-2018", "fleecing-push-2018", "overlay-cor",
+          "overlay-commit"]
 
 
 @pytest.mark.parametrize("scheme", DIRECT)

@@ -6,7 +6,7 @@ from fleecesim.run import simulate
 from tests.conftest import small
 
 SCHEMES = ["legacy-backup", "backup", "fleecing-push", "fleecing-pull",
-           "fleecing-pull-2018", "overlay-cor", "overlay-commit"]
+           "fleecing-pull-2018", "overlay-cor", "overlay-commit", "fleecing-push-2018"]
 CASES = [(sc, sy) for sc in SCHEMES for sy in ("full", "incremental")] + \
         [(sc, "none") for sc in SYNC_NONE_SCHEMES]
 
@@ -42,7 +42,7 @@ def test_oracle(scheme, sync, workers):
 
 
 @pytest.mark.parametrize("scheme", ["backup", "fleecing-pull", "fleecing-pull-2018",
-                                    "overlay-cor", "overlay-commit"])
+                                    "fleecing-push-2018", "overlay-cor", "overlay-commit"])
 def test_fast_path_agrees_with_the_general_path(scheme):
     cfg = busy(scheme, "full", 8, 3)
     a = simulate(cfg, fast_path=True).summary

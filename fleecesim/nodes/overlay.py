@@ -92,6 +92,11 @@ class Overlay(Node):
         # also goes to the backing, synchronously, and dirties nothing, so the
         # commit converges whatever the guest does
         self.write_through = False
+        self.image = None  # the backing's image (a DeviceWriter) that write-through writes
+        # callable(c0, c1) -> events of the commit's copies in flight there: a
+        # write-through write waits for them first (mirror's active_write_prepare ->
+        # mirror_wait_on_conflicts), or a copy that read older data lands after it
+        self.conflicts = None
         self.cor_bytes = 0
         self.cow_bytes = 0
 
@@ -165,6 +170,8 @@ class Overlay(Node):
         env = self.env
         cs = self.cs
         c0, c1 = self.clusters(offset, length)
+        # a request keeps the mode it entered with (the commit may end meanwhile)
+        through, image = self.write_through, self.image
         al = self.alloc[c0:c1]
         fill = 0  # bytes of partially written, unallocated clusters to fill from the backing
         if not al.all():
@@ -179,27 +186,51 @@ class Overlay(Node):
             self.stats.local_read_bytes += fill
             self.stats.local_write_bytes += fill
             self.cow_bytes += fill
+        if through:
+            yield from self._wait_conflicts(c0, c1)
+        # the content changes now (generation bumped): a running commit learns it now
         self.backing._written(offset, length)
         self._alloc(c0, c1)
+        if through:
+            if image is not None:
+                image.record(c0, c1, self.backing.gen[c0:c1])
+        elif self.on_write is not None:
+            self.on_write(c0, c1)
         end = self.device.submit(env.now, offset, length + fill, True)
-        if self.write_through:
+        if through:
             end = max(end, self.backing.device.submit(env.now, offset, length, True))
             self.stats.local_write_bytes += length
         yield env.timeout(end - env.now)
-        if self.on_write is not None and not self.write_through:
-            self.on_write(c0, c1)
         return PATH_DIRECT
 
+    def _wait_conflicts(self, c0, c1):
+        while self.conflicts is not None:
+            evs = self.conflicts(c0, c1)
+            if not evs:
+                return
+            yield self.env.all_of(evs)
+
     def discard(self, offset, length, flags=0):
+        """The active disk node bumps the generation of every cluster a discard
+        touches (partly covered ones too: their content is taken to change), so
+        the overlay takes all of them (zero clusters, metadata only) and a
+        running commit copies them all; with write-blocking the discard is
+        mirrored to the backing at once, as mirror does (bdrv_mirror_top_pdiscard
+        -> bdrv_mirror_top_do_write, MIRROR_METHOD_DISCARD)."""
         env = self.env
-        cs = self.cs
+        through, image = self.write_through, self.image
+        c0, c1 = self.clusters(offset, length)
+        if through:
+            yield from self._wait_conflicts(c0, c1)
         self.backing._discarded(offset, length)
-        full0, full1 = -(-offset // cs), (offset + length) // cs
-        if full1 > full0:
-            self._alloc(full0, full1)  # zero clusters in the overlay (metadata)
-            if self.on_write is not None and not self.write_through:
-                self.on_write(full0, full1)
+        self._alloc(c0, c1)
         end = self.device.submit(env.now, offset, 0, True)
+        if through:
+            if image is not None:
+                image.record(c0, c1, self.backing.gen[c0:c1])
+            end = max(end, self.backing.device.submit(env.now, offset, 0, True))
+        elif self.on_write is not None:
+            self.on_write(c0, c1)
         yield env.timeout(end - env.now)
         return PATH_DIRECT
 
@@ -262,19 +293,29 @@ class _Layer(Node):
 
 
 class DeviceWriter(Node):
-    """Writes bytes to a device with no content bookkeeping (a commit into the
-    active disk's own image: the content is already the guest's)."""
+    """Writes to a device and records the generation each write carried: the
+    active disk's *image* while an overlay sits on top of it (overlay-cor).
+    There the active disk node's generations are what the guest sees through
+    overlay + backing; ``gen`` is what is really on the disk image, so after
+    the commit the scheme can check that the image holds every guest write
+    (``gen``: the image content at t0, owned by the scheme)."""
 
-    def __init__(self, env, device, cluster_size: int, stats):
+    def __init__(self, env, device, cluster_size: int, stats, gen=None):
         super().__init__(env, "device-writer", cluster_size)
         self.device = device
         self.stats = stats
+        self.gen = gen
+
+    def record(self, c0: int, c1: int, data) -> None:
+        if self.gen is not None:
+            self.gen[c0:c1] = data
 
     def write(self, offset, length, data=None, flags=0):
         env = self.env
         zero = bool(flags & REQ_ZERO)
         end = self.device.submit(env.now, offset, 0 if zero else length, True)
         yield env.timeout(end - env.now)
+        self.record(*self.clusters(offset, length), data)
         if not zero:
             self.stats.local_write_bytes += length
         return PATH_DIRECT

@@ -50,6 +50,7 @@ class Graph:
     levels: list = field(default_factory=list)
     _start: Callable | None = None
     _finish: Callable | None = None
+    _commit_check: Callable | None = None
     done: Any = None
 
     def __post_init__(self):
@@ -58,6 +59,12 @@ class Graph:
     def start(self, needed: np.ndarray) -> None:
         if self._start:
             self._start(self, needed)
+
+    def commit_check(self) -> int | None:
+        """For schemes that commit an overlay down into the image below it: how
+        many clusters that image does not hold as the overlay had them (data a
+        commit lost). None: the scheme commits nothing."""
+        return self._commit_check(self) if self._commit_check else None
 
     def finish(self) -> None:
         if self._finish:
@@ -73,3 +80,4 @@ def build(name: str, ctx: BuildContext) -> Graph:
 
 from . import none, legacy, fleecing_push  # noqa: E402,F401  (register)
 from . import backup, fleecing_pull, fleecing_pull_2018, overlay_cor, overlay_commit  # noqa: E402,F401,E501
+from . import fleecing_push_2018  # noqa: E402,F401

@@ -10,11 +10,18 @@ the backup runs, and the scheme is done when the backup job has finished and
 the commit has drained (the backup is on the target only then). The seed's
 objection is the cost: every copied cluster goes through the overlay (written
 and read back locally), not only the clusters the guest overwrote.
+
+Besides the target oracle, ``commit_check`` counts clusters the backup wrote
+into the overlay that the target does not hold as the overlay had them when
+the drain ended (``commit_violations``: a commit that drops dirty clusters).
 """
+import numpy as np
+
 from ..jobs import BackupJob, BlockCopy
 from ..jobs.commit import CommitJob
 from ..nodes import BackupTarget, CBWFilter
 from ..nodes.overlay import TargetOverlay
+from ..nodes.target import UNWRITTEN
 from ..policies import make_ordering
 from . import Graph, register
 
@@ -63,6 +70,13 @@ def build(ctx):
     def finish(graph):
         overlay.clear()
 
+    def commit_check(graph):
+        """Clusters the backup put into the overlay that the drain did not carry
+        to the target as they were (checked before the overlay is dropped)."""
+        written = overlay.gen != UNWRITTEN
+        return int(np.count_nonzero(written & (target.gen != overlay.gen)))
+
     g._start = start
     g._finish = finish
+    g._commit_check = commit_check
     return g

@@ -21,7 +21,20 @@ again with ``backup.overlay.copy-mode: background``; with the default
 ``write-blocking`` a guest write also goes to the backing synchronously, so
 the commit always converges), then the overlay is dropped. The scheme is done
 when the commit is; its I/O counts as local I/O caused by the backup.
+
+The commit is checked: the active disk node's generations are what the guest
+sees (overlay + backing); what is really on the disk image is tracked apart
+(``DeviceWriter.gen``: its t0 content, then every commit copy and every
+write-blocking guest write). When the commit ends, every cluster of the image
+must hold the guest's latest generation; ``commit_check`` counts those that do
+not (``commit_violations``, folded into ``oracle_ok``). Write-blocking writes
+wait for the commit's copies in flight on their clusters first, as mirror's
+active writes do (block/mirror.c, active_write_prepare ->
+mirror_wait_on_conflicts); without that a copy that read older data could land
+after the guest's write.
 """
+import numpy as np
+
 from ..jobs import BackupJob, BlockCopy
 from ..jobs.commit import CommitJob
 from ..nodes import BackupTarget, CBWFilter
@@ -40,7 +53,12 @@ def build(ctx):
     g = Graph(top=ctx.active, target=target, cache=overlay)
     g.levels += [overlay.level]
 
+    # The active disk's image below the overlay: its content at t0, then what
+    # the commit (and write-blocking guest writes) put there.
+    image = DeviceWriter(env, ctx.active.device, cs, ctx.stats)
+
     def start(graph, needed):
+        image.gen = ctx.active.gen.copy()
         copier = BlockCopy(env, "backup", overlay.no_cor(), target, needed, cs, ctx.disk_size,
                            max_chunk=cfg.max_chunk, stats=ctx.stats,
                            count_source_reads=False)  # the no-COR view splits local/source
@@ -61,22 +79,37 @@ def build(ctx):
         graph.filter.deactivate()
         graph.top = overlay
         dirty = overlay.alloc.copy()
-        ccopier = BlockCopy(env, "commit", overlay.layer(),
-                            DeviceWriter(env, ctx.active.device, cs, ctx.stats), dirty, cs,
-                            ctx.disk_size, max_chunk=cfg.max_chunk, stats=ctx.stats,
+        ccopier = BlockCopy(env, "commit", overlay.layer(), image, dirty, cs, ctx.disk_size, max_chunk=cfg.max_chunk, stats=ctx.stats,
                             count_source_reads=False)
         commit = CommitJob(env, ccopier, make_ordering("ascending"), workers=b.max_workers,
                            stats=ctx.stats, name="commit")
         overlay.on_write = commit.mark_dirty
         overlay.write_through = b.overlay.copy_mode == "write-blocking"
+        overlay.image = image
+        overlay.conflicts = ccopier.waits_in
         graph.commit = commit
         commit.start()
         ok_commit = yield commit.done
+        # the overlay is dropped now: the image must hold what the guest sees
+        graph.image_lost = image_lost()
         overlay.on_write = None
         overlay.write_through = False
+        overlay.image = None
+        overlay.conflicts = None
         graph.top = ctx.active
         overlay.clear()
         graph.done.succeed(bool(ok) and bool(ok_commit))
 
+    def image_lost() -> int:
+        """Clusters whose image content is not the guest's latest generation."""
+        if image.gen is None:
+            return 0
+        return int(np.count_nonzero(image.gen != ctx.active.gen))
+
+    def commit_check(graph):
+        lost = getattr(graph, "image_lost", None)
+        return image_lost() if lost is None else lost  # commit never ended: as of now
+
     g._start = start
+    g._commit_check = commit_check
     return g
