@@ -244,7 +244,11 @@ class ClientSpec(Model):
     link: str | None = None     # network device: default the target's link
     storage: str | None = None  # the client's own storage: default the target's backend
     discard: bool = False       # read-once: TRIM each range after reading it
-    block_status: bool = True   # ask for zero ranges and write them as zeroes (no read)
+    # issue 10 item 6: what the client knows per cluster (policies.CLIENT_HINTS):
+    # none | block-status (NBD base:allocation) | cache-tier (hypothetical, the seed's)
+    hints: Literal["none", "block-status", "cache-tier"] = "block-status"
+    # write zero ranges as zeroes without reading them; None: when hints give zeroes
+    block_status: bool | None = None
 
 
 class OverlaySpec(Model):
@@ -409,6 +413,32 @@ class Config(Model):
                                      f"not {s!r}")
         return self
 
+    # --- issue 10 items 6, 7: options a scheme does not act on are errors --------
+    @model_validator(mode="after")
+    def _options_per_scheme(self):
+        """Reject a non-default ``backup.*`` key that a listed scheme does not act
+        on (the table: each scheme's ``register(options=...)`` in fleecesim/schemes/),
+        and a pull client's ``backup.order`` that its ``backup.client.hints`` cannot serve."""
+        from .policies import hint_error
+        from .schemes import option_error
+        b = self.backup
+        changed = _changed_keys(b.dump(), BackupSpec().dump())
+        changed.discard("scheme")
+        for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
+            for key in sorted(changed):
+                err = option_error(s, key)
+                if err:
+                    raise ValueError(err)
+            if option_error(s, "client.hints") is None:  # an external NBD client
+                err = hint_error(b.order, b.client.hints)
+                if err:
+                    raise ValueError(err)
+        if b.client.block_status and b.client.hints == "none":
+            raise ValueError("backup.client.block-status: true needs block status from NBD; "
+                             "backup.client.hints: none says the client has none")
+        return self
+    # --- end options ---
+
     @property
     def cluster_size(self) -> int:
         """QEMU's block-copy granularity: max(64 KiB, target cluster, min-cluster-size)."""
@@ -426,6 +456,18 @@ class Config(Model):
         if not isinstance(s, str):
             raise ValueError("config lists several schemes; use variants()")
         return s
+
+
+def _changed_keys(d: dict, default: dict, prefix: str = "") -> set[str]:
+    """Dotted keys whose value differs from the default (issue 10 item 7)."""
+    out = set()
+    for k, v in d.items():
+        dv = default.get(k)
+        if isinstance(v, dict) and isinstance(dv, dict):
+            out |= _changed_keys(v, dv, f"{prefix}{k}.")
+        elif v != dv:
+            out.add(prefix + k)
+    return out
 
 
 # ---------------------------------------------------------------- loading

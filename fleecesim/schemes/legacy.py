@@ -10,11 +10,22 @@ In node terms this is a CBW filter whose copy target is the remote target
 itself — the seed's "if we have only ram-cache, it would be equal to current
 approach".
 """
-from . import register
-from .backup import direct_backup
+from . import CBW_ERROR_PENDING, register
+from .backup import DIRECT_WHY, direct_backup
+
+LEGACY_WHY = {
+    **DIRECT_WHY,
+    "max-workers": "2018's backup copies with one coroutine (x-perf max-workers came with "
+                   "block-copy in QEMU 6.0); use scheme 'backup'",
+    "max-chunk": "2018's backup copies one cluster at a time (x-perf max-chunk came with "
+                 "block-copy in QEMU 6.0); use scheme 'backup'",
+    "min-cluster-size": "2018's backup sizes clusters from the target only "
+                        "(backup_calculate_cluster_size); use scheme 'backup'",
+}
 
 
-@register("legacy-backup")
+@register("legacy-backup", options=("target", "sync", "incremental", "speed", "window")
+          + CBW_ERROR_PENDING, why=LEGACY_WHY)
 def build(ctx):
     return direct_backup(ctx, name="legacy-backup", max_chunk=ctx.cluster_size, workers=1,
                          zero_detect="buffer", parallel=False)
