@@ -30,7 +30,7 @@ def busy(scheme, **kw):
     o = {"backup.scheme": scheme, "workload.iops": 2000,
          "workload.mix": {"read": 0.5, "write": 0.5}, "backup.max-workers": 4}
     o.update(kw)
-    return small(**o)
+    return small(**honoured(scheme, o))  # shared keys only where the scheme acts on them
 
 
 def test_overlay_commit_guest_writes_wait_for_local_copies_only():
