@@ -194,9 +194,6 @@ SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
 # backup.cache.cluster-size sets the CBW granularity.
 FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018",
                           "fleecing-push-2018")
-# Schemes where CBW and the job write one target queue, so backup.cbw-priority
-# means something (fleecing's CBW writes a local cache, not the target).
-CBW_PRIORITY_SCHEMES = ("legacy-backup", "backup")
 
 
 class TargetSpec(Model):
@@ -282,7 +279,11 @@ class ClientSpec(Model):
     link: str | None = None     # network device: default the target's link
     storage: str | None = None  # the client's own storage: default the target's backend
     discard: bool = False       # read-once: TRIM each range after reading it
-    block_status: bool = True   # ask for zero ranges and write them as zeroes (no read)
+    # issue 10 item 6: what the client knows per cluster (policies.CLIENT_HINTS):
+    # none | block-status (NBD base:allocation) | cache-tier (hypothetical, the seed's)
+    hints: Literal["none", "block-status", "cache-tier"] = "block-status"
+    # write zero ranges as zeroes without reading them; None: when hints give zeroes
+    block_status: bool | None = None
 
 
 class OverlaySpec(Model):
@@ -353,36 +354,6 @@ class BackupSpec(Model):
         if v < 0:
             raise ValueError("expected a value >= 0")
         return v
-
-
-# Schemes whose CBW filter is one the user creates with blockdev-add, so it
-# takes copy-before-write's own options (qapi/block-core.json,
-# BlockdevOptionsCbw: on-cbw-error and cbw-timeout, since QEMU 7.1). The
-# others get theirs from blockdev-backup (block/copy-before-write.c:
-# bdrv_cbw_append passes neither option: break-guest-write, no timeout) or from
-# 2018's write notifier (block/backup.c: backup_before_write_notify fails the
-# guest write with the copy's error).
-CBW_OPTION_SCHEMES = ("fleecing-push", "fleecing-pull")
-
-
-def _check_cbw_options(b) -> None:
-    schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
-    for s in schemes:
-        if s in CBW_OPTION_SCHEMES:
-            continue
-        if b.on_cbw_error != "break-guest-write":
-            raise ValueError(
-                f"backup.on-cbw-error: scheme {s!r} has no such option (its CBW comes from "
-                f"blockdev-backup or 2018's write notifier, which always fail the guest "
-                f"write); it is for {', '.join(CBW_OPTION_SCHEMES)}")
-        if b.cbw_timeout:
-            raise ValueError(
-                f"backup.cbw-timeout: scheme {s!r} has no such option (blockdev-backup's "
-                f"internal filter has no timeout); it is for {', '.join(CBW_OPTION_SCHEMES)}")
-        if b.cache.cluster_size != 64 * 2**10 and s not in FLEECING_IMAGE_SCHEMES:
-            raise ValueError(
-                f"backup.cache.cluster-size: scheme {s!r} has no fleecing image; the copy "
-                f"granularity comes from backup.target.cluster-size")
 
 
 class RunSpec(Model):
@@ -477,7 +448,6 @@ class Config(Model):
             if name is not None and name not in self.devices:
                 raise ValueError(f"{where}: no device named {name!r}; "
                                  f"defined: {', '.join(self.devices) or 'none'}")
-        _check_cbw_options(b)
         if b.sync == "none":
             for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
                 if s not in SYNC_NONE_SCHEMES:
@@ -486,17 +456,31 @@ class Config(Model):
                                      f"not {s!r}")
         return self
 
+    # --- issue 10 items 6, 7: options a scheme does not act on are errors --------
     @model_validator(mode="after")
-    def _cbw_priority_scheme(self):
-        """backup.cbw-priority only where CBW and the job share the target queue."""
+    def _options_per_scheme(self):
+        """Reject a non-default ``backup.*`` key that a listed scheme does not act
+        on (the table: each scheme's ``register(options=...)`` in fleecesim/schemes/),
+        and a pull client's ``backup.order`` that its ``backup.client.hints`` cannot serve."""
+        from .policies import hint_error
+        from .schemes import option_error
         b = self.backup
-        if b.cbw_priority:
-            for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
-                if s not in CBW_PRIORITY_SCHEMES:
-                    raise ValueError(f"backup.cbw-priority: only for "
-                                     f"{', '.join(CBW_PRIORITY_SCHEMES)} (CBW and the job "
-                                     f"share the target queue), not {s!r}")
+        changed = _changed_keys(b.dump(), BackupSpec().dump())
+        changed.discard("scheme")
+        for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
+            for key in sorted(changed):
+                err = option_error(s, key)
+                if err:
+                    raise ValueError(err)
+            if option_error(s, "client.hints") is None:  # an external NBD client
+                err = hint_error(b.order, b.client.hints)
+                if err:
+                    raise ValueError(err)
+        if b.client.block_status and b.client.hints == "none":
+            raise ValueError("backup.client.block-status: true needs block status from NBD; "
+                             "backup.client.hints: none says the client has none")
         return self
+    # --- end options ---
 
     @property
     def cluster_size(self) -> int:
@@ -540,6 +524,18 @@ class Config(Model):
         if not isinstance(s, str):
             raise ValueError("config lists several schemes; use variants()")
         return s
+
+
+def _changed_keys(d: dict, default: dict, prefix: str = "") -> set[str]:
+    """Dotted keys whose value differs from the default (issue 10 item 7)."""
+    out = set()
+    for k, v in d.items():
+        dv = default.get(k)
+        if isinstance(v, dict) and isinstance(dv, dict):
+            out |= _changed_keys(v, dv, f"{prefix}{k}.")
+        elif v != dv:
+            out.add(prefix + k)
+    return out
 
 
 # ---------------------------------------------------------------- loading

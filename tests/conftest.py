@@ -20,6 +20,15 @@ def small(**overrides):
     return resolve(raw, overrides)
 
 
+def honoured(scheme, overrides: dict) -> dict:
+    """``overrides`` without the backup.* keys ``scheme`` does not act on (which
+    config validation rejects): for tests that share options across schemes."""
+    from fleecesim.schemes import option_error
+    return {k: v for k, v in overrides.items()
+            if not k.startswith("backup.") or k == "backup.scheme"
+            or option_error(scheme, k.removeprefix("backup.")) is None}
+
+
 @pytest.fixture
 def small_cfg():
     return small

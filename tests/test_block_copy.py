@@ -5,6 +5,7 @@ import pytest
 import simpy
 
 from fleecesim.devices import Device, RemoteDevice
+from fleecesim.errors import ConfigError
 from fleecesim.jobs import BackupJob, BlockCopy
 from fleecesim.metrics import PATH_CBW, PATH_WAIT, Stats
 from fleecesim.nodes import ActiveDisk, BackupTarget, CBWFilter
@@ -107,11 +108,12 @@ def test_zero_clusters_are_written_as_zeroes_without_a_read():
     assert legacy["target_zero_bytes"] == z
 
 
-def test_legacy_is_one_worker_one_cluster_whatever_max_workers_says():
+def test_legacy_is_one_worker_one_cluster_and_rejects_max_workers():
     cs = 64 * 2**10
-    s = simulate(idle(size="16MiB", **{"backup.scheme": "legacy-backup",
-                                      "backup.max-workers": 64})).summary
+    s = simulate(idle(size="16MiB", **{"backup.scheme": "legacy-backup"})).summary
     assert s["backup_duration_s"] == pytest.approx(256 * per_chunk(cs), rel=0.03)
+    with pytest.raises(ConfigError, match=r"^backup.max-workers: .*'legacy-backup'"):
+        idle(size="16MiB", **{"backup.scheme": "legacy-backup", "backup.max-workers": 8})
 
 
 # ----------------------------------------------------------- shared bitmap, waits

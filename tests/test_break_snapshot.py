@@ -20,12 +20,12 @@ DIRECT = ["backup", "legacy-backup", "fleecing-pull-2018", "fleecing-push-2018",
 @pytest.mark.parametrize("scheme", DIRECT)
 def test_schemes_without_cbw_options_reject_them(scheme):
     # the reproducer: break-snapshot + a 1ms timeout under `backup`
-    with pytest.raises(ConfigError, match=r"^backup\.on-cbw-error: scheme") as e:
+    with pytest.raises(ConfigError, match=r"^backup\.on-cbw-error: not used by") as e:
         small(**{"backup.scheme": scheme, "backup.on-cbw-error": "break-snapshot"})
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match=r"^backup\.on-cbw-error"):
         small(**{"backup.scheme": scheme, "backup.on-cbw-error": "wait"})
-    with pytest.raises(ConfigError, match=r"^backup\.cbw-timeout: scheme"):
+    with pytest.raises(ConfigError, match=r"^backup\.cbw-timeout: not used by"):
         small(**{"backup.scheme": scheme, "backup.cbw-timeout": "1ms"})
 
 

@@ -28,10 +28,10 @@ def test_bad_values_name_the_key(raw, where):
 
 
 def test_set_overrides_and_scheme_list_makes_variants():
-    cfg = resolve({}, ["backup.scheme=[legacy-backup, fleecing-push]", "backup.max-workers=8",
+    cfg = resolve({}, ["backup.scheme=[backup, fleecing-push]", "backup.max-workers=8",
                        "disk.size=1GiB"])
     vs = variants(cfg)
-    assert [n for n, _ in vs] == ["legacy-backup", "fleecing-push"]
+    assert [n for n, _ in vs] == ["backup", "fleecing-push"]
     assert all(c.backup.max_workers == 8 and c.disk.size == 2**30 for _, c in vs)
 
 
@@ -82,14 +82,14 @@ def test_bad_yaml_names_the_line(tmp_path):
 
 
 def test_variants_times_scheme_list():
-    cfg = resolve({"backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+    cfg = resolve({"backup": {"scheme": ["backup", "fleecing-push"]},
                    "variants": [{"name": "one", "set": {"backup.max-workers": 1}},
                                 {"name": "push8", "set": {"backup.scheme": "fleecing-push",
                                                           "backup.max-workers": 8}}]})
     vs = variants(cfg)
-    assert [n for n, _ in vs] == ["one/legacy-backup", "one/fleecing-push", "push8"]
+    assert [n for n, _ in vs] == ["one/backup", "one/fleecing-push", "push8"]
     assert [c.backup.max_workers for _, c in vs] == [1, 1, 8]
-    assert [c.backup.scheme for _, c in vs] == ["legacy-backup", "fleecing-push", "fleecing-push"]
+    assert [c.backup.scheme for _, c in vs] == ["backup", "fleecing-push", "fleecing-push"]
 
 
 def test_duplicate_variant_names_are_an_error():

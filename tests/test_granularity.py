@@ -42,7 +42,7 @@ def test_config_gives_cbw_and_job_their_own_cluster_size():
 def test_removed_and_misplaced_keys_are_rejected_by_name():
     with pytest.raises(ConfigError, match=r"^disk\.cluster-size: removed"):
         small(**{"disk.cluster-size": "64KiB"})
-    with pytest.raises(ConfigError, match=r"^backup\.cache\.cluster-size: scheme 'backup'"):
+    with pytest.raises(ConfigError, match=r"^backup\.cache\.cluster-size: not used by the 'backup' scheme"):
         small(**{"backup.scheme": "backup", "backup.cache.cluster-size": "1MiB"})
 
 

@@ -10,7 +10,7 @@ BASE = {
     "disk": {"size": "64MiB"},
     "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
     "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
-    "backup": {"scheme": ["legacy-backup", "fleecing-push"],
+    "backup": {"scheme": ["fleecing-pull", "fleecing-push"],
                "cache": {"ram": {"size": "4MiB"}}},
     "run": {"seed": 5, "warmup": "0.3s", "tail": "0.1s", "max-time": "60s"},
 }

@@ -62,7 +62,7 @@ def test_translation_of_mix_target_and_pull_link():
                                                      "bandwidth": "30MiB/s"}},
                       "devices.pull": {"kind": "remote", "rtt": "1ms", "link-bandwidth": "10MiB/s",
                                        "backend": {"preset": "nvme"}},
-                      "backup.client.link": "pull"})
+                      "backup.client.link": "pull", "backup.scheme": "fleecing-pull"})
     sc = scenario_from_config(cfg, "fleecing-pull", duration_s=1.5)
     assert sc.write_rate == pytest.approx(300) and sc.read_rate == pytest.approx(100)
     assert sc.read_sizes == sc.write_sizes

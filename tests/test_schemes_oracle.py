@@ -3,7 +3,7 @@ import pytest
 
 from fleecesim.config import SYNC_NONE_SCHEMES
 from fleecesim.run import simulate
-from tests.conftest import small
+from tests.conftest import honoured, small
 
 SCHEMES = ["legacy-backup", "backup", "fleecing-push", "fleecing-pull",
            "fleecing-pull-2018", "overlay-cor", "overlay-commit", "fleecing-push-2018"]
@@ -22,7 +22,7 @@ def busy(scheme, sync, workers, seed, **kw):
          "workload.size": {"4KiB": 0.6, "64KiB": 0.3, "256KiB": 0.1},
          "workload.pattern": "zipf", "run.seed": seed, "run.warmup": "0.2s"}
     o.update(kw)
-    return small(**o)
+    return small(**honoured(scheme, o))
 
 
 @pytest.mark.parametrize("workers", [1, 4, 64])

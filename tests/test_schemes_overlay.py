@@ -2,7 +2,7 @@
 import pytest
 
 from fleecesim.run import simulate
-from tests.conftest import small
+from tests.conftest import honoured, small
 
 MiB = 2**20
 
@@ -11,7 +11,7 @@ def idle(scheme, **kw):
     o = {"disk.size": "256MiB", "disk.allocated": 0.75, "workload.iops": 0,
          "backup.scheme": scheme}
     o.update(kw)
-    return small(**o)
+    return small(**honoured(scheme, o))  # shared keys only where the scheme acts on them
 
 
 def test_overlay_commit_moves_every_cluster_through_the_overlay():
@@ -30,7 +30,7 @@ def busy(scheme, **kw):
     o = {"backup.scheme": scheme, "workload.iops": 2000,
          "workload.mix": {"read": 0.5, "write": 0.5}, "backup.max-workers": 4}
     o.update(kw)
-    return small(**o)
+    return small(**honoured(scheme, o))  # shared keys only where the scheme acts on them
 
 
 def test_overlay_commit_guest_writes_wait_for_local_copies_only():

@@ -1,6 +1,8 @@
 """Pull fleecing over NBD: fleecing-pull and fleecing-pull-2018."""
 import pytest
 
+from fleecesim.errors import ConfigError
+from fleecesim.policies import ORDERING
 from fleecesim.run import simulate
 from tests.conftest import small
 
@@ -75,22 +77,22 @@ def test_2018_guards_every_cluster_modern_only_the_bitmap():
     assert old["local_write_bytes"] > 3 * new["local_write_bytes"]
 
 
-def test_2018_ignores_read_once_discard():
-    a = simulate(busy("fleecing-pull-2018")).summary
-    b = simulate(busy("fleecing-pull-2018", **{"backup.client.discard": True})).summary
-    assert a["cbw_bytes"] == b["cbw_bytes"] and a["oracle_ok"] and b["oracle_ok"]
+def test_2018_rejects_read_once_discard():
+    with pytest.raises(ConfigError, match=r"^backup.client.discard: .*'fleecing-pull-2018'"):
+        busy("fleecing-pull-2018", **{"backup.client.discard": True})
 
 
-@pytest.mark.parametrize("order", sorted(__import__("fleecesim.policies",
-                                                    fromlist=["ORDERING"]).ORDERING))
-def test_pull_client_follows_every_copy_ordering_policy(order):
+@pytest.mark.parametrize("order", sorted(set(ORDERING) - {"hot-first"}))
+def test_pull_client_follows_every_copy_ordering_policy_it_has_hints_for(order):
     s = simulate(busy("fleecing-pull", **{"backup.order": order, "disk.allocated": 0.7,
+                                          "backup.client.hints": "cache-tier",
                                           "backup.client.discard": True})).summary
     assert s["oracle_ok"] and s["clusters_copied_twice"] == 0
 
 
 def test_read_once_client_copying_cached_clusters_first_keeps_the_cache_smaller():
-    kw = {"backup.client.discard": True, "disk.allocated": 0.7}
+    kw = {"backup.client.discard": True, "disk.allocated": 0.7,
+          "backup.client.hints": "cache-tier"}  # the seed's hypothetical tier hints
     asc = simulate(busy("fleecing-pull", **kw)).summary
     cf = simulate(busy("fleecing-pull", **kw, **{"backup.order": "disk-cached-first"})).summary
     assert asc["oracle_ok"] and cf["oracle_ok"]
@@ -106,3 +108,69 @@ def test_pull_uses_the_same_tiered_cache_as_push():
     assert pull["oracle_ok"] and push["oracle_ok"]
     assert pull["ram_peak_bytes"] == push["ram_peak_bytes"] == 4 * MiB  # the tier filled
     assert pull["spill_bytes"] > 0  # and the rest went to the disk tier
+
+
+# ------------------------------------------- what an external client knows (issue 10 item 6)
+@pytest.mark.parametrize("order", ["ram-first", "disk-cached-first", "disk-cached-last"])
+@pytest.mark.parametrize("scheme", ["fleecing-pull", "fleecing-pull-2018"])
+def test_a_client_without_tier_hints_cannot_order_by_tier(scheme, order):
+    """NBD gives a client block status ("base:allocation"), not the cache tier:
+    a tier policy under the default hints is one config error line naming both keys."""
+    for hints in ("block-status", "none"):
+        with pytest.raises(ConfigError) as e:
+            busy(scheme, **{"backup.order": order, "backup.client.hints": hints})
+        msg = str(e.value)
+        assert msg.startswith("backup.order:") and "backup.client.hints" in msg
+        assert "\n" not in msg
+
+
+def test_no_nbd_hint_gives_write_counts_so_pull_rejects_hot_first():
+    for hints in ("none", "block-status", "cache-tier"):
+        with pytest.raises(ConfigError, match=r"^backup.order: 'hot-first'"):
+            busy("fleecing-pull", **{"backup.order": "hot-first", "backup.client.hints": hints})
+    busy("fleecing-push", **{"backup.order": "hot-first"})  # the job inside QEMU may
+
+
+def test_without_hints_the_client_reads_zeroes_and_can_only_go_ascending():
+    with pytest.raises(ConfigError, match=r"^backup.order: 'zero-last'.*client.hints: none"):
+        idle("fleecing-pull", **{"backup.order": "zero-last", "backup.client.hints": "none"})
+    with pytest.raises(ConfigError, match=r"^backup.client.block-status"):
+        idle("fleecing-pull", **{"backup.client.block-status": True,
+                                 "backup.client.hints": "none"})
+    kw = {"disk.allocated": 0.5}
+    none = simulate(idle("fleecing-pull", **kw, **{"backup.client.hints": "none"})).summary
+    off = simulate(idle("fleecing-pull", **kw, **{"backup.client.block-status": False})).summary
+    bs = simulate(idle("fleecing-pull", **kw)).summary
+    assert none["source_read_bytes"] == off["source_read_bytes"] == 256 * MiB
+    assert bs["source_read_bytes"] < 256 * MiB
+    # zero-last needs only block status: the default hints serve it
+    simulate(idle("fleecing-pull", **kw, **{"backup.order": "zero-last"}))
+
+
+def test_only_tier_hints_show_a_policy_the_cache(monkeypatch):
+    """Whatever the config says, the pull scheme hands a policy the cache's tier
+    array only under hints: cache-tier (the policy sees no cache otherwise)."""
+    from fleecesim.policies import ram_first
+    from fleecesim.schemes import fleecing_pull
+    seen = []
+    real = ram_first.cache_view
+    monkeypatch.setattr(ram_first, "cache_view", lambda g: seen.append(real(g)) or seen[-1])
+    monkeypatch.setattr(fleecing_pull, "hint_error", lambda order, hints: None)
+    for hints in ("block-status", "cache-tier"):
+        cfg = busy("fleecing-pull", **{"backup.order": "ascending", "disk.size": "32MiB",
+                                       "backup.client.hints": hints})
+        cfg.backup.order = "ram-first"  # past validation, as a hand-built config could be
+        assert simulate(cfg).summary["oracle_ok"]
+    assert seen[0] is None and seen[1] is not None and "where" in seen[1]
+
+
+def test_tier_hints_give_todays_pull_ordering():
+    """Under hints: cache-tier a tier policy acts (differs from ascending), as it
+    did before hints existed (checked then against the pre-hints code: equal
+    summaries for every policy but hot-first)."""
+    kw = {"backup.client.discard": True, "disk.allocated": 0.7, "backup.max-workers": 4,
+          "backup.cache.ram.size": "4MiB", "backup.client.hints": "cache-tier"}
+    asc = simulate(busy("fleecing-pull", **kw)).summary
+    rf = simulate(busy("fleecing-pull", **kw, **{"backup.order": "ram-first"})).summary
+    assert asc["oracle_ok"] and rf["oracle_ok"]
+    assert rf["spill_bytes"] != asc["spill_bytes"]

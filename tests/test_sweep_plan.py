@@ -11,7 +11,7 @@ from fleecesim.sweep.spec import spec_from_dict
 BASE = {
     "disk": {"size": "64MiB"},
     "workload": {"iops": 1000},
-    "backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+    "backup": {"scheme": ["fleecing-pull", "fleecing-push"]},
     "run": {"seed": 7, "warmup": "0.2s", "tail": "0.1s"},
 }
 
@@ -33,9 +33,9 @@ def test_grid_zip_points_multiply_in_a_fixed_order():
     assert first.axes == {"backup.max-workers": 1, "backup.max-chunk": 2**20,
                           "devices.target.rtt": 0.001, "devices.target.queue-depth": 1,
                           "disk.allocated": 0.5}
-    assert (first.variant, first.replication) == ("legacy-backup", 0)
+    assert (first.variant, first.replication) == ("fleecing-pull", 0)
     assert [r.replication for r in runs[:6]] == [0, 1, 2, 0, 1, 2]
-    assert [r.variant for r in runs[:6]] == ["legacy-backup"] * 3 + ["fleecing-push"] * 3
+    assert [r.variant for r in runs[:6]] == ["fleecing-pull"] * 3 + ["fleecing-push"] * 3
     # zip is lock-step: rtt and queue depth move together
     assert {(r.axes["devices.target.rtt"], r.axes["devices.target.queue-depth"])
             for r in runs} == {(0.001, 1), (0.005, 8)}

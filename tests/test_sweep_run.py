@@ -18,7 +18,7 @@ TINY_BASE = {
     "disk": {"size": "64MiB"},
     "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
     "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
-    "backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+    "backup": {"scheme": ["fleecing-pull", "fleecing-push"]},
     "run": {"seed": 3, "warmup": "0.3s", "tail": "0.1s", "max-time": "60s"},
 }
 TINY = {"name": "tiny", "base": TINY_BASE, "replications": 2,

@@ -6,6 +6,8 @@ from . import register_ordering
 
 @register_ordering("ascending")
 class Ascending:
+    needs = frozenset()  # what it must know per cluster (policies/__init__.py)
+
     def __init__(self):
         self.cursor = 0
 

@@ -12,6 +12,8 @@ from ._passes import Ascending, InTier, Passes, cache_view
 
 @register_ordering("disk-cached-first")
 class DiskCachedFirst(Passes):
+    needs = frozenset({"tier"})  # what it must know per cluster (policies/__init__.py)
+
     def make_passes(self, copier, graph):
         view = cache_view(graph)
         return [InTier(view, "ram"), InTier(view, "disk"), Ascending()]

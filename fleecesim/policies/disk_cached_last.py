@@ -14,6 +14,8 @@ from ._passes import Ascending, Passes, cache_view
 
 @register_ordering("disk-cached-last")
 class DiskCachedLast(Passes):
+    needs = frozenset({"tier"})  # what it must know per cluster (policies/__init__.py)
+
     def make_passes(self, copier, graph):
         view = cache_view(graph)
         if view is None or view["disk"] is None:

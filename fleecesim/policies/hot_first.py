@@ -46,6 +46,8 @@ class _Hot:
 
 @register_ordering("hot-first")
 class HotFirst(Passes):
+    needs = frozenset({"heat"})  # what it must know per cluster (policies/__init__.py)
+
     def make_passes(self, copier, graph):
         peek = getattr(copier.source, "peek", None)
         if peek is None:

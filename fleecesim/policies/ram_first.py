@@ -13,5 +13,7 @@ from ._passes import Ascending, InTier, Passes, cache_view
 
 @register_ordering("ram-first")
 class RamFirst(Passes):
+    needs = frozenset({"tier"})  # what it must know per cluster (policies/__init__.py)
+
     def make_passes(self, copier, graph):
         return [InTier(cache_view(graph), "ram"), Ascending()]

@@ -15,6 +15,8 @@ from ._passes import Ascending, Passes
 
 @register_ordering("zero-last")
 class ZeroLast(Passes):
+    needs = frozenset({"zero"})  # what it must know per cluster (policies/__init__.py)
+
     def make_passes(self, copier, graph):
         zero0 = copier.source.zero_map(0, copier.n).copy()
         return [Ascending(lambda a, b: ~zero0[a:b]), Ascending()]

@@ -13,12 +13,71 @@ import numpy as np
 
 SCHEMES: dict[str, Callable] = {}
 
+# --- which backup.* options each scheme honours (issue 10, item 7) -------------
+# Every scheme declares, in its own file, the ``backup.*`` keys it acts on
+# (``register(name, options=...)``; a section name such as ``cache`` covers all
+# its keys) and, for keys it does not act on, why (``why={key: reason}``; else
+# the key's default reason below). A config that sets any other key to a
+# non-default value is rejected (config.py, ``Config._options_per_scheme``):
+# a user must never believe they measured an option that did nothing.
+OPTIONS: dict[str, frozenset] = {}
+WHY: dict[str, dict[str, str]] = {}
 
-def register(name: str):
+# Shared option groups. ``COPY``: what every scheme that copies t0 data has.
+COPY = ("target", "min-cluster-size", "sync", "incremental")
+BLOCK_COPY = ("max-workers", "max-chunk", "speed")  # QEMU >= 6 BackupPerf / job speed
+TIERED_CACHE = ("cache", "lazy-discard")  # the seed's fleecing image (fleecing_push.tiered_cache)
+CLIENT = ("client",)
+# copy-before-write's own options (qapi BlockdevOptionsCbw, QEMU >= 7.1): only
+# where the user creates the copy-before-write node (fleecing). blockdev-backup's
+# internal filter gets neither (block/copy-before-write.c: bdrv_cbw_append), and
+# 2018's write notifier failed the guest write (backup_before_write_notify).
+CBW_OPTIONS = ("on-cbw-error", "cbw-timeout")
+
+DEFAULT_WHY = {
+    "order": "its job copies in ascending order (QEMU's blockdev-backup has no ordering "
+             "option); copy-ordering policies are for fleecing schemes",
+    "discard-source": "read-once (QEMU's discard-source) frees copied clusters of the "
+                      "job's source, which only fleecing-push's snapshot view can spare",
+    "lazy-discard": "deferred guest discards are a property of the seed's fleecing image",
+    "cache": "it has no fleecing cache",
+    "client": "it has no external NBD client (only fleecing-pull and fleecing-pull-2018)",
+    "overlay": "it has no overlay image (only overlay-cor and overlay-commit)",
+    "window": "only sync=none uses it, and only legacy-backup and backup have sync=none",
+    "max-workers": "its copy engine has no worker count",
+    "max-chunk": "its copy engine has no chunk size",
+    "min-cluster-size": "its copy engine has no min-cluster-size",
+    "on-cbw-error": "its copy-before-write is blockdev-backup's internal filter "
+                    "(bdrv_cbw_append passes no on-cbw-error: a failed copy fails the guest "
+                    "write); on-cbw-error is for fleecing-push and fleecing-pull",
+    "cbw-timeout": "its copy-before-write is blockdev-backup's internal filter, which has "
+                   "no timeout; cbw-timeout is for fleecing-push and fleecing-pull",
+    "cbw-priority": "only for 'backup', where CBW and up to max-workers job copies share "
+                    "one target queue (legacy-backup's job has one copy in flight: nothing "
+                    "for CBW to overtake; fleecing CBW writes a local image)",
+}
+
+
+def register(name: str, *, options=(), why: dict[str, str] | None = None):
+    """Register a scheme builder with the ``backup.*`` keys it honours."""
     def deco(fn):
         SCHEMES[name] = fn
+        OPTIONS[name] = frozenset(options)
+        WHY[name] = dict(why or {})
         return fn
     return deco
+
+
+def option_error(scheme: str, key: str) -> str | None:
+    """None if ``scheme`` honours ``backup.<key>`` (dotted), else one line saying why not."""
+    parts = key.split(".")
+    prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+    if any(p in OPTIONS[scheme] for p in prefixes):
+        return None
+    reason = next((d[p] for d in (WHY[scheme], DEFAULT_WHY) for p in prefixes if p in d),
+                  "it does not use this option")
+    return f"backup.{key}: not used by the {scheme!r} scheme: {reason}"
+# --- end options ---------------------------------------------------------------
 
 
 @dataclass

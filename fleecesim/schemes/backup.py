@@ -23,7 +23,18 @@ nodes/target.py, BackupTarget).
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter
 from ..policies import make_ordering
-from . import Graph, register
+from . import BLOCK_COPY, COPY, Graph, register
+
+# blockdev-backup (qapi/block-core.json BackupCommon): speed, x-perf max-workers /
+# max-chunk / min-cluster-size, sync; no ordering option (block/backup.c
+# backup_loop walks the copy bitmap in ascending order). Its discard-source
+# (9.1) discards the job's source -- here the guest's active disk.
+DIRECT_WHY = {
+    "order": "QEMU's blockdev-backup has no ordering option (block/backup.c backup_loop "
+             "copies in ascending order); copy-ordering policies are for fleecing schemes",
+    "discard-source": "blockdev-backup's discard-source discards the job's source, which "
+                      "here is the guest's own active disk (read-once needs fleecing-push)",
+}
 
 
 def start_or_idle(env, cfg, job):
@@ -65,7 +76,8 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     return g
 
 
-@register("backup")
+@register("backup", options=COPY + BLOCK_COPY + ("window", "cbw-priority"),
+          why=DIRECT_WHY)
 def build(ctx):
     return direct_backup(ctx, name="backup", max_chunk=ctx.cfg.max_chunk,
                          workers=ctx.cfg.backup.max_workers, zero_detect="block-status",

@@ -5,12 +5,24 @@ At t0 a copy-before-write filter goes on top of the active disk (old data to
 the local fleecing cache, only for clusters in the sync bitmap); the snapshot
 view (snapshot-access) is exported over NBD. The external client reads it over
 a network link with ``max-workers`` requests of up to ``max-chunk`` in flight,
-in the order of ``backup.order`` (block status gives it zero / allocated /
-cached information), and writes what it read into its
-own storage (which is the backup the oracle checks). Options of the client:
+in the order of ``backup.order``, and writes what it read into its own
+storage (which is the backup the oracle checks). Options of the client:
 
-- ``backup.client.block-status``: ask NBD block status first and write zero
-  ranges as zeroes without reading them (else read and detect zero buffers);
+- ``backup.client.hints``: what the client can know about each cluster, i.e.
+  which ordering policies it can follow (policies/__init__.py CLIENT_HINTS):
+  ``none`` (plain NBD reads: no zero information, it reads zeroes and detects
+  them; only ``ascending``); ``block-status`` (default: what QEMU's NBD server
+  exports, the "base:allocation" metadata context -- zero / allocated, see
+  nbd/server.c nbd_co_send_block_status; ``zero-last`` works); ``cache-tier``
+  (a hypothetical metadata context exporting which fleecing-cache tier holds
+  each cluster -- the seed's proposal, not something QEMU 7.2 exports: its
+  only other contexts are "qemu:dirty-bitmap:<name>" and
+  "qemu:allocation-depth"; ``ram-first``, ``disk-cached-*`` see the tiers).
+  A ``backup.order`` whose policy needs more than the hints give is a config
+  error (``hot-first`` needs write counts, which no hint gives);
+- ``backup.client.block-status``: write zero ranges as zeroes without reading
+  them (else read and detect zero buffers); default: whenever the hints
+  include block status; ``true`` with ``hints: none`` is a config error;
 - ``backup.client.discard``: read-once — after a range is stored, TRIM it on
   the export: the cache drops it and CBW stops guarding it (the seed's item 6).
 
@@ -21,8 +33,8 @@ config that compares push with pull runs both over the same hardware.
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..nodes.nbd import NBDExport
-from ..policies import make_ordering
-from . import Graph, register
+from ..policies import CLIENT_HINTS, hint_error, make_ordering
+from . import BLOCK_COPY, CLIENT, COPY, TIERED_CACHE, Graph, register
 from .fleecing_push import cbw_filter, finish_fleecing, tiered_cache
 
 
@@ -34,6 +46,18 @@ def client_devices(ctx):
     link = getattr(link, "link", link)  # a remote device: its network link
     storage = ctx.devices[b.client.storage] if b.client.storage else getattr(tgt, "backend", tgt)
     return link, storage
+
+
+class ClientSees:
+    """The graph as an external client's ordering policy sees it: no cache tiers."""
+    cache = None
+
+
+def uses_block_status(client) -> bool:
+    """Does the client skip reading zero ranges (``backup.client.block-status``)?"""
+    if client.block_status is not None:
+        return client.block_status
+    return "zero" in CLIENT_HINTS[client.hints]
 
 
 def build_pull(ctx, *, modern: bool):
@@ -70,7 +94,8 @@ def build_pull(ctx, *, modern: bool):
         export = NBDExport(env, snap, link, cs, ctx.stats)
         copier = BlockCopy(env, "client", export, target, needed, cs, ctx.disk_size,
                            max_chunk=cfg.max_chunk, stats=ctx.stats,
-                           zero_detect="block-status" if b.client.block_status else "buffer",
+                           zero_detect="block-status" if uses_block_status(b.client)
+                           else "buffer",
                            granularity=ctx.job_cluster_size,
                            count_source_reads=False)  # the snapshot view counts them
 
@@ -78,8 +103,13 @@ def build_pull(ctx, *, modern: bool):
             off = a * cs
             yield from export.discard(off, min(b_ * cs, ctx.disk_size) - off)
 
-        policy = make_ordering(b.order)  # the client follows backup.order too
-        policy.bind(copier, graph)
+        # the client follows backup.order, as far as its hints let it (config.py
+        # rejects the rest; checked again here for configs built by hand)
+        err = hint_error(b.order, b.client.hints)
+        if err:
+            raise ValueError(err)
+        policy = make_ordering(b.order)
+        policy.bind(copier, graph if "tier" in CLIENT_HINTS[b.client.hints] else ClientSees())
         job = BackupJob(env, copier, policy, workers=b.max_workers, stats=ctx.stats,
                         speed=b.speed, name="pull-client",
                         after_copy=trim if discard else None)
@@ -96,6 +126,14 @@ def build_pull(ctx, *, modern: bool):
     return g
 
 
-@register("fleecing-pull")
+PULL_WHY = {
+    "discard-source": "there is no backup job in QEMU to discard its source; the pull "
+                      "client's read-once is backup.client.discard (NBD TRIM on the export)",
+}
+
+
+# max-workers / max-chunk / speed: the client's requests in flight, request size, rate.
+@register("fleecing-pull", options=COPY + BLOCK_COPY + TIERED_CACHE + CLIENT + (
+    "on-cbw-error", "cbw-timeout", "order"), why=PULL_WHY)
 def build(ctx):
     return build_pull(ctx, modern=True)

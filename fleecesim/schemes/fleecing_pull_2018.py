@@ -10,12 +10,28 @@ else from the active disk (serialised against guest writes, as 2018's
 "block/backup: fix fleecing scheme: use serialized writes" made them). The
 external client is the same as in ``fleecing-pull`` (``backup.client.*``), but
 read-once TRIM is not available: discarding the scratch image would expose the
-backing's new data, so ``backup.client.discard`` is ignored.
+backing's new data, so ``backup.client.discard`` is rejected here.
 """
-from . import register
-from .fleecing_pull import build_pull
+from . import BLOCK_COPY, register
+from .fleecing_pull import PULL_WHY, build_pull
+
+OLD = "2018's scratch image and backup sync=none job"
 
 
-@register("fleecing-pull-2018")
+@register("fleecing-pull-2018", options=("target", "sync", "incremental") + BLOCK_COPY + (
+    "cache.device", "cache.size", "cache.cluster-size", "order", "client.link", "client.storage",
+    "client.block-status", "client.hints"), why={
+    **PULL_WHY,
+    "cache": f"{OLD} have no RAM tier, flush, copy-on-read or served reads (one qcow2 "
+             f"scratch file)",
+    "lazy-discard": f"{OLD} guard every cluster through the write notifier; there are no "
+                    f"deferred discards",
+    "on-cbw-error": "2018's write notifier had no on-cbw-error (a failed copy failed the "
+                    "guest write)",
+    "cbw-timeout": "2018's write notifier had no cbw-timeout",
+    "min-cluster-size": "2018's backup sizes clusters from its target only "
+                        "(backup_calculate_cluster_size)",
+    "client.discard": "discarding the scratch image would expose the backing's new data, "
+                      "so 2018 had no read-once TRIM (use fleecing-pull)"})
 def build(ctx):
     return build_pull(ctx, modern=False)

@@ -17,7 +17,7 @@ from ..devices import build_device
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
-from . import Graph, register
+from . import BLOCK_COPY, COPY, TIERED_CACHE, Graph, register
 
 
 def tiered_cache(ctx) -> FleecingCache:
@@ -58,7 +58,10 @@ def finish_fleecing(graph) -> None:
     graph.cache.clear()
 
 
-@register("fleecing-push")
+@register("fleecing-push", options=COPY + BLOCK_COPY + TIERED_CACHE + (
+    "on-cbw-error", "cbw-timeout", "order", "discard-source"), why={
+    "client": "its backup job reads the snapshot view inside QEMU; only pull schemes "
+              "have an external NBD client"})
 def build(ctx):
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup

@@ -36,7 +36,17 @@ from . import Graph, register
 from .fleecing_push import finish_fleecing
 
 
-@register("fleecing-push-2018")
+@register("fleecing-push-2018", options=(
+    "target", "sync", "incremental", "speed", "cache.device", "cache.size",
+    "cache.cluster-size"), why={
+    "cache": "2018's scratch image has no RAM tier, flush, copy-on-read or served reads",
+    "max-workers": "2018's backup jobs copy one cluster at a time with one coroutine",
+    "max-chunk": "2018's backup jobs copy one cluster at a time",
+    "min-cluster-size": "2018's backup sizes clusters from its target only "
+                        "(backup_calculate_cluster_size)",
+    "on-cbw-error": "2018's write notifiers had no on-cbw-error (a failed copy failed the "
+                    "guest write)",
+    "cbw-timeout": "2018's write notifiers had no cbw-timeout"})
 def build(ctx):
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup

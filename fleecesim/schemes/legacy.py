@@ -11,10 +11,21 @@ itself — the seed's "if we have only ram-cache, it would be equal to current
 approach".
 """
 from . import register
-from .backup import direct_backup
+from .backup import DIRECT_WHY, direct_backup
+
+LEGACY_WHY = {
+    **DIRECT_WHY,
+    "max-workers": "2018's backup copies with one coroutine (x-perf max-workers came with "
+                   "block-copy in QEMU 6.0); use scheme 'backup'",
+    "max-chunk": "2018's backup copies one cluster at a time (x-perf max-chunk came with "
+                 "block-copy in QEMU 6.0); use scheme 'backup'",
+    "min-cluster-size": "2018's backup sizes clusters from the target only "
+                        "(backup_calculate_cluster_size); use scheme 'backup'",
+}
 
 
-@register("legacy-backup")
+@register("legacy-backup", options=("target", "sync", "incremental", "speed", "window"),
+          why=LEGACY_WHY)
 def build(ctx):
     return direct_backup(ctx, name="legacy-backup", max_chunk=ctx.job_cluster_size, workers=1,
                          zero_detect="buffer", parallel=False)

@@ -23,10 +23,17 @@ from ..nodes import BackupTarget, CBWFilter
 from ..nodes.overlay import TargetOverlay
 from ..nodes.target import UNWRITTEN
 from ..policies import make_ordering
-from . import Graph, register
+from . import BLOCK_COPY, COPY, Graph, register
+from .backup import DIRECT_WHY
 
 
-@register("overlay-commit")
+@register("overlay-commit", options=COPY + BLOCK_COPY + (
+    "overlay.device", "cache.device"), why={
+    **DIRECT_WHY,
+    "overlay.copy-mode": "its commit drains an overlay only the backup writes (the guest "
+                         "never writes it), so mirror's copy-mode has nothing to do",
+    "cache": "it has no fleecing cache (backup.cache.device is only the default of "
+             "backup.overlay.device)"})
 def build(ctx):
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup

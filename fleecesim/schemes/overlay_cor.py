@@ -40,10 +40,17 @@ from ..jobs.commit import CommitJob
 from ..nodes import BackupTarget, CBWFilter
 from ..nodes.overlay import DeviceWriter, Overlay
 from ..policies import make_ordering
-from . import Graph, register
+from . import BLOCK_COPY, COPY, Graph, register
+from .backup import DIRECT_WHY
 
 
-@register("overlay-cor")
+@register("overlay-cor", options=COPY + BLOCK_COPY + (
+    "overlay", "cache.device"), why={
+    **DIRECT_WHY,
+    "discard-source": "the job's source is the overlay, which holds the guest's own new "
+                      "writes until the commit (blockdev-backup discard-source would drop them)",
+    "cache": "it has no fleecing cache (backup.cache.device is only the default of "
+             "backup.overlay.device)"})
 def build(ctx):
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup
