@@ -28,10 +28,16 @@ def cmd_run(args) -> int:
     from .run import simulate
     from .store import to_json, write_run
 
+    from .run import check_fits
     cfg = load_config(args.config, args.set)
     outdir = Path(args.out) / cfg.name if args.out else Path("results") / cfg.name
+    runs = variants(cfg)
+    for _name, c in runs:
+        check_fits(c)  # before any run: a long run must not end in an OOM kill
+    if not args.no_save:
+        writable_dir(outdir, "--out" if args.out else "results folder")
     results = []
-    for name, c in variants(cfg):
+    for name, c in runs:
         if not args.json and not args.quiet:
             print(f"running {name} ...", file=sys.stderr, flush=True)
         r = simulate(c, name, fast_path=not args.no_fast_path)
@@ -56,10 +62,25 @@ def cmd_run(args) -> int:
         print(table(summaries))
         if not args.no_save:
             print(f"\nresults in {outdir}/")
+    for s in summaries:
+        for w in s.get("warnings") or ():
+            print(f"fleecesim: warning: {s['name']}: {w}", file=sys.stderr)
     bad = [s for s in summaries if not s.get("oracle_ok")]
     for s in bad:
         print(f"fleecesim: {s['name']}: {why_not_ok(s)}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Make sure results can be written under ``path`` before simulating."""
+    import tempfile
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot write results there "
+                        f"({e.strerror or e})") from None
 
 
 def why_not_ok(s: dict) -> str:
@@ -94,16 +115,18 @@ copy-before-write node of the user's); other schemes fail the guest write."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     p = _Parser(prog="fleecesim", description="Simulate QEMU backup and fleecing schemes.")
+    p.add_argument("--version", action="version", version=f"fleecesim {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run a scenario config (every scheme/variant it lists)",
                        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("config")
+    r.add_argument("config", help="scenario YAML (see configs/ and README 'Configs')")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set backup.max-workers=8")
     r.add_argument("--out", help="results directory (default: results/)")
     r.add_argument("--json", action="store_true", help="print only a JSON list of summaries")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     r.add_argument("--no-save", action="store_true", help="do not write results files")
     r.add_argument("--no-fast-path", action="store_true",
                    help="route every guest request through the generator path (reference)")

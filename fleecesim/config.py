@@ -25,9 +25,11 @@ Seconds = Annotated[float, BeforeValidator(parse_time)]
 
 
 class Model(BaseModel):
+    # allow_inf_nan=False: ".inf" IOPS would never end, ".nan" latencies poison
+    # every sum; a number in a config is finite.
     model_config = ConfigDict(extra="forbid", populate_by_name=True,
                               alias_generator=lambda s: s.replace("_", "-"),
-                              validate_assignment=True)
+                              validate_assignment=True, allow_inf_nan=False)
 
     def dump(self) -> dict:
         return self.model_dump(by_alias=True, mode="json")
@@ -335,6 +337,8 @@ class BackupSpec(Model):
     @field_validator("scheme")
     @classmethod
     def _scheme(cls, v):
+        if not isinstance(v, str) and not v:
+            raise ValueError("expected a scheme or a non-empty list of schemes")
         for s in [v] if isinstance(v, str) else v:
             if s not in known_schemes():
                 raise ValueError(f"unknown scheme {s!r}; expected one of "
@@ -357,7 +361,7 @@ class BackupSpec(Model):
 
 
 class RunSpec(Model):
-    seed: int = 1
+    seed: int = Field(1, ge=0)  # numpy's SeedSequence takes non-negative integers
     warmup: Seconds = 2.0
     tail: Seconds = 1.0
     max_time: Seconds = 3600.0
@@ -380,7 +384,26 @@ DEFAULT_DEVICES = {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}
 
 
 class Config(Model):
-    name: str = "scenario"
+    name: str = "scenario"  # results go to results/<name>/: a name, not a path
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v:
+            raise ValueError(f"expected a plain name (it names the results folder), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _workload_fits(self):
+        w = self.workload
+        if w.trace is None:
+            big = max(s for s, _w in w.size_weights())
+            if big > self.disk.size:
+                raise ValueError(f"workload.size: a {big}-byte request does not fit the "
+                                 f"{self.disk.size}-byte disk")
+            if sum(wt for _s, wt in w.size_weights()) <= 0:
+                raise ValueError("workload.size: the weights must not all be 0")
+        return self
     disk: DiskSpec = DiskSpec()
     devices: dict[str, DeviceSpec] = {k: DeviceSpec.model_validate(v)
                                       for k, v in DEFAULT_DEVICES.items()}
@@ -590,18 +613,37 @@ def validate(raw: dict) -> Config:
         raise ConfigError(_format_error(e)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML's "last
+    one wins" would silently drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for k, _v in node.value:
+            key = self.construct_object(k, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", k.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as "
+                          f"UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if raw is None:
-        raw = {}
+    if raw is None:  # an empty file is a mistake, not "run the defaults"
+        raise ConfigError(f"{path}: the config is empty (write at least one section, e.g. "
+                          f"'backup: {{scheme: fleecing-push}}')")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return raw
@@ -613,15 +655,23 @@ def resolve(raw: dict, overrides: list[str] | dict | None = None) -> Config:
     items = overrides.items() if isinstance(overrides, dict) else (
         _split_override(o) for o in (overrides or []))
     for k, v in items:
+        parts = k.split(".")
+        if len(parts) == 3 and parts[0] == "devices" and parts[2] == "preset" \
+                and isinstance(raw.get("devices"), dict):
+            # swapping a device's preset replaces the device (its expanded values
+            # from the base config would otherwise override the new preset)
+            raw["devices"][parts[1]] = {"preset": v}
+            continue
         set_dotted(raw, k, v)
     return validate(raw)
 
 
 def _split_override(o: str) -> tuple[str, Any]:
-    if "=" not in o:
-        raise ConfigError(f"--set {o}: expected dotted.key=value")
-    k, v = o.split("=", 1)
-    return k.strip(), parse_value(v)
+    k, eq, v = o.partition("=")
+    k = k.strip()
+    if not eq or not k or any(not p for p in k.split(".")):
+        raise ConfigError(f"--set {o}: expected dotted.key=value, e.g. backup.max-workers=8")
+    return k, parse_value(v)
 
 
 def variants(cfg: Config) -> list[tuple[str, Config]]:
@@ -637,7 +687,10 @@ def variants(cfg: Config) -> list[tuple[str, Config]]:
             if v.name in names:
                 raise ConfigError(f"variants: the name {v.name!r} is used twice")
             names.add(v.name)
-            c = resolve(base, v.set)
+            try:
+                c = resolve(base, v.set)
+            except ConfigError as e:
+                raise ConfigError(f"variants: {v.name!r}: {e}") from None
             if isinstance(c.backup.scheme, str):
                 out.append((v.name, c))
                 continue

@@ -125,6 +125,7 @@ class Stats:
         self.snapshot_broken_at = None
         self.snapshot_read_errors = 0  # snapshot reads refused (EACCES: broken, or not accessible)
         self.events: list[tuple[float, str]] = []
+        self.warnings: list[str] = []  # what the user should know about this run's numbers
         # --- tiered fleecing cache (issue 3) ---
         self.spill_bytes = 0        # CBW data written to the disk tier (RAM tier full or absent)
         self.flush_bytes = 0        # bytes moved RAM -> disk tier by the background flush
@@ -140,4 +141,5 @@ class Stats:
     def as_dict(self) -> dict:
         d = dict(vars(self))
         d.pop("events")
+        d.pop("warnings")
         return d

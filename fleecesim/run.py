@@ -115,6 +115,36 @@ def make_source(cfg: Config):
     return synthetic(w, cfg.disk.size, cfg.run.seed)
 
 
+# Bytes of per-cluster state a run keeps (numpy arrays: generations, zero map,
+# copy/access bitmaps, cache state, the target's copy and the oracle's t0
+# copy), measured in benchmarks/bench_memory.py as ~22 B; with headroom.
+STATE_BYTES_PER_CLUSTER = 32
+
+
+def check_fits(cfg: Config) -> None:
+    """Refuse up front a scenario whose per-cluster state would not fit in this
+    machine's available memory (one line, with the estimate)."""
+    n = -(-cfg.disk.size // cfg.unit)
+    need = n * STATE_BYTES_PER_CLUSTER
+    avail = _available_memory()
+    if avail is not None and need > 0.8 * avail:
+        from .units import fmt_size
+        raise UserError(f"disk.size: {fmt_size(cfg.disk.size)} in {fmt_size(cfg.unit)} "
+                        f"clusters is {n:,} clusters, ~{fmt_size(need)} of per-cluster "
+                        f"state; this machine has {fmt_size(avail)} available")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
              keep_arrays: bool = False, source=None) -> Result:
     """Run a config that names one scheme. Never raises for model errors: the
@@ -143,6 +173,7 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
 
 
 def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
+    check_fits(cfg)
     env = simpy.Environment()
     cs = cfg.unit  # per-cluster arrays; each copy has its own granularity (a multiple)
     size = cfg.disk.size
@@ -241,6 +272,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "local_write_bytes", "local_read_bytes", "job_copied_bytes",
         "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
     summary["events"] = [f"{tt:.6f}s {what}" for tt, what in stats.events]
+    summary["warnings"] = list(stats.warnings)
     summary["fleecing_peak_bytes"] = int(fleecing_peak)
     # --- tiered fleecing cache (issue 3) ---
     tiers = {t.kind: t for t in getattr(graph.cache, "tiers", ())}

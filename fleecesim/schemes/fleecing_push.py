@@ -31,6 +31,12 @@ def tiered_cache(ctx) -> FleecingCache:
         if name not in ctx.devices:  # config validation allows a preset name here
             ctx.devices[name] = build_device(name, DeviceSpec.model_validate(name))
         ram = b.cache.ram.size // ctx.cbw_cluster_size * ctx.cbw_cluster_size  # whole clusters
+        disk = -(-ctx.disk_size // ctx.cbw_cluster_size) * ctx.cbw_cluster_size
+        if ram > disk:  # more RAM than the disk could ever need: clamp, and say so
+            ctx.stats.warnings.append(
+                f"backup.cache.ram.size ({ram} bytes) is larger than the disk; clamped to "
+                f"{disk} bytes (the most the fleecing image can hold)")
+            ram = disk
         tiers.append(Tier(env, "ram", ctx.devices[name], ram, kind="ram"))
     tiers.append(Tier(env, "disk", ctx.devices[b.cache.device], capacity))
     return FleecingCache(env, tiers, ctx.n_clusters, cs, ctx.stats,
