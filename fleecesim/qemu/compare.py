@@ -390,14 +390,11 @@ def compare(cfg: Config, schemes: list[str] | None = None, *, as_is: bool = Fals
         sim[s] = sim_measure(scs[s], sim_config(scs[s], local, name=cfg.name))
 
     # the guest hop (qemu-io -> NBD -> daemon), calibrated on the pre-backup writes
-    real_pre = np.concatenate([np.asarray(real[s].get("pre_write_lat") or [], float) for s in schemes])
-    sim_pre = np.concatenate([sim[s]["pre_write_lat"] for s in schemes])
-    if np.isfinite(real_pre).sum() >= 20 and len(sim_pre):
-        hop = max(0.0, _pctl(real_pre, 50) - _pctl(sim_pre, 50))
-        hop_src = f"median of {int(np.isfinite(real_pre).sum())} real pre-backup writes minus the simulator's"
-    else:
-        hop = GUEST_HOP_ESTIMATE
-        hop_src = "estimate (no pre-backup phase: set run.warmup to calibrate)"
+    hc = hop_calibration({s: real[s].get("pre_write_lat") or [] for s in schemes},
+                         {s: sim[s]["pre_write_lat"] for s in schemes})
+    hop, hop_src = hc["guest_hop_s"], hc["guest_hop_source"]
+    if hc["noisy"]:
+        say(f"WARNING: {hc['noisy_why']}")
     for s in schemes:
         m = sim[s]
         m["write_p50_s_raw"], m["write_p99_s_raw"] = m["write_p50_s"], m["write_p99_s"]
@@ -451,7 +448,7 @@ def compare(cfg: Config, schemes: list[str] | None = None, *, as_is: bool = Fals
         "qemu_version": next(iter(real.values()))["qemu_version"],
         "schemes": out_schemes,
         "between": between,
-        "calibration": {"local": local, "guest_hop_s": hop, "guest_hop_source": hop_src},
+        "calibration": {"local": local, **hc},
         "content_ok": all(v["content_ok"] for v in out_schemes.values()),
         "structural_ok": all(v["structural_ok"] for v in out_schemes.values()),
         "real": real,
@@ -459,6 +456,47 @@ def compare(cfg: Config, schemes: list[str] | None = None, *, as_is: bool = Fals
                 for s in schemes},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+# A calibration whose per-scheme hops differ by more than this factor, or whose
+# real pre-backup writes spread wider (p90/p10), measured the machine's load,
+# not QEMU: the sim/real latency ratios are then not trustworthy.
+HOP_SPREAD_MAX = 2.0
+PRE_SPREAD_MAX = 10.0
+
+
+def hop_calibration(real_pre: dict, sim_pre: dict) -> dict:
+    """The guest hop (median real pre-backup write minus the simulator's), its
+    spread across schemes and within the real writes, and whether it is too
+    noisy to trust. ``real_pre``/``sim_pre``: scheme -> latencies (s)."""
+    allr = np.concatenate([np.asarray(v, float) for v in real_pre.values()] or [np.zeros(0)])
+    alls = np.concatenate([np.asarray(v, float) for v in sim_pre.values()] or [np.zeros(0)])
+    allr = allr[np.isfinite(allr)]
+    if allr.size < 20 or not alls.size:
+        return {"guest_hop_s": GUEST_HOP_ESTIMATE, "noisy": False, "noisy_why": "",
+                "guest_hop_source": "estimate (no pre-backup phase: set run.warmup to calibrate)",
+                "per_scheme_s": {}, "real_pre_p10_s": math.nan, "real_pre_p90_s": math.nan}
+    hop = max(0.0, _pctl(allr, 50) - _pctl(alls, 50))
+    per = {}
+    for s, r in real_pre.items():
+        r = np.asarray(r, float)
+        r = r[np.isfinite(r)]
+        if r.size >= 10 and len(sim_pre.get(s, ())):
+            per[s] = max(0.0, _pctl(r, 50) - _pctl(np.asarray(sim_pre[s], float), 50))
+    p10, p90 = _pctl(allr, 10), _pctl(allr, 90)
+    why = []
+    if len(per) > 1 and min(per.values()) > 0 and max(per.values()) / min(per.values()) > HOP_SPREAD_MAX:
+        why.append(f"the guest hop differs {max(per.values()) / min(per.values()):.1f}x between "
+                   f"schemes")
+    if p10 > 0 and p90 / p10 > PRE_SPREAD_MAX:
+        why.append(f"real pre-backup writes spread {p90 / p10:.0f}x (p90/p10)")
+    noisy_why = ("the calibration is noisy: " + "; ".join(why) + " -- this machine is loaded; "
+                 "sim/real latency ratios are not trustworthy now") if why else ""
+    return {"guest_hop_s": hop,
+            "guest_hop_source": f"median of {allr.size} real pre-backup writes minus the "
+                                f"simulator's",
+            "per_scheme_s": per, "real_pre_p10_s": p10, "real_pre_p90_s": p90,
+            "noisy": bool(why), "noisy_why": noisy_why}
 
 
 # ---------------------------------------------------------------- table
@@ -505,6 +543,12 @@ def table(cmp: dict) -> str:
     lines.append(f"local device: {loc['latency'] * 1e6:.0f}us + {loc['bandwidth'] / GiB:.1f}GiB/s "
                  f"({loc['source']}); guest hop {cal['guest_hop_s'] * 1e3:.2f}ms added to sim "
                  f"latencies ({cal['guest_hop_source']})")
+    if cal.get("per_scheme_s"):
+        per = ", ".join(f"{k} {v * 1e3:.2f}ms" for k, v in cal["per_scheme_s"].items())
+        lines.append(f"guest hop per scheme: {per}; real pre-backup writes p10-p90 "
+                     f"{cal['real_pre_p10_s'] * 1e3:.2f}-{cal['real_pre_p90_s'] * 1e3:.2f}ms")
+    if cal.get("noisy"):
+        lines.append(f"WARNING: {cal['noisy_why']}")
     return "\n".join(lines)
 
 
