@@ -40,14 +40,83 @@ def _is_pow2(n: int) -> bool:
 
 
 # ---------------------------------------------------------------- devices
+class SeekSpec(Model):
+    """A seek curve from a datasheet's three numbers (devices/hdd.py, SeekCurve)."""
+    track_to_track: Seconds
+    average: Seconds
+    full_stroke: Seconds
+
+    @model_validator(mode="after")
+    def _curve(self):
+        from .devices.hdd import SeekCurve
+        SeekCurve(self.average, self.track_to_track, self.full_stroke)  # ValueError names the key
+        return self
+
+
+def _seek_value(v):
+    """A seek: seconds (every seek costs that) or {track-to-track, average, full-stroke}."""
+    if isinstance(v, (SeekSpec, type(None))):
+        return v
+    if isinstance(v, dict):
+        try:
+            return SeekSpec.model_validate(v)
+        except ValidationError as e:
+            err = e.errors()[0]
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"{loc}: {msg}" if loc else msg) from None
+    t = parse_time(v)
+    if t < 0:
+        raise ValueError("times must be >= 0")
+    return t
+
+
+Seek = Annotated[float | SeekSpec, BeforeValidator(_seek_value)]
+
+
+# shorthand key -> the per-direction keys it sets (unless those are given)
+DIRECTIONAL = {"latency": ("read-latency", "write-latency"),
+               "bandwidth": ("read-bandwidth", "write-bandwidth"),
+               "iops": ("read-iops", "write-iops"),
+               "seek": ("seek", "write-seek")}
+
+
+def _split_directions(v: dict) -> dict:
+    """``latency``/``bandwidth``/``iops``/``seek`` set both directions; a
+    per-direction key given beside them wins for its direction."""
+    v = dict(v)
+    for short, (r, w) in DIRECTIONAL.items():
+        if short in v and short != r:
+            v.setdefault(r, v[short])
+        if r in v:
+            v.setdefault(w, v[r])
+        if short != r:
+            v.pop(short, None)
+    return v
+
+
 class DeviceSpec(Model):
     kind: Literal["ram", "ssd", "hdd", "remote"]
-    latency: Seconds = 0.0
-    bandwidth: Rate | None = None
+    read_latency: Seconds = 0.0
+    write_latency: Seconds = 0.0
+    read_bandwidth: Rate | None = None
+    write_bandwidth: Rate | None = None
+    read_iops: float = Field(0.0, ge=0)   # controller cap (0 = none)
+    write_iops: float = Field(0.0, ge=0)
     queue_depth: int = Field(1, ge=1)
     sharing: Literal["fifo", "ps"] | None = None  # default: ps for ssd/ram, fifo otherwise
-    seek: Seconds = 0.0
+    # hdd
+    seek: Seek = 0.0                      # average seek, or a curve; also the write curve
+    write_seek: Seek | None = None
     rpm: float = Field(0.0, ge=0)
+    capacity: Size | None = None          # the drive's size: seek distance / full stroke
+    scheduler: Literal["fifo", "ncq"] | None = None  # hdd: ncq reorders within queue-depth
+    read_ahead: bool = False
+    read_ahead_segments: int = Field(1, ge=1)
+    read_ahead_segment_size: Size = Field(0, ge=0)
+    write_cache: Size = Field(0, ge=0)    # bytes of write-back cache, 0 = off
+    interface_bandwidth: Rate | None = None  # cache hits and cached writes
+    # remote
     rtt: Seconds = 0.0
     link_bandwidth: Rate | None = None
     backend: "DeviceSpec | None" = None
@@ -55,24 +124,45 @@ class DeviceSpec(Model):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, v: Any):
-        return expand_preset(v)
+        v = expand_preset(v)
+        return _split_directions(v) if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _check(self):
-        if self.latency < 0 or self.seek < 0 or self.rtt < 0:
-            raise ValueError("times must be >= 0")
+        for key in ("read_latency", "write_latency", "rtt"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key.replace('_', '-')}: times must be >= 0")
         if self.kind == "remote":
             if self.backend is None:
                 raise ValueError("a remote device needs 'backend' (a device or {preset: ...})")
             if self.link_bandwidth is None or self.link_bandwidth <= 0:
                 raise ValueError("link-bandwidth: expected a rate > 0 like '112MiB/s'")
-        elif self.bandwidth is None or self.bandwidth <= 0:
-            raise ValueError("bandwidth: expected a rate > 0 like '500MiB/s'")
+            return self
+        for key in ("read_bandwidth", "write_bandwidth"):
+            bw = getattr(self, key)
+            if bw is None or bw <= 0:
+                raise ValueError(f"{key.replace('_', '-')}: expected a rate > 0 like '500MiB/s'")
+        if self.kind == "hdd" and self.capacity is None and (
+                isinstance(self.seek, SeekSpec) or isinstance(self.write_seek, SeekSpec)):
+            raise ValueError("capacity: a seek curve needs the drive's capacity")
+        if self.read_ahead and self.read_ahead_segment_size <= 0:
+            raise ValueError("read-ahead-segment-size: read-ahead needs a segment size > 0")
         return self
+
+    # the shorthand, read direction (what most callers mean by "the" latency/bandwidth)
+    @property
+    def latency(self) -> float:
+        return self.read_latency
+
+    @property
+    def bandwidth(self) -> float | None:
+        return self.read_bandwidth
 
 
 def expand_preset(v: Any):
-    """Merge ``{preset: name, ...overrides}`` over the preset's values."""
+    """Merge ``{preset: name, ...overrides}`` over the preset's values. A
+    shorthand override (``bandwidth``) replaces both of the preset's
+    per-direction values."""
     if isinstance(v, str):
         v = {"preset": v}
     if isinstance(v, dict) and "preset" in v:
@@ -80,7 +170,13 @@ def expand_preset(v: Any):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
         merged = copy.deepcopy(PRESETS[name])
-        merged.update({k: val for k, val in v.items() if k != "preset"})
+        over = {k: val for k, val in v.items() if k != "preset"}
+        for short, pair in DIRECTIONAL.items():
+            if short in over:
+                for k in pair:
+                    if k not in over and k != short:
+                        merged.pop(k, None)
+        merged.update(over)
         return merged
     return v
 
@@ -603,7 +699,12 @@ def set_dotted(d: dict, key: str, value: Any) -> None:
         if not isinstance(nxt, dict):
             raise ConfigError(f"{key}: {p!r} is not a section")
         cur = nxt
-    cur[parts[-1]] = value
+    key_ = parts[-1]
+    if key_ in DIRECTIONAL and len(parts) > 1:  # e.g. devices.x.bandwidth: both directions
+        for k in DIRECTIONAL[key_]:
+            if k != key_:
+                cur.pop(k, None)
+    cur[key_] = value
 
 
 def validate(raw: dict) -> Config:

@@ -53,7 +53,8 @@ def test_closed_loop_trace_keeps_order(tmp_path):
     r = simulate(cfg)
     assert list(r.requests["offset"]) == [i * 4096 for i in range(100)]
     # iodepth 1: each read starts when the previous one ends
-    lat = 80e-6 + 4096 / (2.5 * 2**30)
+    d = cfg.devices["local"]  # the nvme preset: latency, then the pipe (bandwidth or IOPS cap)
+    lat = d.read_latency + max(4096 / d.read_bandwidth, 1 / d.read_iops)
     assert r.requests["time"].iloc[-1] == pytest.approx(99 * lat)
 
 

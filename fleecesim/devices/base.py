@@ -1,4 +1,6 @@
-"""Analytic FIFO device models: RAM, SSD, HDD (seek-aware), remote over a link."""
+"""The shared analytic queue (``Device``), a device reached over a link
+(``RemoteDevice``) and ``build_device``. Each local device kind has its own
+module: ram.py, ssd.py, hdd.py."""
 from __future__ import annotations
 
 import heapq
@@ -7,9 +9,10 @@ import heapq
 class Device:
     """``slots`` parallel request slots in front of one shared bandwidth.
 
-    A request takes the earliest free slot (FIFO) and spends ``latency`` there
-    (access time, overlapped across slots); then its bytes move at the device's
-    bandwidth, shared one of two ways:
+    A request takes the earliest free slot (FIFO) and spends its direction's
+    latency there (access time, overlapped across slots); then its bytes move
+    at the direction's bandwidth through one pipe shared by reads and writes,
+    one of two ways:
 
     * ``fifo`` — one pipe, transfers in arrival order (a network link: NBD
       runs over one TCP stream; an HDD's single head).
@@ -22,6 +25,12 @@ class Device:
       (exact for equal sizes; small requests among large ones are served as
       under PS).
 
+    Reads and writes have their own latency and bandwidth (``write_latency``,
+    ``write_bandwidth`` default to the read values) and an optional IOPS cap
+    each (``read_iops``/``write_iops``, 0 = none): a request holds the pipe for
+    ``max(length/bandwidth, 1/iops)``, so a saturated device completes at most
+    ``iops`` requests a second (an SSD's controller limit at QD32).
+
     Either way a lone request takes ``latency + length/bandwidth``, a saturated
     device delivers ``bandwidth``, and with one slot it is a FIFO single server
     with service ``latency + length/bandwidth``. Requests must be submitted in
@@ -31,15 +40,23 @@ class Device:
     kind = "device"
 
     def __init__(self, name: str, latency: float, bandwidth: float, slots: int = 1,
-                 sharing: str = "fifo"):
-        if bandwidth <= 0:
+                 sharing: str = "fifo", *, write_latency: float | None = None,
+                 write_bandwidth: float | None = None, read_iops: float = 0.0,
+                 write_iops: float = 0.0):
+        wbw = bandwidth if write_bandwidth is None else write_bandwidth
+        if bandwidth <= 0 or wbw <= 0:
             raise ValueError(f"{name}: bandwidth must be > 0")
         if slots < 1:
             raise ValueError(f"{name}: queue depth must be >= 1")
         self.name = name
-        self.latency = float(latency)
+        self.latency = float(latency)  # read latency (and the shorthand for both)
         self.bandwidth = float(bandwidth)
+        self.write_latency = self.latency if write_latency is None else float(write_latency)
+        self.write_bandwidth = float(wbw)
         self.inv_bw = 1.0 / self.bandwidth
+        self.inv_wbw = 1.0 / self.write_bandwidth
+        self.min_read = 1.0 / read_iops if read_iops else 0.0
+        self.min_write = 1.0 / write_iops if write_iops else 0.0
         self.slots = slots
         self._free = [0.0] * slots  # heap of times each slot becomes free
         self._pipe_free = 0.0
@@ -50,15 +67,23 @@ class Device:
         self.busy = 0.0  # seconds the pipe moved data
 
     def positioning(self, offset: int, length: int) -> float:
-        """Extra access time before the transfer (seek + rotation on an HDD)."""
+        """Extra access time before the transfer (none on a solid-state device)."""
         return 0.0
 
     def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
         """Queue a request at ``now``; return its completion time."""
         free = self._free
         start = free[0] if free[0] > now else now
-        xfer = start + self.latency + self.positioning(offset, length)
-        dur = length * self.inv_bw
+        if write:
+            xfer = start + self.write_latency + self.positioning(offset, length)
+            dur = length * self.inv_wbw
+            if dur < self.min_write and length:
+                dur = self.min_write
+        else:
+            xfer = start + self.latency + self.positioning(offset, length)
+            dur = length * self.inv_bw
+            if dur < self.min_read and length:
+                dur = self.min_read
         # The pipe keeps the FIFO schedule of all bytes (work conservation).
         fifo_end = (xfer if xfer > self._pipe_free else self._pipe_free) + dur
         self._pipe_free = fifo_end
@@ -78,32 +103,12 @@ class Device:
         return end
 
     def describe(self) -> str:
+        rw = ""
+        if self.write_latency != self.latency or self.write_bandwidth != self.bandwidth:
+            rw = (f" (write {self.write_latency * 1e6:.0f}us, "
+                  f"{self.write_bandwidth / 2**20:.0f}MiB/s)")
         return (f"{self.kind} {self.name}: latency {self.latency * 1e6:.0f}us, "
-                f"{self.bandwidth / 2**20:.0f}MiB/s, qd {self.slots}")
-
-
-class HDD(Device):
-    """One head: a request that continues the previous one skips the seek;
-    any other pays the average seek plus half a rotation."""
-
-    kind = "hdd"
-
-    def __init__(self, name: str, latency: float, bandwidth: float, seek: float, rpm: float):
-        super().__init__(name, latency, bandwidth, slots=1)
-        self.seek = float(seek)
-        self.half_rotation = 30.0 / rpm if rpm else 0.0
-        self._head = -1
-        self.seeks = 0
-
-    def positioning(self, offset: int, length: int) -> float:
-        if length == 0:
-            return 0.0  # write-zeroes / discard: metadata, the head does not move
-        sequential = offset == self._head
-        self._head = offset + length
-        if sequential:
-            return 0.0
-        self.seeks += 1
-        return self.seek + self.half_rotation
+                f"{self.bandwidth / 2**20:.0f}MiB/s{rw}, qd {self.slots}")
 
 
 class RemoteDevice:
@@ -167,12 +172,8 @@ class RemoteDevice:
 
 def build_device(name: str, spec) -> Device | RemoteDevice:
     """Build a device from a resolved ``DeviceSpec`` (see config.py)."""
-    if spec.kind == "hdd":
-        return HDD(name, spec.latency, spec.bandwidth, spec.seek, spec.rpm)
     if spec.kind == "remote":
         link = Device(f"{name}.link", spec.rtt, spec.link_bandwidth, spec.queue_depth)
         return RemoteDevice(name, link, build_device(f"{name}.backend", spec.backend))
-    dev = Device(name, spec.latency, spec.bandwidth, spec.queue_depth,
-                 sharing=spec.sharing or ("ps" if spec.kind in ("ssd", "ram") else "fifo"))
-    dev.kind = spec.kind
-    return dev
+    from . import KINDS  # one module per device kind (ram.py, ssd.py, hdd.py)
+    return KINDS[spec.kind].from_spec(name, spec)

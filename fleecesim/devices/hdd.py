@@ -1,0 +1,320 @@
+"""A hard disk: one head, a distance-dependent seek, rotation, an optional
+read-ahead cache and an optional write-back cache.
+
+Timing only: the drive knows byte offsets (for the head position) but no data.
+Analytic like ``Device``: every request's completion is fixed when it is
+submitted; the head is one FIFO server (``_free_t`` = when it is next free).
+
+* **Seek** (``SeekCurve``): the Ruemmler & Wilkes form (C. Ruemmler, J. Wilkes,
+  "An introduction to disk drive modeling", IEEE Computer 27(3), 1994, §
+  "Seek time"): ``a + b*sqrt(x)`` for short seeks, ``c + e*x`` for long ones,
+  x = seek distance / full stroke. Its four coefficients come from the three
+  numbers a datasheet gives (track-to-track, average, full stroke): a =
+  track-to-track, the long part ends at the full-stroke time, the two parts
+  meet at the knee, and the curve's mean over the datasheet's weighting of
+  seek lengths — weight (max+1-n) for an n-track seek, i.e. density 2(1-x) —
+  is the average. The knee is fixed where Ruemmler & Wilkes's fitted HP 97560
+  curve switches form (383 of 1962 cylinders, x = 0.195). Distance is in
+  bytes over ``capacity`` (zoned recording, which puts more bytes on outer
+  tracks, is ignored).
+* **Rotation**: after a seek, half a rotation (the mean; deterministic, so
+  runs are reproducible without a random stream). A request that continues
+  exactly where the head stopped pays no seek, and waits for its sector to
+  come round again: ``(-gap) mod T`` after an idle gap (0 if it was queued
+  behind the previous request) — a synchronous one-cluster-at-a-time reader
+  without read-ahead loses part of a rotation per request.
+* **Scheduler** ``fifo``: requests are served in arrival order. ``ncq``: the
+  drive may serve a request next to any of the other ``queue-depth`` - 1
+  requests outstanding when it arrives (SATA NCQ: 32 tags), so it is charged
+  the seek from the nearest of them (nearest-neighbour insertion, the
+  shortest-seek-first family of Worthington, Ganger & Patt, "Scheduling
+  algorithms for modern disk drives", SIGMETRICS 1994; with q requests
+  spread uniformly the nearest lies ~1/(q+1) of the span away). Rotation is
+  still charged at half a turn (SSTF, not the rotation-aware SPTF), and the
+  completion order stays FIFO: only the cost is reordered.
+* **Read-ahead** (``read_ahead``): after a read miss the drive keeps reading
+  on into a cache segment while the head is idle, up to ``segment_size``
+  beyond what the host has read; ``segments`` streams keep a segment each
+  (LRU). A read inside a segment is served from the drive's buffer at the
+  interface rate without the head; a read that starts inside the segment the
+  head is still filling goes on streaming, with neither seek nor rotation.
+  A busy drive reads nothing ahead, so k streams that keep the head busy get
+  no help from it.
+* **Write-back cache** (``write_cache`` bytes, 0 = off): a write is
+  acknowledged once it is in the buffer (interface rate) while the head
+  writes it out later in arrival order at its own cost (seek, rotation, media
+  rate) — that is the flush rate; a write that does not fit waits until
+  enough has been written out. Reads queue behind pending write-outs (FIFO
+  head; real drives favour reads).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from .base import Device
+
+# Ruemmler & Wilkes 1994, HP 97560: short-seek form below 383 of 1962 cylinders.
+KNEE = 383 / 1962
+
+
+class SeekCurve:
+    """Seek time as a function of x = distance / full stroke, in [0, 1]."""
+
+    def __init__(self, average: float, track: float | None = None, full: float | None = None,
+                 knee: float = KNEE):
+        self.average = float(average)
+        if average < 0:
+            raise ValueError("average: must be >= 0")
+        self.constant = track is None and full is None
+        if self.constant:
+            return
+        if track is None or full is None:
+            raise ValueError("a seek curve needs track-to-track, average and full-stroke")
+        if track < 0:
+            raise ValueError("track-to-track: must be >= 0")
+        if not track < average < full:
+            raise ValueError("average: track-to-track < average < full-stroke must hold "
+                             f"(got {track * 1e3:g}ms, {average * 1e3:g}ms, {full * 1e3:g}ms)")
+        k = knee
+        r = (average - track) / (full - track)
+        # mean of the normalised curve under density 2(1-x) is m0 + u*(m1 - m0),
+        # u = the normalised height at the knee
+        m0 = (1 - k) ** 2 / 3
+        m1 = 2 * (2 / 3 * k - 2 / 5 * k * k) + (1 - k) ** 2
+        u = (r - m0) / (m1 - m0)
+        if not 0 < u <= 1:
+            raise ValueError(f"average: {average * 1e3:g}ms cannot be the mean of a "
+                             "Ruemmler-Wilkes curve from this track-to-track and full-stroke "
+                             f"(needs {track + m0 * (full - track):.4g}.."
+                             f"{track + m1 * (full - track):.4g}s)")
+        self.track, self.full, self.knee = float(track), float(full), k
+        span = full - track
+        self.b = span * u / math.sqrt(k)                 # a + b*sqrt(x), x <= knee
+        self.e = span * (1 - u) / (1 - k)                # c + e*x, x > knee
+        self.c = full - self.e
+
+    def __call__(self, x: float) -> float:
+        if self.constant:
+            return self.average
+        if x <= 0:
+            return 0.0
+        if x <= self.knee:
+            return self.track + self.b * math.sqrt(x)
+        return self.c + self.e * min(x, 1.0)
+
+    def mean(self, n: int = 20000) -> float:
+        """Numerical mean under the datasheet weighting (density 2(1-x))."""
+        h = 1.0 / n
+        return sum(self((i + 0.5) * h) * 2 * (1 - (i + 0.5) * h) * h for i in range(n))
+
+
+class _Segment:
+    __slots__ = ("start", "host", "filled")
+
+    def __init__(self, start: int, host: int):
+        self.start = start     # first byte held
+        self.host = host       # end of what the host has read from it
+        self.filled = host     # end of what the head has read into it
+
+
+class HDD(Device):
+    """One head; see the module docstring for the model."""
+
+    kind = "hdd"
+
+    def __init__(self, name: str, latency: float, bandwidth: float, seek, rpm: float, *,
+                 write_latency: float | None = None, write_bandwidth: float | None = None,
+                 write_seek=None, capacity: int = 0, scheduler: str = "fifo",
+                 queue_depth: int = 1, read_ahead: bool = False, segments: int = 1,
+                 segment_size: int = 0, write_cache: int = 0,
+                 interface_bandwidth: float | None = None):
+        super().__init__(name, latency, bandwidth, slots=1, write_latency=write_latency,
+                         write_bandwidth=write_bandwidth)
+        self.seek_read = seek if isinstance(seek, SeekCurve) else SeekCurve(seek)
+        self.seek_write = (self.seek_read if write_seek is None else
+                           write_seek if isinstance(write_seek, SeekCurve) else
+                           SeekCurve(write_seek))
+        self.seek = self.seek_read.average
+        self.rotation = 60.0 / rpm if rpm else 0.0
+        self.half_rotation = self.rotation / 2
+        self.capacity = int(capacity)
+        self.ncq = scheduler == "ncq"
+        self.window = max(1, int(queue_depth))
+        self._free_t = 0.0       # the head is free from
+        self._head = -1          # byte offset where the head stopped
+        self._head_t = 0.0       # when it stopped there
+        self._queue: deque = deque()  # (end time, end offset) of head ops, for ncq
+        self.read_ahead = bool(read_ahead) and segment_size > 0
+        self.n_segments = max(1, int(segments))
+        self.segment_size = int(segment_size)
+        self._segs: list[_Segment] = []   # LRU order, most recent last
+        self._ra: _Segment | None = None  # the segment the idle head is filling
+        self._idle_from = 0.0
+        self.write_cache = int(write_cache)
+        self._dirty: deque = deque()      # (written-out time, bytes), in time order
+        self._dirty_bytes = 0
+        ibw = interface_bandwidth or max(self.bandwidth, self.write_bandwidth)
+        self.iface_inv = 1.0 / ibw
+        self.seeks = 0
+        self.cache_hits = 0
+
+    @classmethod
+    def from_spec(cls, name: str, spec) -> "HDD":
+        return cls(name, spec.read_latency, spec.read_bandwidth, _curve(spec.seek), spec.rpm,
+                   write_latency=spec.write_latency, write_bandwidth=spec.write_bandwidth,
+                   write_seek=_curve(spec.seek if spec.write_seek is None else spec.write_seek), capacity=spec.capacity or 0,
+                   scheduler=spec.scheduler or "fifo", queue_depth=spec.queue_depth,
+                   read_ahead=spec.read_ahead, segments=spec.read_ahead_segments,
+                   segment_size=spec.read_ahead_segment_size, write_cache=spec.write_cache,
+                   interface_bandwidth=spec.interface_bandwidth)
+
+    # ------------------------------------------------------------ helpers
+    def _advance_read_ahead(self, t: float) -> None:
+        """The idle head has read ahead into the active segment until ``t``."""
+        ra = self._ra
+        if ra is None or t <= self._idle_from:
+            return
+        limit = ra.host + self.segment_size
+        if self.capacity:
+            limit = min(limit, self.capacity)
+        if ra.filled < limit:
+            ra.filled = min(limit, ra.filled + int((t - self._idle_from) * self.bandwidth))
+            self._head = ra.filled
+        self._idle_from = t
+
+    def _find_segment(self, offset: int) -> _Segment | None:
+        for seg in reversed(self._segs):
+            if seg.start <= offset < seg.filled or (seg is self._ra and offset == seg.filled):
+                return seg
+        return None
+
+    def _positioning(self, now: float, start: float, offset: int, write: bool) -> float:
+        """Seek + rotation before a head operation starting at ``start``."""
+        curve = self.seek_write if write else self.seek_read
+        if offset == self._head:  # continues where the head stopped
+            if not self.rotation or start <= self._head_t:
+                return 0.0
+            r = (self._head_t - start) % self.rotation
+            return 0.0 if r > self.rotation - 1e-12 else r
+        dist = abs(offset - self._head) if self._head >= 0 else None
+        if self.ncq:
+            q = self._queue
+            while q and q[0][0] <= now:
+                q.popleft()
+            for _t, end_off in list(q)[-(self.window - 1):] if self.window > 1 else ():
+                d = abs(offset - end_off)
+                if dist is None or d < dist:
+                    dist = d
+            if dist == 0:
+                return 0.0  # served right behind a queued request it continues
+        self.seeks += 1
+        if dist is None or not self.capacity:
+            seek = curve.average
+        else:
+            seek = curve(dist / self.capacity)
+        return seek + self.half_rotation
+
+    def _head_op(self, now: float, offset: int, length: int, write: bool) -> float:
+        start = self._free_t if self._free_t > now else now
+        if self.read_ahead:
+            self._advance_read_ahead(start)
+        lat = self.write_latency if write else self.latency
+        dur = length * (self.inv_wbw if write else self.inv_bw)
+        end = start + lat + self._positioning(now, start, offset, write) + dur
+        self._free_t = end
+        self._head = offset + length
+        self._head_t = end
+        if self.ncq:
+            self._queue.append((end, offset + length))
+            if len(self._queue) > 4 * self.window:
+                self._queue.popleft()
+        self.busy += dur
+        return end
+
+    # ------------------------------------------------------------ submit
+    def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
+        self.ops += 1
+        self.bytes += length
+        lat = self.write_latency if write else self.latency
+        if length == 0:  # write-zeroes / discard: metadata, the head does not move
+            end = (self._free_t if self._free_t > now else now) + lat
+            self._free_t = end
+            return end
+        if write:
+            if self._segs:  # the written range is no longer what the cache holds
+                self._segs = [s for s in self._segs
+                              if s.filled <= offset or s.start >= offset + length]
+                if self._ra is not None and self._ra not in self._segs:
+                    self._ra = None
+            if self.read_ahead and self._free_t <= now:
+                self._advance_read_ahead(now)
+            self._ra = None  # the head leaves whatever it was reading ahead
+            head_end = self._head_op(now, offset, length, True)
+            if not self.write_cache or length > self.write_cache:
+                return head_end
+            return self._cached_write(now, lat, length, head_end)
+        if self.read_ahead:
+            if self._free_t <= now:
+                self._advance_read_ahead(now)
+            seg = self._find_segment(offset)
+            if seg is not None:
+                self._segs.remove(seg)
+                self._segs.append(seg)
+                if offset + length <= seg.filled:  # all in the buffer
+                    self.cache_hits += 1
+                    seg.host = max(seg.host, offset + length)
+                    return now + lat + length * self.iface_inv
+                if seg is self._ra and self._free_t <= now:
+                    # the head is still streaming this segment: it reads on
+                    rest = offset + length - seg.filled
+                    end = now + lat + rest * self.inv_bw
+                    self.busy += rest * self.inv_bw
+                    self._free_t = self._head_t = self._idle_from = end
+                    seg.filled = seg.host = self._head = offset + length
+                    return max(end, now + lat + length * self.iface_inv)
+        end = self._head_op(now, offset, length, False)
+        if self.read_ahead:
+            seg = _Segment(offset, offset + length)
+            self._segs.append(seg)
+            if len(self._segs) > self.n_segments:
+                self._segs.pop(0)
+            self._ra = seg
+            self._idle_from = end
+        return end
+
+    def _cached_write(self, now: float, lat: float, length: int, head_end: float) -> float:
+        dq = self._dirty
+        while dq and dq[0][0] <= now:
+            self._dirty_bytes -= dq.popleft()[1]
+        t = now + lat + length * self.iface_inv
+        d = self._dirty_bytes
+        for end_t, n in dq:  # in time order: what is still dirty at t
+            if end_t <= t or d + length > self.write_cache:
+                t = max(t, end_t)
+                d -= n
+            else:
+                break
+        dq.append((head_end, length))
+        self._dirty_bytes += length
+        return t
+
+    def describe(self) -> str:
+        extra = []
+        if self.ncq:
+            extra.append(f"ncq {self.window}")
+        if self.read_ahead:
+            extra.append(f"read-ahead {self.n_segments}x{self.segment_size // 2**10}KiB")
+        if self.write_cache:
+            extra.append(f"write-cache {self.write_cache // 2**20}MiB")
+        return (f"hdd {self.name}: seek {self.seek * 1e3:.1f}ms avg, {60 / self.rotation if self.rotation else 0:.0f}rpm, "
+                f"{self.bandwidth / 2**20:.0f}MiB/s" + (", " + ", ".join(extra) if extra else ""))
+
+
+def _curve(seek) -> SeekCurve:
+    """A SeekCurve from a config value: seconds (constant) or a SeekSpec."""
+    if seek is None:
+        return SeekCurve(0.0)
+    if isinstance(seek, (int, float)):
+        return SeekCurve(float(seek))
+    return SeekCurve(seek.average, seek.track_to_track, seek.full_stroke)

@@ -1,0 +1,21 @@
+"""Flash SSD (SATA or NVMe): no positioning; read and write have their own
+access latency, bandwidth and controller IOPS cap; internal parallelism
+serves small requests beside large ones (ps sharing by default).
+
+No SLC/TurboWrite cliff is modelled: the presets' sources give the sustained
+write rate after the SLC buffer only for the NVMe drive (970 EVO Plus 1 TB:
+1,700 MB/s after a 42 GB buffer), far beyond what a fleecesim run writes."""
+from __future__ import annotations
+
+from .base import Device
+
+
+class SSD(Device):
+    kind = "ssd"
+
+    @classmethod
+    def from_spec(cls, name: str, spec) -> "SSD":
+        return cls(name, spec.read_latency, spec.read_bandwidth, spec.queue_depth,
+                   sharing=spec.sharing or "ps", write_latency=spec.write_latency,
+                   write_bandwidth=spec.write_bandwidth, read_iops=spec.read_iops,
+                   write_iops=spec.write_iops)
