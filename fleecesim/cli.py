@@ -74,13 +74,25 @@ def cmd_run(args) -> int:
 def writable_dir(path: Path, what: str) -> None:
     """Make sure results can be written under ``path`` before simulating."""
     import tempfile
+    created = []
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        p = path
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        for d in reversed(created):
+            d.mkdir()
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
         raise UserError(f"{what} {path}: cannot write results there "
                         f"({e.strerror or e})") from None
+    finally:  # leave nothing behind: the results are written after the runs
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 def why_not_ok(s: dict) -> str:
