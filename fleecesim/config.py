@@ -16,6 +16,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       field_validator, model_validator)
 
 from .devices.presets import PRESETS
+from .devices.remote import NBD_HEADERS
 from .errors import ConfigError
 from .units import parse_rate, parse_size, parse_time
 
@@ -31,6 +32,9 @@ class Model(BaseModel):
 
     def dump(self) -> dict:
         return self.model_dump(by_alias=True, mode="json")
+
+
+DEFAULT_TCP_WINDOW = 3 * 2**20  # see DeviceSpec.window
 
 
 def _is_pow2(n: int) -> bool:
@@ -49,6 +53,17 @@ class DeviceSpec(Model):
     rtt: Seconds = 0.0
     link_bandwidth: Rate | None = None
     backend: "DeviceSpec | None" = None
+    # --- issue 11: NBD transport (kind remote; see devices/remote.py) ---
+    # NBD connections, each with queue-depth request slots (QEMU's own NBD
+    # client opens one; nbdkit/libnbd clients and Xen Orchestra open several).
+    connections: int | None = Field(None, ge=1)
+    # Bytes in flight per connection (TCP window). Default: Linux's autotuning
+    # ceiling, tcp_rmem max 6 MiB (Documentation/networking/ip-sysctl.rst:
+    # "between 131072 and 6MB, depending on RAM size") of which
+    # tcp_adv_win_scale = 1 (the default) advertises half: 3 MiB.
+    window: Size | None = None
+    # Protocol bytes per request: NBD request header 28 + simple reply 16.
+    request_overhead: Size | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -60,12 +75,25 @@ class DeviceSpec(Model):
         if self.latency < 0 or self.seek < 0 or self.rtt < 0:
             raise ValueError("times must be >= 0")
         if self.kind == "remote":
+            if self.connections is None:
+                self.connections = 1
+            if self.window is None:
+                self.window = DEFAULT_TCP_WINDOW
+            if self.request_overhead is None:
+                self.request_overhead = NBD_HEADERS
+            if self.window <= 0:
+                raise ValueError("window: expected a size > 0 like '3MiB'")
             if self.backend is None:
                 raise ValueError("a remote device needs 'backend' (a device or {preset: ...})")
             if self.link_bandwidth is None or self.link_bandwidth <= 0:
                 raise ValueError("link-bandwidth: expected a rate > 0 like '112MiB/s'")
-        elif self.bandwidth is None or self.bandwidth <= 0:
-            raise ValueError("bandwidth: expected a rate > 0 like '500MiB/s'")
+        else:
+            for key in ("connections", "window", "request_overhead"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key.replace('_', '-')}: only for a device of "
+                                     f"kind remote (an NBD target), not {self.kind!r}")
+            if self.bandwidth is None or self.bandwidth <= 0:
+                raise ValueError("bandwidth: expected a rate > 0 like '500MiB/s'")
         return self
 
 

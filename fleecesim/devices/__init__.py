@@ -5,7 +5,8 @@ A device answers one question: a request of ``length`` bytes arriving at time
 shared bandwidth pipe), so a request costs one heap operation and no SimPy
 process. See DESIGN.md, performance notes.
 """
-from .base import Device, HDD, RemoteDevice, build_device
+from .base import Device, HDD, build_device
+from .remote import RemoteDevice
 from .presets import PRESETS
 
 __all__ = ["Device", "HDD", "RemoteDevice", "build_device", "PRESETS"]
