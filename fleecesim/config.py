@@ -224,6 +224,8 @@ FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018"
 # Schemes where CBW and the job write one target queue, so backup.cbw-priority
 # means something (fleecing's CBW writes a local cache, not the target).
 CBW_PRIORITY_SCHEMES = ("legacy-backup", "backup")
+# Schemes that are blockdev-backup >= 6.0 with x-perf (issue 11 C).
+COPY_RANGE_SCHEMES = ("backup",)
 
 
 class TargetSpec(Model):
@@ -321,6 +323,16 @@ class OverlaySpec(Model):
     copy_mode: Literal["background", "write-blocking"] = "write-blocking"
 
 
+class XPerfSpec(Model):
+    """blockdev-backup's ``x-perf`` (qapi/block-core.json: BackupPerf, QEMU >=
+    6.0). max-workers and max-chunk are kept at backup level, as before."""
+    # block/block-copy.c: block_copy_set_copy_opts starts at COPY_RANGE_SMALL;
+    # block_copy_do_copy calls bdrv_co_copy_range and, on success, moves to
+    # COPY_RANGE_FULL (chunks up to BLOCK_COPY_MAX_COPY_RANGE = 16 MiB), on
+    # failure falls back to read + write for good.
+    use_copy_range: bool = False
+
+
 class BackupSpec(Model):
     scheme: str | list[str] = "fleecing-push"
     target: TargetSpec = TargetSpec()
@@ -347,6 +359,7 @@ class BackupSpec(Model):
     # CBW copies overtake the job's queued target writes (the seed's postscript);
     # off: one FIFO, as QEMU's NBD client (see nodes/target.py)
     cbw_priority: bool = False
+    x_perf: XPerfSpec = XPerfSpec()
 
     @field_validator("order")
     @classmethod
@@ -426,6 +439,30 @@ class RunSpec(Model):
         return v
 
 
+class HostSpec(Model):
+    """The host's software cost per I/O request (devices/host.py), paid by every
+    request a QEMU node sends to a device: guest requests once, a block-copy
+    chunk once for its read and once for its write.
+
+    request-cost: CPU per request in the disk's AioContext (one thread, so a
+    FIFO server): 8 us = 1 / 123k IOPS, QEMU virtio-blk on a host RAM disk,
+    fio 4k randread iodepth 128, one vCPU/queue (A. Zhadchenko, "[RFC PATCH
+    0/1] block: add vhost-blk backend", qemu-devel, 2022-07-25: virtio 123k
+    IOPS vs host 95.8k on the SSD where QEMU virtio reached 57.5k).
+    memcpy-bandwidth: the copy of each request's bytes between page cache (or
+    socket) and QEMU's buffer; 8 GiB/s as the ``ram`` preset (one thread's
+    memcpy class). 0: no copy (cache.direct=on)."""
+    request_cost: Seconds = 8e-6
+    memcpy_bandwidth: Rate = 8 * 2**30
+
+    @field_validator("request_cost", "memcpy_bandwidth")
+    @classmethod
+    def _nonneg(cls, v):
+        if v < 0:
+            raise ValueError("expected a value >= 0")
+        return v
+
+
 class Variant(Model):
     name: str
     set: dict[str, Any] = {}
@@ -443,6 +480,7 @@ class Config(Model):
     workload: WorkloadSpec = WorkloadSpec(iops=2000)
     backup: BackupSpec = BackupSpec()
     run: RunSpec = RunSpec()
+    host: HostSpec = HostSpec()
     variants: list[Variant] = []
 
     @model_validator(mode="before")
@@ -525,6 +563,29 @@ class Config(Model):
                                      f"share the target queue), not {s!r}")
         return self
 
+    @model_validator(mode="after")
+    def _copy_range(self):
+        """x-perf.use-copy-range: blockdev-backup only, local files at both ends."""
+        b = self.backup
+        if not b.x_perf.use_copy_range:
+            return self
+        for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
+            if s not in COPY_RANGE_SCHEMES:
+                raise ValueError(
+                    f"backup.x-perf.use-copy-range: only for {', '.join(COPY_RANGE_SCHEMES)} "
+                    f"(blockdev-backup's x-perf, QEMU >= 6.0), not {s!r}")
+        for where, name in (("disk.device", self.disk.device),
+                            ("backup.target.device", b.target.device)):
+            if self.devices[name].kind in ("remote", "ram"):
+                raise ValueError(
+                    f"backup.x-perf.use-copy-range: {where} {name!r} is not a local file "
+                    f"(copy_file_range needs files at both ends; NBD has no copy offload "
+                    f"between different servers)")
+        if b.cbw_priority:
+            raise ValueError("backup.x-perf.use-copy-range: not with backup.cbw-priority "
+                             "(an offloaded copy has no target write to queue)")
+        return self
+
     @property
     def cluster_size(self) -> int:
         """The backup job's copy granularity, as QEMU's block-copy computes it from
@@ -557,8 +618,11 @@ class Config(Model):
 
     @property
     def max_chunk(self) -> int:
-        """Bytes one copy task moves: 1 MiB by default, never less than a cluster."""
-        chunk = self.backup.max_chunk or 2**20
+        """Bytes one copy task moves: 1 MiB by default (BLOCK_COPY_MAX_BUFFER),
+        16 MiB with copy offload (BLOCK_COPY_MAX_COPY_RANGE; block/block-copy.c:
+        block_copy_chunk_size), never less than a cluster."""
+        default = 16 * 2**20 if self.backup.x_perf.use_copy_range else 2**20
+        chunk = self.backup.max_chunk or default
         return max(chunk, self.cluster_size)
 
     @property

@@ -52,8 +52,9 @@ def test_closed_loop_trace_keeps_order(tmp_path):
                    "backup": {"scheme": "none"}, "run": {"warmup": "1s", "tail": 0}})
     r = simulate(cfg)
     assert list(r.requests["offset"]) == [i * 4096 for i in range(100)]
-    # iodepth 1: each read starts when the previous one ends
-    lat = 80e-6 + 4096 / (2.5 * 2**30)
+    # iodepth 1: each read starts when the previous one ends; each pays the
+    # host's request cost and copy (config.HostSpec defaults), then the NVMe
+    lat = 8e-6 + 4096 / (8 * 2**30) + 80e-6 + 4096 / (2.5 * 2**30)
     assert r.requests["time"].iloc[-1] == pytest.approx(99 * lat)
 
 

@@ -84,6 +84,10 @@ class RemoteDevice:
         self._conns = [_Connection(self.slots) for _ in range(connections)]
         self._rr = 0
         self.window_limited = 0  # requests whose arrival the window delayed
+        # seconds per byte to copy a request's data to or from the socket once
+        # it has its slot (set by devices/host.py: with_host); a delay of the
+        # sending coroutine, not a shared queue
+        self.copy_s_per_byte = 0.0
 
     @property
     def ops(self) -> int:
@@ -125,6 +129,8 @@ class RemoteDevice:
             conn, start = self._pick(now)
         conn.last_start = start
         wire = length + self.overhead
+        if self.copy_s_per_byte:
+            start += length * self.copy_s_per_byte
         arrive = self.link.submit(start, offset, wire, write)
         if self._win_s_per_byte:
             win_end = (start if start > conn.pipe_free else conn.pipe_free) \

@@ -34,6 +34,7 @@ class BuildContext:
     seed: int
     job_cluster_size: int = 0  # the backup job's copy granularity (0: the unit)
     cbw_cluster_size: int = 0  # the CBW filter's copy granularity (0: the unit)
+    host: Any = None  # devices/host.py: the software cost devices are wrapped in
 
 
 @dataclass
