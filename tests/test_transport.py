@@ -103,3 +103,17 @@ def test_bad_transport_keys_are_one_line_errors(key, value, needle):
         resolve({}, {key: value})
     msg = str(e.value)
     assert needle in msg and "\n" not in msg
+
+
+def test_backup_from_a_remote_disk_passes_the_oracle():
+    # nbd -> ssd: the VM's disk is an NBD export; the active disk only submits
+    # to its device, so a remote device serves it like any other.
+    from fleecesim.run import simulate
+    raw = {"disk": {"size": "64MiB", "device": "nbd"},
+           "devices": {"nbd": {"preset": "nbd-1gbe"}, "ssd": {"preset": "sata-ssd"}},
+           "workload": {"iops": 500, "mix": {"read": 0.5, "write": 0.5}},
+           "backup": {"scheme": "backup", "target": {"device": "ssd"}},
+           "run": {"warmup": 0.2, "tail": 0.1}}
+    s = simulate(resolve(raw)).summary
+    assert s["oracle_ok"], s.get("error")
+    assert s["cbw_count"] + s["writes_waited"] > 0  # guest writes met the backup
