@@ -16,6 +16,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       field_validator, model_validator)
 
 from .devices.presets import PRESETS
+from .devices.remote import NBD_HEADERS
 from .errors import ConfigError
 from .units import parse_rate, parse_size, parse_time
 
@@ -33,6 +34,9 @@ class Model(BaseModel):
 
     def dump(self) -> dict:
         return self.model_dump(by_alias=True, mode="json")
+
+
+DEFAULT_TCP_WINDOW = 3 * 2**20  # see DeviceSpec.window
 
 
 def _is_pow2(n: int) -> bool:
@@ -120,6 +124,17 @@ class DeviceSpec(Model):
     rtt: Seconds = 0.0
     link_bandwidth: Rate | None = None
     backend: "DeviceSpec | None" = None
+    # --- issue 11: NBD transport (kind remote; see devices/remote.py) ---
+    # NBD connections, each with queue-depth request slots (QEMU's own NBD
+    # client opens one; nbdkit/libnbd clients and Xen Orchestra open several).
+    connections: int | None = Field(None, ge=1)
+    # Bytes in flight per connection (TCP window). Default: Linux's autotuning
+    # ceiling, tcp_rmem max 6 MiB (Documentation/networking/ip-sysctl.rst:
+    # "between 131072 and 6MB, depending on RAM size") of which
+    # tcp_adv_win_scale = 1 (the default) advertises half: 3 MiB.
+    window: Size | None = None
+    # Protocol bytes per request: NBD request header 28 + simple reply 16.
+    request_overhead: Size | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -133,11 +148,23 @@ class DeviceSpec(Model):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key.replace('_', '-')}: times must be >= 0")
         if self.kind == "remote":
+            if self.connections is None:
+                self.connections = 1
+            if self.window is None:
+                self.window = DEFAULT_TCP_WINDOW
+            if self.request_overhead is None:
+                self.request_overhead = NBD_HEADERS
+            if self.window <= 0:
+                raise ValueError("window: expected a size > 0 like '3MiB'")
             if self.backend is None:
                 raise ValueError("a remote device needs 'backend' (a device or {preset: ...})")
             if self.link_bandwidth is None or self.link_bandwidth <= 0:
                 raise ValueError("link-bandwidth: expected a rate > 0 like '112MiB/s'")
             return self
+        for key in ("connections", "window", "request_overhead"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key.replace('_', '-')}: only for a device of "
+                                 f"kind remote (an NBD target), not {self.kind!r}")
         for key in ("read_bandwidth", "write_bandwidth"):
             bw = getattr(self, key)
             if bw is None or bw <= 0:
@@ -393,6 +420,16 @@ class OverlaySpec(Model):
     copy_mode: Literal["background", "write-blocking"] = "write-blocking"
 
 
+class XPerfSpec(Model):
+    """blockdev-backup's ``x-perf`` (qapi/block-core.json: BackupPerf, QEMU >=
+    6.0). max-workers and max-chunk are kept at backup level, as before."""
+    # block/block-copy.c: block_copy_set_copy_opts starts at COPY_RANGE_SMALL;
+    # block_copy_do_copy calls bdrv_co_copy_range and, on success, moves to
+    # COPY_RANGE_FULL (chunks up to BLOCK_COPY_MAX_COPY_RANGE = 16 MiB), on
+    # failure falls back to read + write for good.
+    use_copy_range: bool = False
+
+
 class BackupSpec(Model):
     scheme: str | list[str] = "fleecing-push"
     target: TargetSpec = TargetSpec()
@@ -419,6 +456,7 @@ class BackupSpec(Model):
     # CBW copies overtake the job's queued target writes (the seed's postscript);
     # off: one FIFO, as QEMU's NBD client (see nodes/target.py)
     cbw_priority: bool = False
+    x_perf: XPerfSpec = XPerfSpec()
 
     @field_validator("order")
     @classmethod
@@ -470,6 +508,30 @@ class RunSpec(Model):
         return v
 
 
+class HostSpec(Model):
+    """The host's software cost per I/O request (devices/host.py), paid by every
+    request a QEMU node sends to a device: guest requests once, a block-copy
+    chunk once for its read and once for its write.
+
+    request-cost: CPU per request in the disk's AioContext (one thread, so a
+    FIFO server): 8 us = 1 / 123k IOPS, QEMU virtio-blk on a host RAM disk,
+    fio 4k randread iodepth 128, one vCPU/queue (A. Zhadchenko, "[RFC PATCH
+    0/1] block: add vhost-blk backend", qemu-devel, 2022-07-25: virtio 123k
+    IOPS vs host 95.8k on the SSD where QEMU virtio reached 57.5k).
+    memcpy-bandwidth: the copy of each request's bytes between page cache (or
+    socket) and QEMU's buffer; 8 GiB/s as the ``ram`` preset (one thread's
+    memcpy class). 0: no copy (cache.direct=on)."""
+    request_cost: Seconds = 8e-6
+    memcpy_bandwidth: Rate = 8 * 2**30
+
+    @field_validator("request_cost", "memcpy_bandwidth")
+    @classmethod
+    def _nonneg(cls, v):
+        if v < 0:
+            raise ValueError("expected a value >= 0")
+        return v
+
+
 class Variant(Model):
     name: str
     set: dict[str, Any] = {}
@@ -506,6 +568,7 @@ class Config(Model):
     workload: WorkloadSpec = WorkloadSpec(iops=2000)
     backup: BackupSpec = BackupSpec()
     run: RunSpec = RunSpec()
+    host: HostSpec = HostSpec()
     variants: list[Variant] = []
 
     @model_validator(mode="before")
@@ -601,6 +664,25 @@ class Config(Model):
         return self
     # --- end options ---
 
+    @model_validator(mode="after")
+    def _copy_range(self):
+        """x-perf.use-copy-range: blockdev-backup only, local files at both ends."""
+        b = self.backup
+        if not b.x_perf.use_copy_range:
+            return self
+        # which schemes take x-perf: the schemes' option table (schemes/__init__.py)
+        for where, name in (("disk.device", self.disk.device),
+                            ("backup.target.device", b.target.device)):
+            if self.devices[name].kind in ("remote", "ram"):
+                raise ValueError(
+                    f"backup.x-perf.use-copy-range: {where} {name!r} is not a local file "
+                    f"(copy_file_range needs files at both ends; NBD has no copy offload "
+                    f"between different servers)")
+        if b.cbw_priority:
+            raise ValueError("backup.x-perf.use-copy-range: not with backup.cbw-priority "
+                             "(an offloaded copy has no target write to queue)")
+        return self
+
     @property
     def cluster_size(self) -> int:
         """The backup job's copy granularity, as QEMU's block-copy computes it from
@@ -633,8 +715,11 @@ class Config(Model):
 
     @property
     def max_chunk(self) -> int:
-        """Bytes one copy task moves: 1 MiB by default, never less than a cluster."""
-        chunk = self.backup.max_chunk or 2**20
+        """Bytes one copy task moves: 1 MiB by default (BLOCK_COPY_MAX_BUFFER),
+        16 MiB with copy offload (BLOCK_COPY_MAX_COPY_RANGE; block/block-copy.c:
+        block_copy_chunk_size), never less than a cluster."""
+        default = 16 * 2**20 if self.backup.x_perf.use_copy_range else 2**20
+        chunk = self.backup.max_chunk or default
         return max(chunk, self.cluster_size)
 
     @property

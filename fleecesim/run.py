@@ -18,6 +18,7 @@ import simpy
 from . import __version__
 from .config import Config, variants
 from .devices import build_device
+from .devices.host import Host, with_host
 from .errors import UserError
 from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
 from .bitmap import widen
@@ -178,12 +179,15 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     cs = cfg.unit  # per-cluster arrays; each copy has its own granularity (a multiple)
     size = cfg.disk.size
     n = -(-size // cs)
-    devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
+    host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
+    devices = {k: with_host(build_device(k, spec), host, spec.kind)
+               for k, spec in cfg.devices.items()}
     zero = initial_zero_map(cfg, n, cs)
     stats = Stats()
     active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
     ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
-                       job_cluster_size=cfg.cluster_size, cbw_cluster_size=cfg.cbw_cluster_size)
+                       job_cluster_size=cfg.cluster_size, cbw_cluster_size=cfg.cbw_cluster_size,
+                       host=host)
     graph = build(cfg.scheme, ctx)
     rec = Recorder()
     guest = GuestDriver(env, graph, source if source is not None else make_source(cfg), rec, iodepth=cfg.workload.iodepth,
@@ -302,6 +306,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "clusters_copied_twice": multi,
         "clusters_copied_outside_mask": outside,
         "device_util": {k: (d.busy / t_stop if t_stop else 0.0) for k, d in devices.items()},
+        "host_requests": host.requests,
+        "host_memcpy_bytes": host.copied,
     })
 
     # ---------------------------------------------------------------- frames

@@ -21,6 +21,7 @@ def cfg(max_inflight=None, queue_depth=64, **extra):
         "workload": {"iops": 100, "mix": {"read": 0, "write": 1}},
         "backup": {"scheme": "none"},
         "run": {"seed": 1, "warmup": "1s", "tail": "0s"},
+        "host": {"request-cost": 0, "memcpy-bandwidth": 0},  # device closed forms only
     }
     if max_inflight is not None:
         raw["workload"]["max-inflight"] = max_inflight

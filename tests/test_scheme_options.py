@@ -44,6 +44,8 @@ TRIALS = {
     "incremental.granularity": ("1MiB", {"backup.sync": "incremental"}),
     "cache.cluster-size": ("1MiB", {}),
     "cbw-priority": (True, {}),
+    # local files at both ends (the default target is NBD: rejected there)
+    "x-perf.use-copy-range": (True, {"backup.target.device": "slow"}),
     "window": ("0.3s", {"backup.sync": "none"}),
     "client.link": ("wan", {}),
     "client.storage": ("slow", {}),

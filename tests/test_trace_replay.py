@@ -52,9 +52,12 @@ def test_closed_loop_trace_keeps_order(tmp_path):
                    "backup": {"scheme": "none"}, "run": {"warmup": "1s", "tail": 0}})
     r = simulate(cfg)
     assert list(r.requests["offset"]) == [i * 4096 for i in range(100)]
-    # iodepth 1: each read starts when the previous one ends
-    d = cfg.devices["local"]  # the nvme preset: latency, then the pipe (bandwidth or IOPS cap)
-    lat = d.read_latency + max(4096 / d.read_bandwidth, 1 / d.read_iops)
+    # iodepth 1: each read starts when the previous one ends; each pays the
+    # host's request cost and copy (config.HostSpec defaults), then the NVMe
+    # preset: latency, then the pipe (bandwidth or IOPS cap)
+    d = cfg.devices["local"]
+    lat = 8e-6 + 4096 / (8 * 2**30) + d.read_latency + max(4096 / d.read_bandwidth,
+                                                            1 / d.read_iops)
     assert r.requests["time"].iloc[-1] == pytest.approx(99 * lat)
 
 

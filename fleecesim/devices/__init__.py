@@ -5,8 +5,9 @@ A device answers one question: a request of ``length`` bytes arriving at time
 shared bandwidth pipe), so a request costs one heap operation and no SimPy
 process. See DESIGN.md, performance notes. One module per device kind.
 """
-from .base import Device, RemoteDevice, build_device
+from .base import Device, build_device
 from .hdd import HDD, SeekCurve
+from .remote import RemoteDevice
 from .presets import PRESETS
 from .ram import RAM
 from .ssd import SSD

@@ -1,6 +1,5 @@
-"""The shared analytic queue (``Device``), a device reached over a link
-(``RemoteDevice``) and ``build_device``. Each local device kind has its own
-module: ram.py, ssd.py, hdd.py."""
+"""The shared analytic queue (``Device``) and ``build_device``. Each device
+kind has its own module: ram.py, ssd.py, hdd.py, remote.py (NBD over TCP)."""
 from __future__ import annotations
 
 import heapq
@@ -111,69 +110,10 @@ class Device:
                 f"{self.bandwidth / 2**20:.0f}MiB/s{rw}, qd {self.slots}")
 
 
-class RemoteDevice:
-    """A storage device reached over a network link (how NBD targets are reached).
-
-    The link is itself a Device (latency = RTT, bandwidth = link rate); the
-    request crosses it and then queues on the backend. ``slots`` (the link's
-    queue depth) bounds requests outstanding *end to end*: a request holds its
-    slot from submission until the backend has served it, as QEMU's NBD client
-    holds a request slot until the reply arrives (block/nbd.c:
-    MAX_NBD_REQUESTS = 16; nbd_co_send_request waits on the ``free_sema``
-    CoQueue while ``s->in_flight == MAX_NBD_REQUESTS``, and only
-    nbd_reply_chunk_iter_receive, once the reply's last chunk is read, does
-    ``in_flight--`` and ``qemu_co_queue_next(&s->free_sema)``). So a
-    slow backend pushes back on the client instead of piling up unbounded
-    requests at the server. Analytic like Device: a heap of the times each
-    slot is released (= completion times); a request starts at
-    ``max(now, earliest release)``. Start times are then non-decreasing, so
-    the link and the backend still see submissions in time order.
-    """
-
-    kind = "remote"
-
-    def __init__(self, name: str, link: Device, backend: Device):
-        self.name = name
-        self.link = link
-        self.backend = backend
-        self.latency = link.latency + backend.latency
-        self.bandwidth = min(link.bandwidth, backend.bandwidth)
-        self.slots = link.slots
-        # release time of each request slot (reply received). With at most
-        # ``slots`` outstanding end to end the link's own slot heap never delays
-        # a request (a link slot frees no later than the reply), so the link
-        # models only RTT and the shared bandwidth.
-        self._free = [0.0] * self.slots
-
-    @property
-    def ops(self) -> int:
-        return self.backend.ops
-
-    @property
-    def bytes(self) -> int:
-        return self.backend.bytes
-
-    @property
-    def busy(self) -> float:
-        return max(self.link.busy, self.backend.busy)
-
-    def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
-        free = self._free
-        start = free[0] if free[0] > now else now  # wait for a free request slot
-        arrive = self.link.submit(start, offset, length, write)
-        end = self.backend.submit(arrive, offset, length, write)
-        heapq.heapreplace(free, end)  # the slot is released when the reply arrives
-        return end
-
-    def describe(self) -> str:
-        return (f"remote {self.name}: rtt {self.link.latency * 1e3:.2f}ms, link "
-                f"{self.link.bandwidth / 2**20:.0f}MiB/s -> {self.backend.describe()}")
-
-
-def build_device(name: str, spec) -> Device | RemoteDevice:
+def build_device(name: str, spec):
     """Build a device from a resolved ``DeviceSpec`` (see config.py)."""
     if spec.kind == "remote":
-        link = Device(f"{name}.link", spec.rtt, spec.link_bandwidth, spec.queue_depth)
-        return RemoteDevice(name, link, build_device(f"{name}.backend", spec.backend))
+        from .remote import build_remote  # remote.py imports Device from here
+        return build_remote(name, spec, build_device)
     from . import KINDS  # one module per device kind (ram.py, ssd.py, hdd.py)
     return KINDS[spec.kind].from_spec(name, spec)

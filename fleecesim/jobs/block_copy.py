@@ -32,7 +32,8 @@ class BlockCopy:
     def __init__(self, env, name: str, source, target, needed: np.ndarray, cluster_size: int,
                  disk_size: int, max_chunk: int, stats, *, zero_detect: str = "block-status",
                  mem_limit: int = BLOCK_COPY_MAX_MEM, count_source_reads: bool = True,
-                 parallel: bool = True, granularity: int | None = None):
+                 parallel: bool = True, granularity: int | None = None,
+                 copy_range: bool = False):
         self.env = env
         self.name = name
         self.source = source
@@ -51,6 +52,10 @@ class BlockCopy:
         # block-copy runs a request's tasks concurrently (aio task pool); 2018's
         # backup_do_cow copied one cluster after the other.
         self.parallel = parallel
+        # x-perf.use-copy-range: a data chunk is one copy_range request of the
+        # source node into the target (block_copy_do_copy: bdrv_co_copy_range)
+        # instead of a read into a bounce buffer and a write from it.
+        self.copy_range = copy_range
         self.remaining = int(needed.sum())
         self.inflight: dict[int, object] = {}   # cluster -> event fired when its copy ends
         self.inflight_level = Level(env, f"{name}.inflight_bytes")
@@ -176,8 +181,17 @@ class BlockCopy:
             self.mem_used += mem
         self.inflight_level.add(ln)
         ok = True
+        offloaded = False
         if zero:
             data = self.source.peek(a, b)
+        elif self.copy_range:
+            # the source stores the data in the target itself (no write below)
+            data = yield from self.source.copy_range(off, ln, self.target)
+            offloaded = True
+            if data is None:
+                ok = False
+            elif self.count_source_reads:
+                self.stats.source_read_bytes += ln
         else:
             data = yield from self.source.read(off, ln)
             if data is None:
@@ -186,7 +200,7 @@ class BlockCopy:
                 self.stats.source_read_bytes += ln
         if ok and (zero or (self.zero_detect == "buffer" and self.source.zero_map(a, b).all())):
             flags |= REQ_ZERO
-        if ok:
+        if ok and not offloaded:
             if self._urgent and ev in self._urgent:
                 flags |= REQ_CBW
             res = yield from self.target.write(off, ln, data, flags)

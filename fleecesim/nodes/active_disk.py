@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
+from ..devices.host import copy_range
 from ..metrics import PATH_DIRECT
 from .base import Node
 
@@ -65,6 +66,18 @@ class ActiveDisk(Node):
         yield env.timeout(end - env.now)
         c0, c1 = self.clusters(offset, length)
         return self.gen[c0:c1].copy()
+
+    def copy_range(self, offset, length, target):
+        """Copy offload into ``target`` (a node over a local file): one
+        copy_file_range through both devices (devices/host.py: copy_range).
+        Returns the generations copied, as ``read`` would."""
+        env = self.env
+        end = copy_range(self.device, target.device, env.now, offset, length)
+        yield env.timeout(end - env.now)
+        c0, c1 = self.clusters(offset, length)
+        data = self.gen[c0:c1].copy()
+        target.store(offset, length, data)
+        return data
 
     def write(self, offset, length, data=None, flags=0):
         env = self.env

@@ -61,6 +61,12 @@ class BackupTarget(Node):
         yield env.timeout(end - env.now)
         if self.cbw_priority:
             self._release_slot()
+        self.store(offset, length, data, zero)
+        return PATH_DIRECT
+
+    def store(self, offset, length, data, zero: bool = False) -> None:
+        """Record what landed (also called by a source that copied here by
+        copy offload, which used this node's device itself)."""
         c0, c1 = self.clusters(offset, length)
         self.gen[c0:c1] = data
         self.copies[c0:c1] += 1
@@ -68,7 +74,6 @@ class BackupTarget(Node):
             self.stats.target_zero_bytes += length
         else:
             self.stats.target_write_bytes += length
-        return PATH_DIRECT
 
     def _take_slot(self, cbw: bool, offset: int, length: int):
         if self._outstanding < self._slots:

@@ -19,6 +19,11 @@ guest overwrites (see fleecesim/sync.py for what the oracle checks).
 ``backup.cbw-priority`` (default off, as QEMU): the target serves queued
 copy-before-write writes before the job's queued writes (see
 nodes/target.py, BackupTarget).
+
+``backup.x-perf.use-copy-range`` (QEMU >= 6.0, local files only): the shared
+BlockCopy copies data chunks (job and CBW alike, as they share QEMU's
+BlockCopyState method) with copy_file_range, 16 MiB at a time unless
+``max-chunk`` says otherwise (devices/host.py: copy_range).
 """
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter
@@ -48,7 +53,7 @@ def start_or_idle(env, cfg, job):
 
 
 def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: str,
-                  parallel: bool) -> Graph:
+                  parallel: bool, copy_range: bool = False) -> Graph:
     """A CBW filter and a backup job sharing one BlockCopy, active disk -> target:
     the wiring of both ``backup`` and ``legacy-backup`` (they differ only in the
     copy engine's parameters)."""
@@ -61,7 +66,8 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     def start(graph, needed):
         copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
                            max_chunk=max_chunk, stats=ctx.stats, zero_detect=zero_detect,
-                           parallel=parallel, granularity=ctx.job_cluster_size)
+                           parallel=parallel, granularity=ctx.job_cluster_size,
+                           copy_range=copy_range)
         cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=workers,
@@ -76,9 +82,9 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     return g
 
 
-@register("backup", options=COPY + BLOCK_COPY + ("window", "cbw-priority"),
+@register("backup", options=COPY + BLOCK_COPY + ("window", "cbw-priority", "x-perf"),
           why=DIRECT_WHY)
 def build(ctx):
     return direct_backup(ctx, name="backup", max_chunk=ctx.cfg.max_chunk,
                          workers=ctx.cfg.backup.max_workers, zero_detect="block-status",
-                         parallel=True)
+                         parallel=True, copy_range=ctx.cfg.backup.x_perf.use_copy_range)

@@ -14,6 +14,7 @@ it), ``backup.lazy-discard``, ``backup.order`` (a copy-ordering policy) and
 """
 from ..config import DeviceSpec
 from ..devices import build_device
+from ..devices.host import with_host
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
@@ -29,7 +30,8 @@ def tiered_cache(ctx) -> FleecingCache:
     if b.cache.ram.size:
         name = b.cache.ram.device
         if name not in ctx.devices:  # config validation allows a preset name here
-            ctx.devices[name] = build_device(name, DeviceSpec.model_validate(name))
+            spec = DeviceSpec.model_validate(name)
+            ctx.devices[name] = with_host(build_device(name, spec), ctx.host, spec.kind)
         ram = b.cache.ram.size // ctx.cbw_cluster_size * ctx.cbw_cluster_size  # whole clusters
         disk = -(-ctx.disk_size // ctx.cbw_cluster_size) * ctx.cbw_cluster_size
         if ram > disk:  # more RAM than the disk could ever need: clamp, and say so

@@ -1,0 +1,112 @@
+"""The host's per-request software cost and copy offload (devices/host.py)."""
+import pytest
+
+from fleecesim.config import resolve
+from fleecesim.devices import Device
+from fleecesim.devices.host import Host, HostDevice, copy_range
+from fleecesim.errors import ConfigError
+from fleecesim.run import simulate
+
+MiB = 2**20
+
+
+def test_n_requests_cost_n_times_request_cost():
+    # One AioContext thread: N requests submitted at once finish N x cost
+    # later, whatever the (infinitely fast) device could do.
+    host = Host(request_cost=20e-6, memcpy_bandwidth=0)
+    dev = HostDevice(Device("d", 0.0, 1e15, 1024), host)
+    ends = [dev.submit(0.0, i * 4096, 4096) for i in range(1000)]
+    assert max(ends) == pytest.approx(1000 * 20e-6)
+    assert host.requests == 1000
+
+
+def test_memcpy_bandwidth_binds_a_fast_device():
+    # Each request's bytes cross memory once: 1 GiB through an 8 GiB/s copy.
+    host = Host(request_cost=0.0, memcpy_bandwidth=8 * 2**30)
+    dev = HostDevice(Device("d", 0.0, 1e15, 1024), host)
+    end = max(dev.submit(0.0, i * MiB, MiB) for i in range(1024))
+    assert end == pytest.approx(2**30 / (8 * 2**30))
+
+
+def test_ram_device_pays_no_copy():
+    host = Host(request_cost=1e-6, memcpy_bandwidth=1 * 2**30)
+    from fleecesim.devices.host import with_host
+    ram = with_host(Device("r", 0.0, 8 * 2**30, 64), host, "ram")
+    assert ram.submit(0.0, 0, MiB) == pytest.approx(1e-6 + MiB / (8 * 2**30))
+
+
+def test_copy_range_is_one_request_and_both_devices_at_once():
+    host = Host(request_cost=10e-6, memcpy_bandwidth=4 * 2**30)
+    src = HostDevice(Device("s", 50e-6, 2 * 2**30, 32), host)
+    dst = HostDevice(Device("t", 20e-6, 1 * 2**30, 32), host)
+    end = copy_range(src, dst, 0.0, 0, 16 * MiB)
+    t = 10e-6 + 16 * MiB / (4 * 2**30)
+    assert end == pytest.approx(t + max(50e-6 + 16 * MiB / (2 * 2**30),
+                                        20e-6 + 16 * MiB / 2**30))
+    assert host.requests == 1
+
+
+def _idle_backup(chunk, **over):
+    raw = {"disk": {"size": "256MiB", "device": "a", "allocated": 1.0},
+           "devices": {"a": {"kind": "ssd", "latency": "20us", "bandwidth": "20GiB/s",
+                             "queue-depth": 64},
+                       "b": {"kind": "ssd", "latency": "20us", "bandwidth": "20GiB/s",
+                             "queue-depth": 64}},
+           "workload": {"iops": 0},
+           "backup": {"scheme": "backup", "target": {"device": "b"}, "max-chunk": chunk},
+           "run": {"warmup": 0, "tail": 0}}
+    return simulate(resolve(raw, over)).summary
+
+
+def test_chunk_size_matters_where_the_host_binds():
+    # Devices far faster than the host: duration ~ requests x cost (64 KiB
+    # chunks: 2 x 4096 requests) or bytes x 2 / memcpy-bandwidth (1 MiB).
+    over = {"host.request-cost": "20us", "host.memcpy-bandwidth": "10GiB/s"}
+    small = _idle_backup("64KiB", **over)
+    big = _idle_backup("1MiB", **over)
+    assert small["oracle_ok"] and big["oracle_ok"]
+    assert small["backup_duration_s"] == pytest.approx(2 * 4096 * 20e-6, rel=0.05)
+    assert big["backup_duration_s"] == pytest.approx(2 * 256 * MiB / (10 * 2**30), rel=0.05)
+
+
+def test_copy_offload_faster_where_memcpy_binds_same_bytes():
+    over = {"host.request-cost": "20us", "host.memcpy-bandwidth": "10GiB/s"}
+    bounce = _idle_backup(0, **over)
+    offload = _idle_backup(0, **over, **{"backup.x-perf.use-copy-range": True})
+    assert bounce["oracle_ok"] and offload["oracle_ok"]
+    assert offload["target_write_bytes"] == bounce["target_write_bytes"] == 256 * MiB
+    assert offload["host_memcpy_bytes"] * 2 == bounce["host_memcpy_bytes"]
+    # one in-kernel copy instead of two through QEMU's buffer, 16 MiB requests
+    assert offload["backup_duration_s"] == pytest.approx(256 * MiB / (10 * 2**30), rel=0.05)
+    assert offload["backup_duration_s"] < 0.6 * bounce["backup_duration_s"]
+
+
+@pytest.mark.parametrize("chunk", [0, "64KiB"])
+def test_copy_offload_oracle_under_guest_writes(chunk):
+    # Guest writes meet offloaded copies in flight (they wait) and, with
+    # small chunks, clusters not yet claimed (CBW copies them by copy_range).
+    raw = {"disk": {"size": "512MiB", "device": "a"},
+           "devices": {"a": {"preset": "nvme"}, "b": {"preset": "sata-ssd"}},
+           "workload": {"iops": 3000, "mix": {"read": 0.3, "write": 0.7}, "size": "64KiB"},
+           "backup": {"scheme": "backup", "target": {"device": "b"},
+                      "x-perf": {"use-copy-range": True}, "max-chunk": chunk,
+                      "max-workers": 4},
+           "run": {"warmup": 0.2, "tail": 0.1}}
+    s = simulate(resolve(raw)).summary
+    assert s["oracle_ok"], s.get("error")
+    assert s["clusters_copied_twice"] == 0
+    assert (s["cbw_count"] if chunk else s["writes_waited"]) > 0
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"backup.x-perf.use-copy-range": True}, "not a local file"),  # default target: NBD
+    ({"backup.x-perf.use-copy-range": True, "backup.scheme": "legacy-backup",
+      "backup.target.device": "local"}, "not used by the 'legacy-backup' scheme"),
+    ({"host.request-cost": "-1us"}, "host.request-cost:"),
+    ({"backup.x-perf.bogus": 1}, "backup.x-perf.bogus: unknown key"),
+])
+def test_bad_host_and_offload_keys_are_one_line_errors(over, needle):
+    raw = {"backup": {"scheme": "backup"}}
+    with pytest.raises(ConfigError) as e:
+        resolve(raw, over)
+    assert needle in str(e.value) and "\n" not in str(e.value)
