@@ -36,6 +36,7 @@ ROWS = [
     ("cbw_errors", "CBW errors", str),
     ("snapshot_broken", "snapshot broken", str),
     ("backup_outcome", "backup outcome", str),
+    ("guest_overloaded", "guest overloaded", str),
     ("oracle_ok", "oracle ok", str),
     ("oracle_violations", "oracle violations", str),
     ("wall_time_s", "wall time", lambda v: f"{v:.2f}s"),

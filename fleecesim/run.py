@@ -79,6 +79,20 @@ def timeline_frame(levels) -> pd.DataFrame:
     })
 
 
+def guest_overload(t: np.ndarray, lat: np.ndarray) -> tuple[float, float] | None:
+    """Before the backup the guest is alone; if its requests' latency grows
+    through that window (median of the last tenth > 3x the first tenth's plus
+    10 ms) the devices cannot serve its offered load and every latency depends
+    on how long the run is. Returns (first, last) medians, or None."""
+    if t.size < 50:
+        return None
+    order = np.argsort(t, kind="stable")
+    k = max(5, t.size // 10)
+    first = float(np.median(lat[order[:k]]))
+    last = float(np.median(lat[order[-k:]]))
+    return (first, last) if last > 3 * first + 0.010 else None
+
+
 def oracle_counts(target_gen, copies, t0_gen, mask, block: int = 1 << 22):
     """The data oracle, block by block (bounded temporaries on multi-TiB disks):
     clusters asked for whose target content is not their t0 content; clusters
@@ -276,6 +290,13 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "local_write_bytes", "local_read_bytes", "job_copied_bytes",
         "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
     summary["events"] = [f"{tt:.6f}s {what}" for tt, what in stats.events]
+    over = guest_overload(t[base], lat[base])
+    summary["guest_overloaded"] = over is not None
+    if over is not None:
+        stats.warnings.append(
+            f"the guest's offered load exceeds what the devices deliver: its latency grew "
+            f"from {over[0] * 1e3:.3g}ms to {over[1] * 1e3:.3g}ms over the {t0:.3g}s "
+            f"warm-up (a queue that grows with run length: not a steady state)")
     summary["warnings"] = list(stats.warnings)
     summary["fleecing_peak_bytes"] = int(fleecing_peak)
     # --- tiered fleecing cache (issue 3) ---

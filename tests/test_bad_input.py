@@ -106,3 +106,17 @@ def test_results_are_written_with_the_users_umask(tmp_path, capsys):
     files = [p for p in out.rglob("*") if p.is_file()]
     assert files and all(p.stat().st_mode & 0o044 == 0o044 for p in files), \
         [oct(p.stat().st_mode) for p in files]
+
+
+def test_a_guest_the_devices_cannot_serve_is_flagged():
+    """Issue 14: an HDD at 500 random IOPS (it delivers ~60-130) had baseline
+    write p99 in seconds and no warning. A guest well inside the devices'
+    capacity is not flagged."""
+    from fleecesim.run import simulate
+    from tests.conftest import small
+    hdd = simulate(small(**{"disk.size": "64MiB", "disk.device": "hdd",
+                            "devices.hdd": {"preset": "hdd-7200"}, "workload.iops": 500,
+                            "backup.scheme": "backup", "run.max-time": "10s"})).summary
+    assert hdd["guest_overloaded"] and any("offered load" in w for w in hdd["warnings"])
+    ok = simulate(small(**{"disk.size": "64MiB"})).summary
+    assert not ok["guest_overloaded"] and ok["warnings"] == []
