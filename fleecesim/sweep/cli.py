@@ -19,9 +19,12 @@ def cmd_sweep(args) -> int:
                         replications=args.replications)
     except SweepInterrupted as e:
         import signal
-        where = f" in {e.outdir}/" if e.outdir else ""
-        print(f"fleecesim: stopped by {signal.Signals(e.signum).name}: {e.stored} of "
-              f"{e.total} runs stored{where}; --resume runs the rest", file=sys.stderr)
+        name = signal.Signals(e.signum).name
+        if e.outdir is None:  # before the results directory was touched
+            print(f"fleecesim: stopped by {name} before any run started", file=sys.stderr)
+        else:
+            print(f"fleecesim: stopped by {name}: {e.stored} of {e.total} runs stored in "
+                  f"{e.outdir}/; --resume runs the rest", file=sys.stderr)
         return 128 + e.signum
     runs = load_runs(out)
     failed = int(runs["error"].notna().sum()) if len(runs) else 0
