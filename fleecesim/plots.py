@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .summarize import ci_table
+from .summarize import ci_table, quiet_on_broken_pipe
 
 # ------------------------------------------------------------------ labels and units
 METRIC_LABELS = {
@@ -216,8 +216,10 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
     tcol = "time_since_backup_start_s" if "time_since_backup_start_s" in df else "time"
     n = max(1, len(levels))
     labels = list(dict.fromkeys(df["_label"]))
-    fig = Figure(figsize=(8 + 1.8 * (1 < len(labels) <= 8),
-                          2.2 + 2.4 * n + 0.22 * len(labels) // 3 * (len(labels) > 8)),
+    # the legend goes below the panels: on the right, at the top, it ran into
+    # the figure title (fig.suptitle spans the whole width)
+    ncols = 1 if len(labels) <= 1 else 2 if len(labels) <= 8 else 3
+    fig = Figure(figsize=(8, 2.2 + 2.4 * n + 0.3 + 0.2 * math.ceil(len(labels) / ncols)),
                  layout="constrained")
     axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
     colors = _colors(labels)
@@ -248,9 +250,8 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
                 handles.append(h)
                 names.append(lab)
     if names:  # outside the panels: the curves start and end at the edges
-        many = len(names) > 8  # a tall legend on the right would run into the title
-        fig.legend(handles, names, loc="outside lower center" if many else "outside right upper",
-                   ncols=3 if many else 1, fontsize=9, title_fontsize=9,
+        fig.legend(handles, names, loc="outside lower center",
+                   ncols=min(ncols, len(names)), fontsize=9, title_fontsize=9,
                    title=legend_title(default_by(df) if by is None else by))
     if not len(levels):
         axes[0].text(0.5, 0.5, "no fleecing cache in these runs", ha="center",
@@ -375,42 +376,55 @@ def frames_from_results(results) -> tuple[pd.DataFrame, pd.DataFrame]:
     return lat, tl
 
 
-def load_run_dir(d: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(latency quantiles, timelines) from a ``fleecesim run`` results directory."""
+def load_run_dir(d: str | Path, latency: bool = True,
+                 timelines: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(latency quantiles, timelines) from a ``fleecesim run`` results directory.
+    Only what is asked for is read, and of ``requests.parquet`` (every guest
+    request: large) only the write rows' phase and latency."""
     from .sweep.worker import write_latency_quantiles
     d = Path(d)
     lats, tls = [], []
+    found = False
     for s in sorted(d.rglob("summary.json")):
         if s.parent == d:
             continue
+        found = True
         name = str(s.parent.relative_to(d))
-        summ = json.loads(s.read_text())
         req = s.parent / "requests.parquet"
-        if req.is_file():
-            lats.append(write_latency_quantiles(pd.read_parquet(req)).assign(variant=name))
+        if latency and req.is_file():
+            lats.append(write_latency_quantiles(_read_writes(req)).assign(variant=name))
         tlp = s.parent / "timeline.parquet"
-        if tlp.is_file():
-            tl = pd.read_parquet(tlp)
+        if timelines and tlp.is_file():
+            summ = json.loads(s.read_text())
+            tl = pd.read_parquet(tlp, columns=["time", "level", "value"])
             tls.append(tl.assign(variant=name, time_since_backup_start_s=tl["time"] - (
                 summ.get("backup_start_s") or 0.0)))
-    if not lats and not tls:
+    if not found:
         from .errors import UserError
         raise UserError(f"{d}: no sweep (sweep.json) or run results (*/summary.json) here")
     return (pd.concat(lats, ignore_index=True) if lats else pd.DataFrame(),
             pd.concat(tls, ignore_index=True) if tls else pd.DataFrame())
 
 
+def _read_writes(path: Path) -> pd.DataFrame:
+    """op, phase, latency of the guest writes in a run's requests.parquet."""
+    import pyarrow.parquet as pq
+    t = pq.read_table(path, columns=["op", "phase", "latency"], filters=[("op", "==", "write")])
+    return t.to_pandas()
+
+
 def save(fig: Figure, stem: str | Path, formats=("png", "svg"), dpi: int = 120) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg`` atomically; returns the paths."""
+    """Write ``stem.png`` and ``stem.svg`` atomically; returns the paths. Every
+    format is rendered before any file is written: all or nothing."""
     from .store import atomic_write_bytes
-    out = []
+    data = []
     for fmt in formats:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=dpi)
-        p = Path(f"{stem}.{fmt}")
-        atomic_write_bytes(p, buf.getvalue())
-        out.append(p)
-    return out
+        data.append((Path(f"{stem}.{fmt}"), buf.getvalue()))
+    for p, b in data:
+        atomic_write_bytes(p, b)
+    return [p for p, _ in data]
 
 
 # ------------------------------------------------------------------ CLI
@@ -443,26 +457,83 @@ def _filter(df: pd.DataFrame, where: list[str]) -> pd.DataFrame:
     return df
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    """--format, checked before anything is read or written."""
+    from .errors import UserError
+    ok = Figure().canvas.get_supported_filetypes()
+    fmts = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    bad = [f for f in fmts if f not in ok]
+    if bad or not fmts:
+        raise UserError(f"--format {text}: {', '.join(bad) or 'empty'} not supported; "
+                        f"expected some of {', '.join(sorted(ok))}")
+    return fmts
+
+
+def _check_by(df: pd.DataFrame, by: list[str] | None) -> None:
+    from .errors import UserError
+    for c in by or []:
+        if c not in df:
+            have = [a for a in df.attrs.get("axes", []) if a in df]
+            have += [c for c in ("variant", "replication", "point") if c in df]
+            raise UserError(f"--by {c}: no such column; expected one of {', '.join(have)}")
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe rendering of a metric, column or value."""
+    import re
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "_"
+
+
+def stem_name(args) -> str:
+    """The default file name: every option that changes the picture is in it,
+    so plots of different metrics or slices do not overwrite each other."""
+    parts = [args.kind]
+    if args.kind in ("metric", "bars"):
+        parts.append("+".join(args.metric or ["backup_duration_s"]))
+    if args.kind == "metric" and args.x:
+        parts.append(f"vs-{args.x}")
+    if args.by:
+        parts.append(f"by-{args.by}")
+    if args.kind == "occupancy" and args.replication:
+        parts.append(f"rep{args.replication}")
+    parts += [w.replace(" ", "") for w in args.where]
+    return "-".join(_slug(p) for p in parts)
+
+
+@quiet_on_broken_pipe
 def cmd_plot(args) -> int:
     import sys
 
     from .errors import UserError
+    formats = _formats(args.format)
     d = Path(args.dir)
     is_sweep = (d / "sweep.json").is_file()
-    by = args.by.split(",") if args.by else None
+    by = [b.strip() for b in args.by.split(",")] if args.by else None
     if args.kind in ("cdf", "occupancy"):
         if is_sweep:
             from .sweep import load_latency, load_timelines
             df = load_latency(d) if args.kind == "cdf" else load_timelines(d)
         else:
-            lat, tl = load_run_dir(d)
+            if args.kind == "occupancy" and args.replication:
+                raise UserError(f"--replication {args.replication}: a run directory holds "
+                                f"one replication (0)")
+            lat, tl = load_run_dir(d, latency=args.kind == "cdf",
+                                   timelines=args.kind == "occupancy")
             df = lat if args.kind == "cdf" else tl
+        if not len(df):
+            raise UserError(f"{d}: no {'latency' if args.kind == 'cdf' else 'timeline'} "
+                            f"data to plot (no completed runs?)")
         attrs = dict(df.attrs)
         df = _filter(df, args.where)
         df.attrs.update(attrs)
+        _check_by(df, by)
+        if args.kind == "occupancy" and "replication" in df:
+            reps = sorted(int(r) for r in df["replication"].dropna().unique())
+            if args.replication not in reps:
+                raise UserError(f"--replication {args.replication}: no such replication "
+                                f"here; expected one of {', '.join(map(str, reps))}")
         fig = latency_cdf(df, by=by, title=args.title) if args.kind == "cdf" else \
             occupancy(df, by=by, replication=args.replication, title=args.title)
-        stem_name = args.kind
     else:
         if not is_sweep:
             raise UserError(f"--kind {args.kind}: needs a sweep results directory (sweep.json)")
@@ -471,6 +542,7 @@ def cmd_plot(args) -> int:
         attrs = dict(runs.attrs)
         runs = _filter(runs, args.where)
         runs.attrs.update(attrs)
+        _check_by(runs, by)
         metrics = args.metric or ["backup_duration_s"]
         for m in metrics:
             if m not in runs:
@@ -483,12 +555,14 @@ def cmd_plot(args) -> int:
                 raise UserError("--x: name a numeric swept parameter"
                                 + (f" ({', '.join(axes)})" if axes else ""))
             fig = metric_vs_param(runs, x, metrics[0], by=by, title=args.title)
-            stem_name = f"metric-{metrics[0]}"
         else:
             fig = policy_bars(runs, metrics, by=by, title=args.title)
-            stem_name = "bars"
-    stem = Path(args.out) if args.out else d / "plots" / stem_name
-    for p in save(fig, stem, formats=tuple(args.format.split(","))):
+    stem = Path(args.out) if args.out else d / "plots" / stem_name(args)
+    try:
+        paths = save(fig, stem, formats=formats)
+    except OSError as e:
+        raise UserError(f"--out {stem}: cannot write it ({e.strerror or e})") from None
+    for p in paths:
         print(p, file=sys.stderr if args.quiet else sys.stdout)
     return 0
 
@@ -508,7 +582,8 @@ def add_plot_subcommand(sub) -> None:
                    help="keep only runs with this axis value, e.g. backup.scheme=fleecing-push")
     p.add_argument("--replication", type=int, default=0, help="occupancy: which replication")
     p.add_argument("--title", help="override the title")
-    p.add_argument("--out", help="output path without extension (default: DIR/plots/<kind>)")
+    p.add_argument("--out", help="output path without extension (default: DIR/plots/<kind>"
+                                 "[-<metrics>][-<where>...]: each option in the name)")
     p.add_argument("--format", default="png,svg", help="comma-separated (default: png,svg)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_plot)

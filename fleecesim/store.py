@@ -30,10 +30,37 @@ def to_json(obj, indent=None) -> str:
     return json.dumps(_jsonable(obj), indent=indent, sort_keys=False)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # not Linux: the classic read-and-restore
+    os.umask(old)
+    return old
+
+
+def _temp(path: Path) -> tuple[int, str]:
+    """A temp file next to ``path``, with the mode a plain open() would give
+    (mkstemp makes it 0600, and os.replace would keep that)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -51,7 +78,7 @@ def atomic_write_text(path, text: str) -> None:
 def atomic_write_parquet(path: str | Path, df: pd.DataFrame) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp(path)
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)

@@ -159,9 +159,33 @@ def _fmt_axis(col: str, v) -> str:
     return str(v)
 
 
+def quiet_on_broken_pipe(cmd):
+    """``fleecesim summarize DIR | head``: when the reader goes away, stop
+    quietly with the status a SIGPIPE death gives (141), as CLI tools do."""
+    import functools
+    import os
+    import sys
+
+    @functools.wraps(cmd)
+    def wrapped(args) -> int:
+        try:
+            rc = cmd(args)
+            sys.stdout.flush()
+            return rc
+        except BrokenPipeError:
+            # further writes (the interpreter's own flush at exit) go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 128 + 13
+    return wrapped
+
+
+@quiet_on_broken_pipe
 def cmd_summarize(args) -> int:
     import sys
 
+    from .errors import UserError
     from .sweep import load_runs
 
     runs = load_runs(args.dir)
@@ -169,18 +193,18 @@ def cmd_summarize(args) -> int:
     try:
         ci = ci_table(runs, metrics)
     except KeyError as e:
-        from .errors import UserError
-        raise UserError(e.args[0]) from None
+        raise UserError(f"--metrics: {e.args[0]}") from None
     if args.csv:
         text = ci.to_csv(index=False)
         if args.csv == "-":
             sys.stdout.write(text)
-        else:
-            from .store import atomic_write_text
-            atomic_write_text(args.csv, text)
-            print(f"wrote {args.csv}", file=sys.stderr)
-        if args.csv == "-":
             return 0
+        from .store import atomic_write_text
+        try:
+            atomic_write_text(args.csv, text)
+        except OSError as e:
+            raise UserError(f"--csv {args.csv}: cannot write it ({e.strerror or e})") from None
+        print(f"wrote {args.csv}", file=sys.stderr)
     print(format_table(ci))
     failed = runs[runs["error"].notna()] if "error" in runs else runs.iloc[:0]
     if len(failed):

@@ -88,3 +88,46 @@ def test_plot_cli_reads_a_run_directory(tmp_path, small_cfg):
                  str(tmp_path / "cdf"), "--quiet"]) == 0
     assert (tmp_path / "cdf.png").is_file()
     assert main(["plot", str(tmp_path / "one"), "--kind", "bars", "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("where", [None, "variant=fleecing-push"])
+def test_occupancy_legend_does_not_cover_the_title(sweep_dir, where):
+    tl = load_timelines(sweep_dir)
+    if where:
+        col, val = where.split("=")
+        tl = tl[tl[col] == val]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = plots.occupancy(tl)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lay out, then compare what was drawn
+    r = canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(r)
+    for leg in fig.legends:
+        box = leg.get_window_extent(r)
+        assert not box.overlaps(title), (box, title)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(r))
+
+
+def test_cdf_of_a_run_directory_reads_only_the_write_latencies(tmp_path, monkeypatch):
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import yaml
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(dict(BASE, name="one")))
+    assert main(["run", str(cfg), "--out", str(tmp_path), "--quiet"]) == 0
+    for tl in (tmp_path / "one").rglob("timeline.parquet"):
+        tl.write_bytes(b"not parquet")  # a cdf must not even open it
+    asked = []
+    real = pq.read_table
+
+    def spy(path, columns=None, **kw):
+        asked.append(tuple(columns or ()))
+        return real(path, columns=columns, **kw)
+    monkeypatch.setattr(pq, "read_table", spy)
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: pytest.fail("whole file read"))
+    lat, tl = plots.load_run_dir(tmp_path / "one", latency=True, timelines=False)
+    assert asked and all(set(c) == {"op", "phase", "latency"} for c in asked)
+    assert len(tl) == 0 and set(lat["phase"]) == {"baseline", "backup"}
+    assert main(["plot", str(tmp_path / "one"), "--kind", "cdf", "--out",
+                 str(tmp_path / "cdf"), "--quiet", "--format", "png"]) == 0

@@ -84,7 +84,7 @@ def test_killed_sweep_resumes_with_every_run_exactly_once(tmp_path):
     sweep["base"] = dict(TINY_BASE, disk={"size": "256MiB"})
     path = _write(tmp_path, sweep)
     cmd = [sys.executable, "-m", "fleecesim", "sweep", str(path), "--jobs", "2",
-           "--out", str(tmp_path), "--quiet"]
+           "--out", str(tmp_path / "killme"), "--quiet"]
     proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE)
     runs_dir = tmp_path / "killme" / "runs"
     deadline = time.monotonic() + 60
@@ -96,8 +96,8 @@ def test_killed_sweep_resumes_with_every_run_exactly_once(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*.parquet")}
     total = len(read_manifest(tmp_path / "killme")["runs"])
     assert 3 <= len(before) < total
-    assert main(["sweep", str(path), "--jobs", "2", "--out", str(tmp_path), "--resume",
-                 "--quiet"]) == 0
+    assert main(["sweep", str(path), "--jobs", "2", "--out", str(tmp_path / "killme"),
+                 "--resume", "--quiet"]) == 0
     runs = load_runs(tmp_path / "killme")
     assert len(runs) == total == runs["run_id"].nunique()
     assert list(runs["index"]) == list(range(total))
@@ -137,7 +137,7 @@ def test_cli_dask_local_exits_cleanly(tmp_path):
     path = _write(tmp_path, sweep)
     t = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "fleecesim", "sweep", str(path), "--dask-local",
-                        "--jobs", "2", "--out", str(tmp_path)],
+                        "--jobs", "2", "--out", str(tmp_path / "dask")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
@@ -162,7 +162,7 @@ def test_cli_exit_status_says_whether_any_run_failed(tmp_path):
     codes = {}
     for sweep in (ok, bad):
         p = subprocess.run([sys.executable, "-m", "fleecesim", "sweep", str(_write(tmp_path, sweep)),
-                            "--jobs", "1", "--quiet", "--out", str(tmp_path)],
+                            "--jobs", "1", "--quiet", "--out", str(tmp_path / sweep["name"])],
                            capture_output=True, text=True, timeout=120)
         codes[sweep["name"]] = (p.returncode, p.stderr)
     assert codes["ok"][0] == 0

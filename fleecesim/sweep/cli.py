@@ -7,16 +7,31 @@ from ..errors import UserError
 
 
 def cmd_sweep(args) -> int:
-    from . import load_runs, run_sweep
+    from . import SweepInterrupted, load_runs, run_sweep
     if args.jobs is not None and args.jobs < 1:
-        raise UserError("--jobs: expected a number >= 1")
-    out = run_sweep(args.sweep, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
-                    dask_local=args.dask_local, resume=args.resume, quiet=args.quiet,
-                    overrides=args.set, replications=args.replications)
+        raise UserError(f"--jobs {args.jobs}: expected a whole number >= 1")
+    if args.replications is not None and args.replications < 1:
+        raise UserError(f"--replications {args.replications}: expected a whole number >= 1")
+    try:
+        out = run_sweep(args.sweep, results_dir=args.out, jobs=args.jobs,
+                        scheduler=args.scheduler, dask_local=args.dask_local,
+                        resume=args.resume, quiet=args.quiet, overrides=args.set,
+                        replications=args.replications)
+    except SweepInterrupted as e:
+        import signal
+        name = signal.Signals(e.signum).name
+        if e.outdir is None:  # before the results directory was touched
+            print(f"fleecesim: stopped by {name} before any run started", file=sys.stderr)
+        else:
+            print(f"fleecesim: stopped by {name}: {e.stored} of {e.total} runs stored in "
+                  f"{e.outdir}/; --resume runs the rest", file=sys.stderr)
+        return 128 + e.signum
     runs = load_runs(out)
     failed = int(runs["error"].notna().sum()) if len(runs) else 0
     if not args.quiet or failed:
         print(f"{len(runs)} runs ({failed} failed) in {out}/", file=sys.stderr)
+    if failed:
+        print("(--resume runs the failed ones again)", file=sys.stderr)
     if not args.quiet:
         print(f"next: fleecesim summarize {out}", file=sys.stderr)
     # Failed runs are recorded rows, not a crash -- but a script should notice them.
@@ -33,8 +48,12 @@ def add_sweep_subcommands(sub) -> None:
                        help="run on an existing Dask cluster, e.g. tcp://host:8786")
     where.add_argument("--dask-local", action="store_true",
                        help="start a Dask LocalCluster of --jobs workers (default: all cores)")
-    s.add_argument("--out", help="results root (default: results/); writes OUT/<sweep name>/")
-    s.add_argument("--resume", action="store_true", help="skip runs already stored")
+    s.add_argument("--out", metavar="DIR",
+                   help="the sweep's results directory (default: results/<sweep name>/); "
+                        "new, empty, or this sweep's")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the runs already stored without error; run the rest "
+                        "(failed runs included)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a base-config value for every point")
     s.add_argument("--replications", type=int, default=None, help="override 'replications'")

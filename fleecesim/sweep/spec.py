@@ -15,16 +15,21 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from ..config import read_yaml, set_dotted, validate, variants
 from ..errors import ConfigError
+
+
+NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 class SweepSpec(BaseModel):
@@ -40,8 +45,21 @@ class SweepSpec(BaseModel):
     points: list[dict[str, Any]] = []  # an explicit list of override sets
     replications: int = Field(1, ge=1)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # the name becomes results/<name>/: a name, never a path out of results/
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"expected a plain name (letters, digits, '.', '_', '-'; "
+                             f"not starting with '.'), not a path; got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _axes(self):
+        if not self.grid and not self.zip_groups() and not self.points:
+            raise ValueError("grid, zip and points are all empty: a sweep needs at least "
+                             "one axis (for replications of the base alone, write "
+                             "'points: [{}]'; for one run, use `fleecesim run`)")
         seen: dict[str, str] = {}
         for where, keys in [("grid", self.grid)] + [
                 (f"zip[{i}]", g) for i, g in enumerate(self.zip_groups())]:
@@ -187,6 +205,9 @@ def plan(spec: SweepSpec, base_raw: dict, overrides: list[str] | dict | None = N
     """The full ordered list of runs. Overrides apply after the sweep's ``set``
     and before the axes. Points whose config is invalid are kept, with their
     error; if every point is invalid the sweep itself is wrong (ConfigError)."""
+    if replications is not None and (isinstance(replications, bool) or
+                                     not isinstance(replications, int) or replications < 1):
+        raise ConfigError(f"replications: expected a whole number >= 1, got {replications!r}")
     k = replications or spec.replications
     raw0 = copy.deepcopy(base_raw)
     for key, v in spec.set.items():
