@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="scenario YAML (see configs/ and README 'Configs')")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set backup.max-workers=8")
-    r.add_argument("--out", help="results directory (default: results/)")
+    r.add_argument("--out", metavar="DIR",
+                   help="results go to DIR/<config name>/ (default DIR: results)")
     r.add_argument("--json", action="store_true", help="print only a JSON list of summaries")
     r.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     r.add_argument("--no-save", action="store_true", help="do not write results files")

@@ -18,7 +18,7 @@ BASE = {
     "disk": {"size": "64MiB"},
     "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
     "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
-    "backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+    "backup": {"scheme": ["backup", "fleecing-push"]},
     "run": {"seed": 3, "warmup": "0.3s", "tail": "0.1s", "max-time": "60s"},
 }
 GOOD = {"name": "good", "base": BASE, "replications": 3, "grid": {"backup.max-workers": [1, 8]}}

@@ -20,7 +20,7 @@ BASE = {
     "disk": {"size": "2GiB"},  # ~1 s a run: signals land while runs are in flight
     "devices": {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"}},
     "workload": {"iops": 2000, "mix": {"read": 0.5, "write": 0.5}},
-    "backup": {"scheme": ["legacy-backup", "fleecing-push"]},
+    "backup": {"scheme": ["backup", "fleecing-push"]},
     "run": {"seed": 3, "warmup": "0.3s", "tail": "0.1s", "max-time": "60s"},
 }
 SWEEP = {"name": "faults", "base": BASE, "replications": 3,
