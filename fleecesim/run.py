@@ -204,7 +204,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
                        host=host)
     graph = build(cfg.scheme, ctx)
     rec = Recorder()
-    guest = GuestDriver(env, graph, source if source is not None else make_source(cfg), rec, iodepth=cfg.workload.iodepth,
+    guest_source = source if source is not None else make_source(cfg)
+    guest = GuestDriver(env, graph, guest_source, rec, iodepth=cfg.workload.iodepth,
                         fast_path=fast_path, max_inflight=cfg.workload.max_inflight)
     guest.start()
 
@@ -297,6 +298,12 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
             f"the guest's offered load exceeds what the devices deliver: its latency grew "
             f"from {over[0] * 1e3:.3g}ms to {over[1] * 1e3:.3g}ms over the {t0:.3g}s "
             f"warm-up (a queue that grows with run length: not a steady state)")
+    counters = getattr(guest_source, "counters", None)
+    if counters and counters.get("ignored"):
+        from .workloads.traces.stats import ignored_text
+        stats.warnings.append(
+            f"trace: {counters['ignored']:,} records skipped, not read/write/discard/flush "
+            f"({ignored_text(counters.get('ignored_kinds', {})) or 'see trace stats'})")
     summary["warnings"] = list(stats.warnings)
     summary["fleecing_peak_bytes"] = int(fleecing_peak)
     # --- tiered fleecing cache (issue 3) ---

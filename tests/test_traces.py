@@ -476,3 +476,32 @@ def test_iops_mean_never_exceeds_the_peak(tmp_path):
                               "100000 /f write 0 4096\n"))
     assert short["iops_peak_1s"] == short["iops_mean"] == 20.0  # 2 requests in 0.1 s
     assert "shorter than 1 s" in format_stats_table(short)
+
+
+def test_skipped_records_are_counted_by_kind_and_shown(tmp_path):
+    """Issue 14: vscsi opcode 0x99 and blkparse rwbs X were skipped silently.
+    They are skipped (real traces hold many non-data commands) but counted by
+    kind, listed by `trace stats`, and warned about by a replay."""
+    p = tmp_path / "t.vscsi"
+    p.write_bytes(vscsi_bytes([(0x28, 8, 4096, 1000), (0x99, 0, 512, 1200),
+                               (0x99, 0, 512, 1300), (0x12, 0, 36, 1600)]))
+    s = trace_stats(p, "vscsi")
+    assert s["ignored"] == 3
+    assert s["ignored_kinds"] == {"opcode 0x99": 2, "opcode 0x12": 1}
+    assert "ignored records" in format_stats_table(s) and "opcode 0x99 x2" in format_stats_table(s)
+    b = write(tmp_path, "b.txt", "8,0 1 1 0.000001 100 C W 0 + 8 [x]\n"
+                                 "8,0 1 2 0.000002 100 C X 8 + 8 [x]\n")
+    sb = trace_stats(b, "blkparse")
+    assert sb["ignored_kinds"] == {"rwbs X": 1} and sb["requests"] == 1
+
+
+def test_a_replay_warns_about_skipped_records(tmp_path):
+    from fleecesim.run import simulate
+    from tests.conftest import small
+    p = tmp_path / "t.vscsi"
+    p.write_bytes(vscsi_bytes([(0x2A, 8 * i, 4096, 1000 * i) for i in range(1, 50)]
+                              + [(0x99, 0, 512, 60000)]))
+    s = simulate(small(**{"workload": {"trace": str(p), "format": "vscsi"}, "disk.size": "64MiB",
+                          "run.warmup": "10ms"})).summary
+    assert any("1 records skipped" in w and "opcode 0x99 x1" in w for w in s["warnings"]), \
+        s["warnings"]

@@ -62,8 +62,11 @@ class BlkparseReader(TextReader):
                         op = OP_READ
                     elif b"F" in rwbs:
                         op, off, n = OP_FLUSH, 0, 0
-                    else:
-                        skipped += 1
+                    else:  # no R/W/D/F (e.g. N, or an unknown letter): counted by kind
+                        hist = self.counters.setdefault("ignored_kinds", {})
+                        k = f"rwbs {rwbs.decode(errors='replace')}"
+                        hist[k] = hist.get(k, 0) + 1
+                        self.counters["ignored"] = self.counters.get("ignored", 0) + 1
                         continue
                 else:
                     r = rest.strip()

@@ -181,7 +181,13 @@ def trace_stats(path, format: str = "auto", **options) -> dict:
     out["written_set_bytes"] = written.total() * CLUSTER
     for k in ("zero_length", "clamped", "ignored", "skipped_lines"):
         out[k] = int(stream.counters.get(k, 0))
+    out["ignored_kinds"] = dict(stream.counters.get("ignored_kinds", {}))
     return out
+
+
+def ignored_text(kinds: dict) -> str:
+    """'opcode 0x99 x1, rwbs X x2': records that are not read/write/discard/flush."""
+    return ", ".join(f"{k} x{v:,}" for k, v in sorted(kinds.items()))
 
 
 def format_stats_table(stats: dict) -> str:
@@ -215,6 +221,8 @@ def format_stats_table(stats: dict) -> str:
     dropped = [f"{k.replace('_', ' ')} {stats[k]:,}" for k in ("zero_length", "clamped", "ignored", "skipped_lines") if stats.get(k)]
     if dropped:
         rows.append(("dropped/fixed", ", ".join(dropped)))
+    if stats.get("ignored_kinds"):
+        rows.append(("ignored records", ignored_text(stats["ignored_kinds"])))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     total = sum(stats["size_histogram"].values()) or 1

@@ -44,6 +44,12 @@ class VscsiReader:
                 isr, isw = np.isin(a["opcode"], READ_OPS), np.isin(a["opcode"], WRITE_OPS)
                 keep = isr | isw
                 self.counters["ignored"] = self.counters.get("ignored", 0) + int((~keep).sum())
+                if not keep.all():  # which commands were skipped (a trace holds INQUIRY,
+                    # TEST UNIT READY, SYNCHRONIZE CACHE ... besides reads and writes)
+                    ops, cnt = np.unique(a["opcode"][~keep], return_counts=True)
+                    hist = self.counters.setdefault("ignored_kinds", {})
+                    for o, c in zip(ops.tolist(), cnt.tolist()):
+                        hist[f"opcode 0x{o:02x}"] = hist.get(f"opcode 0x{o:02x}", 0) + c
                 if not keep.any():
                     continue
                 a, isr, nums = a[keep], isr[keep], nums[keep]
