@@ -160,6 +160,8 @@ def _optional_subcommands(sub) -> None:
     add_sweep_subcommands(sub)
     from .qemu.cli import add_qemu_subcommand  # real QEMU vs the model (issue 7)
     add_qemu_subcommand(sub)
+    from .calibrate import add_calibrate_subcommand  # measure a disk, fit a device (issue 11)
+    add_calibrate_subcommand(sub)
 
 
 def main(argv=None) -> int:

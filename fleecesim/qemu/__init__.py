@@ -23,6 +23,7 @@ RESULT_KEYS = (
     "write_lat", "read_lat",      # per request (s) in request-list order, phase after t0; NaN = no completion seen
     "write_p50_s", "write_p99_s", "write_max_s", "read_p50_s", "read_p99_s",
     "pre_write_lat",              # latencies of the writes before t0
+    "probe_pre_lat", "probe_lat", # hop probe's 4 KiB writes (own export) before / after t0; [] without probe_rate
     "guest_errors",               # qemu-io error lines (must be empty)
     "guest_planned_s", "guest_elapsed_s", "guest_pre_elapsed_s",
     "writes_in_backup_window",    # writes planned before the backup ended

@@ -31,11 +31,26 @@ The simulator twin of the real setup (``sim_config``):
   cluster.
 
 What the simulator does not model is the guest's own hop: qemu-io -> NBD over
-a unix socket -> the daemon's coroutine, a few hundred microseconds to a few
-milliseconds on a loaded 2-vCPU machine, with a long jitter tail. It is
-calibrated, not modelled: ``guest_hop_s`` = median real write latency before
-the backup (all schemes pooled) minus the simulator's, added to every
-simulated guest latency (raw values are kept under ``*_raw``).
+a unix socket -> the daemon's coroutine and back, a few hundred microseconds on
+a quiet machine, milliseconds with a long tail on a loaded one. It is measured
+beside the run and added per request (``hop_model``):
+
+* ``probe`` (default): the real run carries a hop probe (``probe_rate``
+  4 KiB writes/s from a second qemu-io on a separate export of the same
+  daemon, both phases; runner.py). Its latency minus the simulator's lone
+  4 KiB page-cache write is the hop *at that moment* without the backup or
+  copy-before-write — it excludes what is compared, and sees the machine's
+  load of the same seconds. Each simulated guest write gets a hop drawn
+  (seeded) from its scheme's and phase's probe samples, so p50 and p99 both
+  carry the real path's spread.
+* ``constant`` (no probe data): ``guest_hop_s`` = median real write latency
+  before the backup (all schemes pooled) minus the simulator's, added to every
+  simulated latency. On a loaded machine this constant measures the load of
+  the pre-backup second, not of the backup (issue 14: 17-93 ms).
+
+``hop_calibration`` reports the constant, its spread across schemes and
+within the pre-backup writes, and flags noise either way. Raw simulator
+latencies are kept under ``*_raw``.
 """
 from __future__ import annotations
 
@@ -69,6 +84,8 @@ QEMU_IMG_CONVERT_COROUTINES = 8  # qemu-img convert -m default
 QEMU_IMG_CONVERT_BUF = 2 * MiB   # qemu-img convert's request size without the workaround
 GUEST_HOP_ESTIMATE = 1.5e-3  # median qemu-io write latency over NBD on the dev VM
 UNTHROTTLED_LINK = 1.0 * GiB  # pull_bps=0: a unix-socket NBD export, unthrottled
+PROBE_RATE = 50.0            # hop probe writes/s: ~1/4 of qemu-small's guest, 100+ samples a phase
+PROBE_MIN = 20               # fewer probe samples in a phase: fall back to the constant hop
 
 # metrics compared per scheme: (key, label, kind)
 METRICS = [
@@ -109,7 +126,8 @@ def qemu_schemes(cfg: Config) -> list[str]:
 
 def scenario_from_config(cfg: Config, scheme: str | None = None, *,
                          duration_s: float | None = None, as_is: bool = False,
-                         workdir: str | None = None) -> QemuScenario:
+                         workdir: str | None = None,
+                         probe_rate: float = PROBE_RATE) -> QemuScenario:
     """The QemuScenario that runs ``cfg`` (one scheme) on real QEMU.
 
     Only what QEMU can run: an open-loop synthetic guest of writes (and
@@ -125,6 +143,7 @@ def scenario_from_config(cfg: Config, scheme: str | None = None, *,
     ``duration_s`` after the backup starts (default 3/4 of the ideal copy time,
     so every guest write falls inside the backup window in both worlds).
     ``as_is``: no snapshot-read splitting (QEMU 7.2's fleecing read bug shows).
+    ``probe_rate``: the hop probe's writes/s (0: none; see the module doc).
     """
     scheme = scheme or (cfg.scheme if isinstance(cfg.backup.scheme, str) else None)
     if scheme not in SCHEMES:
@@ -185,6 +204,7 @@ def scenario_from_config(cfg: Config, scheme: str | None = None, *,
         read_rate=iops * mix.read / rw, read_sizes=sizes,
         pre_backup_s=float(cfg.run.warmup), duration_s=float(duration_s),
         seed=int(cfg.run.seed), scheme=scheme, workdir=workdir, pull_bps=pull_bps,
+        probe_rate=float(probe_rate),
         snapshot_read_max=None if as_is or scheme == "backup" else min(cs, BLOCK_COPY_CLUSTER))
     sc.validate()
     return sc
@@ -298,7 +318,14 @@ def sim_measure(sc: QemuScenario, cfg: Config, req: np.ndarray | None = None) ->
     before = writes[writes["time"] < t0]["latency"].to_numpy()
     cs = s["cluster_size"]
     fleecing = sc.scheme.startswith("fleecing")
+    # what the hop probe's request costs in the model: a lone 4 KiB page-cache write
+    small = writes[(writes["time"] < t0) & (writes["length"] == 4096)]["latency"].to_numpy()
+    loc = cfg.devices[cfg.disk.device]
+    lone = _pctl(small, 50) if len(small) else (
+        loc.write_latency + 4096 / loc.write_bandwidth + cfg.host.request_cost
+        + (4096 / cfg.host.memcpy_bandwidth if cfg.host.memcpy_bandwidth else 0.0))
     return {
+        "lone_4k_write_s": float(lone),
         "backup_duration_s": float(s["backup_duration_s"]),
         "write_lat": after,
         "pre_write_lat": before,
@@ -393,13 +420,29 @@ def compare(cfg: Config, schemes: list[str] | None = None, *, as_is: bool = Fals
     hc = hop_calibration({s: real[s].get("pre_write_lat") or [] for s in schemes},
                          {s: sim[s]["pre_write_lat"] for s in schemes})
     hop, hop_src = hc["guest_hop_s"], hc["guest_hop_source"]
-    if hc["noisy"]:
-        say(f"WARNING: {hc['noisy_why']}")
-    for s in schemes:
+    probe = probe_hops(real, sim, schemes)
+    for i, s in enumerate(schemes):
         m = sim[s]
         m["write_p50_s_raw"], m["write_p99_s_raw"] = m["write_p50_s"], m["write_p99_s"]
-        for k in ("write_p50_s", "write_p99_s", "write_max_s", "pre_write_p50_s", "pre_write_p99_s"):
-            m[k] += hop
+        rng = np.random.default_rng([int(scs[s].seed), 0x40B, i])  # paired, reproducible
+        for phase, key in (("pre", "pre_write"), ("dur", "write")):
+            lat = np.asarray(m[f"{key}_lat"], float)
+            samples = probe[s][phase] if probe[s] else None
+            if samples is not None:
+                lat = lat + rng.choice(samples, size=len(lat))
+            else:
+                lat = lat + hop
+            m[f"{key}_p50_s"], m[f"{key}_p99_s"] = _pctl(lat, 50), _pctl(lat, 99)
+            if key == "write":
+                m["write_max_s"] = float(lat.max()) if len(lat) else math.nan
+    hop_model = "probe" if all(probe[s] for s in schemes) else (
+        "constant" if not any(probe[s] for s in schemes) else "probe+constant")
+    hc["hop_model"] = hop_model
+    if hc["noisy"] and hop_model != "probe":
+        say(f"WARNING: {hc['noisy_why']}")
+    hc["probe"] = {s: ({ph: {"n": int(len(v)), "p50_s": _pctl(v, 50), "p90_s": _pctl(v, 90),
+                             "p99_s": _pctl(v, 99)} for ph, v in probe[s].items()}
+                       if probe[s] else None) for s in schemes}
 
     out_schemes = {}
     for s in schemes:
@@ -456,6 +499,29 @@ def compare(cfg: Config, schemes: list[str] | None = None, *, as_is: bool = Fals
                 for s in schemes},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def probe_hops(real: dict, sim: dict, schemes: list[str]) -> dict:
+    """scheme -> {"pre": hops, "dur": hops} (s, >= 0) from the real hop
+    probe: each probe write's latency minus the simulator's lone 4 KiB
+    page-cache write; None for a scheme whose run had too few probe writes
+    (then the constant hop applies). The pre-backup phase falls back to the
+    during-backup samples when it has too few, and vice versa."""
+    out = {}
+    for s in schemes:
+        base = float(sim[s]["lone_4k_write_s"])
+        ph = {}
+        for phase, key in (("pre", "probe_pre_lat"), ("dur", "probe_lat")):
+            v = np.asarray(real[s].get(key) or [], float)
+            v = v[np.isfinite(v)]
+            ph[phase] = np.maximum(v - base, 0.0) if v.size >= PROBE_MIN else None
+        if ph["pre"] is None and ph["dur"] is None:
+            out[s] = None
+            continue
+        ph["pre"] = ph["dur"] if ph["pre"] is None else ph["pre"]
+        ph["dur"] = ph["pre"] if ph["dur"] is None else ph["dur"]
+        out[s] = ph
+    return out
 
 
 # A calibration whose per-scheme hops differ by more than this factor, or whose
@@ -540,15 +606,29 @@ def table(cmp: dict) -> str:
     cal = cmp["calibration"]
     loc = cal["local"]
     lines.append("")
-    lines.append(f"local device: {loc['latency'] * 1e6:.0f}us + {loc['bandwidth'] / GiB:.1f}GiB/s "
-                 f"({loc['source']}); guest hop {cal['guest_hop_s'] * 1e3:.2f}ms added to sim "
-                 f"latencies ({cal['guest_hop_source']})")
+    model = cal.get("hop_model", "constant")
+    if model == "constant":
+        lines.append(f"local device: {loc['latency'] * 1e6:.0f}us + {loc['bandwidth'] / GiB:.1f}GiB/s "
+                     f"({loc['source']}); guest hop {cal['guest_hop_s'] * 1e3:.2f}ms added to sim "
+                     f"latencies ({cal['guest_hop_source']})")
+    else:
+        per = ", ".join(f"{k} {v['dur']['p50_s'] * 1e3:.2f}/{v['dur']['p99_s'] * 1e3:.2f}ms"
+                        for k, v in cal["probe"].items() if v)
+        lines.append(f"local device: {loc['latency'] * 1e6:.0f}us + {loc['bandwidth'] / GiB:.1f}GiB/s "
+                     f"({loc['source']}); guest hop drawn per request from the hop probe "
+                     f"measured beside each run (p50/p99 during the backup: {per})")
     if cal.get("per_scheme_s"):
         per = ", ".join(f"{k} {v * 1e3:.2f}ms" for k, v in cal["per_scheme_s"].items())
-        lines.append(f"guest hop per scheme: {per}; real pre-backup writes p10-p90 "
+        lines.append(f"{'constant ' if model != 'constant' else ''}guest hop per scheme "
+                     f"(pre-backup): {per}; real pre-backup writes p10-p90 "
                      f"{cal['real_pre_p10_s'] * 1e3:.2f}-{cal['real_pre_p90_s'] * 1e3:.2f}ms")
     if cal.get("noisy"):
-        lines.append(f"WARNING: {cal['noisy_why']}")
+        if model == "constant":
+            lines.append(f"WARNING: {cal['noisy_why']}")
+        else:
+            lines.append("note: the machine is loaded (" + cal["noisy_why"].split(": ", 1)[-1]
+                         .split(" -- ")[0] + "); a constant hop would not be trustworthy, the "
+                         "probe's, measured in the same seconds, is used")
     return "\n".join(lines)
 
 

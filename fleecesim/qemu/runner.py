@@ -11,7 +11,11 @@ Processes (all started here, all killed on any exit):
   and the backup target ``tgt`` = ``throttle`` (group ``tg0``, bps-write =
   target_bps) over ``tgt-nbd`` (NBD client of the target daemon);
 * the guest: ``qemu-io`` over NBD on the ``guest`` export, fed a command file
-  (``sleep MS`` / ``aio_write -P 0xNN OFF LEN`` / ``aio_read`` / ``aio_flush``).
+  (``sleep MS`` / ``aio_write -P 0xNN OFF LEN`` / ``aio_read`` / ``aio_flush``);
+* with ``probe_rate``: the hop probe, a second ``qemu-io`` on the ``probe``
+  export (raw node ``probe`` over file ``probe-disk``: probe.raw, PROBE_SIZE)
+  of the main daemon, started with the guest in each phase: 4 KiB writes
+  whose latency is the guest's own path at that moment without the backup.
 
 Schemes (t0 = the point-in-time the backup must capture):
 
@@ -58,7 +62,8 @@ import numpy as np
 from fleecesim.errors import UserError
 from fleecesim.qemu.qmp import QMPClient, QMPError, event_time
 from fleecesim.qemu.scenario import (
-    ALIGN, QemuScenario, clusters_touched, guest_requests, qemu_io_script)
+    ALIGN, PROBE_SIZE, QemuScenario, clusters_touched, guest_requests, probe_requests,
+    qemu_io_script)
 from fleecesim.workloads.records import OP_READ, OP_WRITE
 
 BINARIES = ("qemu-storage-daemon", "qemu-io", "qemu-img")
@@ -307,6 +312,10 @@ def run_qemu(sc: QemuScenario) -> dict:
         tgt_trace, pull_trace = wd / "target.trace", wd / "pull.trace"
 
         _write_pattern_disk(active, sc.disk_size, sc.seed)
+        probe = sc.probe_rate > 0
+        preq = probe_requests(sc) if probe else None
+        if probe:
+            _write_pattern_disk(wd / "probe.raw", PROBE_SIZE, sc.seed + 1)
         _run(["qemu-img", "create", "-q", "-f", "raw", str(target), str(sc.disk_size)],
              left(30), "qemu-img create")
         fleecing = sc.scheme.startswith("fleecing")
@@ -336,6 +345,10 @@ def run_qemu(sc: QemuScenario) -> dict:
             "--nbd-server", f"addr.type=unix,addr.path={main_sock},max-connections=0",
             "--export", "type=nbd,id=guest-exp,node-name=guest,name=guest,writable=on",
         ]
+        if probe:
+            cmd += ["--blockdev", f"driver=file,node-name=probe-disk,filename={wd / 'probe.raw'}",
+                    "--blockdev", "driver=raw,node-name=probe,file=probe-disk",
+                    "--export", "type=nbd,id=probe-exp,node-name=probe,name=probe,writable=on"]
         if sc.scheme != "fleecing-pull":
             cmd += [
                 "--object", f"throttle-group,id=tg0,x-bps-write={int(sc.target_bps)}",
@@ -355,14 +368,33 @@ def run_qemu(sc: QemuScenario) -> dict:
         def fail(msg: str) -> RuntimeError:
             return RuntimeError(f"{msg} | main-daemon log: {md.log_tail()}")
 
-        guest_uri = f"nbd+unix:///guest?socket={main_sock}"
+        if probe:
+            t_b = sc.backup_start_s
+            probe_idx = {"pre": np.nonzero(preq["time"] < t_b)[0],
+                         "dur": np.nonzero(preq["time"] >= t_b)[0]}
+        probe_lat = {"pre": [], "dur": []}
 
-        def start_guest(name: str, idx: np.ndarray, t0: float):
+        def start_probe(phase: str, t0: float):
+            """The hop probe's qemu-io for this phase (None without a probe)."""
+            if not probe or not len(probe_idx[phase]):
+                return None
+            return start_guest(f"probe-{phase}", probe_idx[phase], t0, preq, "probe")
+
+        def finish_probe(phase: str, started, planned_s: float) -> None:
+            if started is None:
+                return
+            p_, out_, _ = started
+            text_ = finish_guest(p_, out_, planned_s, f"hop probe ({phase})")
+            lat_, _errs = parse_qemu_io(text_, preq, probe_idx[phase])
+            probe_lat[phase] = [float(x) for x in lat_]
+
+        def start_guest(name: str, idx: np.ndarray, t0: float, reqs=None, export="guest"):
             script = wd / f"{name}.qemu-io"
-            script.write_text(qemu_io_script(req, idx, t0))
+            script.write_text(qemu_io_script(req if reqs is None else reqs, idx, t0))
             out = wd / f"{name}.out"
+            uri = f"nbd+unix:///{export}?socket={main_sock}"
             with open(script, "rb") as fin, open(out, "wb") as fout:
-                p = subprocess.Popen(["qemu-io", "-f", "raw", guest_uri], stdin=fin,
+                p = subprocess.Popen(["qemu-io", "-f", "raw", uri], stdin=fin,
                                      stdout=fout, stderr=subprocess.STDOUT,
                                      start_new_session=True)
             ended: list[float] = []
@@ -393,8 +425,10 @@ def run_qemu(sc: QemuScenario) -> dict:
         pre_errors: list[str] = []
         if len(pre_idx) or sc.pre_backup_s > 0:
             g0 = time.monotonic()
+            pr = start_probe("pre", 0.0)
             p, out, ended = start_guest("guest-pre", pre_idx, 0.0)
             text = finish_guest(p, out, sc.pre_backup_s, "before backup")
+            finish_probe("pre", pr, sc.pre_backup_s)
             pre_elapsed = (ended[0] if ended else time.monotonic()) - g0
             pre_lat, pre_errors = parse_qemu_io(text, req, pre_idx)
         else:
@@ -453,6 +487,7 @@ def run_qemu(sc: QemuScenario) -> dict:
 
         # ---- guest phase during the backup
         g0 = time.monotonic()
+        pr = start_probe("dur", t_start)
         p, out, ended = start_guest("guest-dur", dur_idx, t_start)
 
         backup_duration = float("nan")
@@ -480,6 +515,7 @@ def run_qemu(sc: QemuScenario) -> dict:
             job_error = done["data"].get("error")
             job_done_wall = event_time(done)
         text = finish_guest(p, out, sc.duration_s, "during backup")
+        finish_probe("dur", pr, sc.duration_s)
         time.sleep(0.05)  # let the reaper thread note the end time
         dur_elapsed = (ended[0] if ended else time.monotonic()) - g0
         lat, errors = parse_qemu_io(text, req, dur_idx)
@@ -543,6 +579,8 @@ def run_qemu(sc: QemuScenario) -> dict:
             "read_p50_s": _pctl(rlat, 50),
             "read_p99_s": _pctl(rlat, 99),
             "pre_write_lat": [float(x) for x in pre_lat[req[pre_idx]["op"] == OP_WRITE]] if len(pre_idx) else [],
+            "probe_pre_lat": probe_lat["pre"],  # hop probe (4 KiB writes, own export)
+            "probe_lat": probe_lat["dur"],
             "guest_errors": pre_errors + errors,
             "guest_planned_s": float(sc.duration_s),
             "guest_elapsed_s": dur_elapsed,

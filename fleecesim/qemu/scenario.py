@@ -50,6 +50,12 @@ class QemuScenario:
     pull_bps      fleecing-pull only: bps-read of the throttle in front of the
                   fleecing export (None: target_bps; 0: export snapshot-access
                   directly, unthrottled)
+    probe_rate    writes/s (Poisson, 4 KiB) of the hop probe: a second qemu-io
+                  on a separate export (``probe``, a PROBE_SIZE raw file) of the
+                  same daemon, in both phases beside the guest. Its latency is
+                  the guest's own path (qemu-io -> NBD -> daemon -> page
+                  cache) under the load of that moment, without the backup
+                  or copy-before-write (0: no probe).
     snapshot_read_max  fleecing schemes: split every read of the snapshot into
                   requests of at most this many bytes (a ``blkdebug`` filter
                   with ``max-transfer`` over the snapshot-access node). This
@@ -77,6 +83,7 @@ class QemuScenario:
     keep_workdir: bool = False
     pull_bps: float | None = None
     snapshot_read_max: int | None = None
+    probe_rate: float = 0.0
 
     def validate(self) -> None:
         """UserError with one line on the first bad field."""
@@ -97,7 +104,7 @@ class QemuScenario:
             raise UserError(f"disk_size {self.disk_size} is not a multiple of cluster_size {cs}")
         if not self.target_bps > 0:
             raise UserError(f"target_bps must be > 0, got {self.target_bps!r}")
-        for name in ("write_rate", "read_rate", "pre_backup_s", "duration_s"):
+        for name in ("write_rate", "read_rate", "pre_backup_s", "duration_s", "probe_rate"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and np.isfinite(v)):
                 raise UserError(f"{name} must be a number >= 0, got {v!r}")
@@ -172,6 +179,25 @@ def guest_requests(sc: QemuScenario) -> np.ndarray:
         rt = _poisson_times(rng, sc.read_rate, t0, t1)
         parts.append(_draw(rng, wt, OP_WRITE, sc.write_sizes, sc.disk_size))
         parts.append(_draw(rng, rt, OP_READ, sc.read_sizes, sc.disk_size))
+    req = np.concatenate(parts)
+    return req[np.argsort(req["time"], kind="stable")]
+
+
+PROBE_SIZE = 16 * MiB  # the probe's own disk
+PROBE_SIZE_REQ = 4 * KiB
+
+
+def probe_requests(sc: QemuScenario) -> np.ndarray:
+    """The hop probe's writes (RECORD_DTYPE, sorted): Poisson ``probe_rate``
+    4 KiB writes over both phases, uniform on PROBE_SIZE, from their own seeded
+    stream (the guest's request list does not change with the probe)."""
+    sc.validate()
+    rng = np.random.default_rng([sc.seed, 0x9B0BE])
+    parts = []
+    t_start = sc.backup_start_s
+    for t0, t1 in ((0.0, t_start), (t_start, t_start + sc.duration_s)):
+        parts.append(_draw(rng, _poisson_times(rng, sc.probe_rate, t0, t1), OP_WRITE,
+                           [(PROBE_SIZE_REQ, 1.0)], PROBE_SIZE))
     req = np.concatenate(parts)
     return req[np.argsort(req["time"], kind="stable")]
 
