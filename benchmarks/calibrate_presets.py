@@ -45,6 +45,10 @@ CITED = {
                                     "7K320 spec: 1/(12ms avg seek + 4.2ms avg latency + xfer)"),
     ("hdd-7200", "rand-write-qd1"): (1 / (12e-3 + 4.2e-3 + 4096 / (180 * 2**20)), "IOPS",
                                      "7K320 spec: 1/(12ms avg seek + 4.2ms avg latency + xfer)"),
+    ("ceph-rbd", "rand-read-qd1"): (1 / 0.57e-3, "IOPS",
+                                    "Ceph on SATA SSD, 0.57 ms QD1 read (yourcmc.ru Ceph_performance)"),
+    ("ceph-rbd", "rand-write-qd1"): (1 / 1.0e-3, "IOPS",
+                                     "Ceph on SATA SSD, 1 ms QD1 write (yourcmc.ru Ceph_performance)"),
     ("hdd-7200", "seq-read-qd1"): (180 * 2**20 / MB, "MB/s", "media rate (NOT sourced, see presets.py)"),
     ("hdd-7200", "seq-write-qd1"): (180 * 2**20 / MB, "MB/s", "media rate (NOT sourced, see presets.py)"),
 }
@@ -105,7 +109,7 @@ def n_for(preset: str, pattern: str) -> int:
     return 2000 if pattern == "seq" else 20000
 
 
-def calibrate(presets=("hdd-7200", "sata-ssd", "nvme")) -> list[dict]:
+def calibrate(presets=("hdd-7200", "sata-ssd", "nvme", "ceph-rbd")) -> list[dict]:
     rows = []
     for p in presets:
         for name, pat, rw, qd in JOBS:
