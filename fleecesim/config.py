@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       field_validator, model_validator)
 
 from .devices.presets import PRESETS
@@ -23,6 +23,16 @@ from .units import parse_rate, parse_size, parse_time
 Size = Annotated[int, BeforeValidator(parse_size)]
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 Seconds = Annotated[float, BeforeValidator(parse_time)]
+
+
+def _pow2_block(v: int) -> int:
+    if v < 512 or v & (v - 1):
+        raise ValueError(f"expected a power of two >= 512, got {v}")
+    return v
+
+
+# a cluster or extent size: a power of two of at least one 512-byte sector
+BlockSize = Annotated[int, BeforeValidator(parse_size), AfterValidator(_pow2_block)]
 
 
 class Model(BaseModel):
@@ -213,7 +223,7 @@ class DiskSpec(Model):
     size: Size = 64 * 2**30
     cluster_size: None = Field(None, exclude=True)  # removed key, kept to say so
     allocated: float = Field(1.0, ge=0.0, le=1.0)
-    allocation_granularity: Size = 4 * 2**20  # zero/allocated extents at t0 come in this size
+    allocation_granularity: BlockSize = 4 * 2**20  # zero/allocated extents at t0 come in this size
     device: str = "local"
 
     @field_validator("size")
@@ -231,13 +241,6 @@ class DiskSpec(Model):
         raise ValueError("removed (it was read nowhere): the copy granularity comes from "
                          "the copy's target, as in QEMU — set backup.target.cluster-size, "
                          "backup.cache.cluster-size or backup.min-cluster-size")
-
-    @field_validator("allocation_granularity")
-    @classmethod
-    def _cs(cls, v):
-        if not _is_pow2(v) or v < 512:
-            raise ValueError(f"expected a power of two >= 512, got {v}")
-        return v
 
 
 # ---------------------------------------------------------------- workload
@@ -323,14 +326,7 @@ FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018"
 
 class TargetSpec(Model):
     device: str = "target"
-    cluster_size: Size = 64 * 2**10
-
-    @field_validator("cluster_size")
-    @classmethod
-    def _cs(cls, v):
-        if not _is_pow2(v) or v < 512:
-            raise ValueError(f"expected a power of two >= 512, got {v}")
-        return v
+    cluster_size: BlockSize = 64 * 2**10
 
 
 # --- tiered fleecing cache (issue 3) -------------------------------------
@@ -359,19 +355,12 @@ class CacheSpec(Model):
     # The fleecing (scratch) image's qcow2 cluster size: the CBW filter's copy
     # granularity is max(64 KiB, this, min-cluster-size), as block-copy computes
     # it from its own target (block/block-copy.c: block_copy_calculate_cluster_size).
-    cluster_size: Size = 64 * 2**10
+    cluster_size: BlockSize = 64 * 2**10
     # issue 3: RAM tier, flush watermarks, seed benefits 1 (cor) and 2 (serve reads)
     ram: RamTierSpec = RamTierSpec()
     flush: FlushSpec = FlushSpec()
     serve_reads_from_ram: bool = True  # guest reads of unchanged RAM-cached clusters
     cor: bool = False  # copy-on-read into the RAM tier with BDRV_REQ_UNNECESSARY
-
-    @field_validator("cluster_size")
-    @classmethod
-    def _cs(cls, v):
-        if not _is_pow2(v) or v < 512:
-            raise ValueError(f"expected a power of two >= 512, got {v}")
-        return v
 # --- end tiered fleecing cache -------------------------------------------
 
 

@@ -101,6 +101,15 @@ class Device:
         self.busy += dur
         return end
 
+    @classmethod
+    def from_spec(cls, name: str, spec) -> "Device":
+        """A device of this kind from a resolved ``DeviceSpec`` (RAM and SSD use
+        it as is; HDD and remote devices have their own)."""
+        return cls(name, spec.read_latency, spec.read_bandwidth, spec.queue_depth,
+                   sharing=spec.sharing or "ps", write_latency=spec.write_latency,
+                   write_bandwidth=spec.write_bandwidth, read_iops=spec.read_iops,
+                   write_iops=spec.write_iops)
+
     def describe(self) -> str:
         rw = ""
         if self.write_latency != self.latency or self.write_bandwidth != self.bandwidth:

@@ -12,10 +12,3 @@ from .base import Device
 
 class SSD(Device):
     kind = "ssd"
-
-    @classmethod
-    def from_spec(cls, name: str, spec) -> "SSD":
-        return cls(name, spec.read_latency, spec.read_bandwidth, spec.queue_depth,
-                   sharing=spec.sharing or "ps", write_latency=spec.write_latency,
-                   write_bandwidth=spec.write_bandwidth, read_iops=spec.read_iops,
-                   write_iops=spec.write_iops)
