@@ -86,3 +86,11 @@ def test_an_invalid_point_is_kept_with_its_error():
 def test_bad_sweeps_are_one_clear_error(sweep, msg):
     with pytest.raises(ConfigError, match=msg):
         _plan(**sweep)
+
+
+def test_a_device_shorthand_axis_is_a_number():
+    """`bandwidth` sets both directions; its axis column is the resolved number
+    (read direction), so `plot --kind metric` can use it as x (it could not,
+    after devices became direction-aware, until lookup learnt the shorthand)."""
+    runs = _plan(grid={"devices.local.bandwidth": ["100MiB/s", "1GiB/s"]})
+    assert sorted({r.axes["devices.local.bandwidth"] for r in runs}) == [100 * 2**20, 2**30]

@@ -186,12 +186,15 @@ def _base_raw(spec: SweepSpec, where: Path) -> dict:
 
 
 def lookup(d: dict, dotted: str, default=None):
-    """A dotted key in a dumped config, tolerant of '-' vs '_'."""
+    """A dotted key in a dumped config, tolerant of '-' vs '_'. A device's
+    shorthand (``latency``, ``bandwidth``, ``iops``) reads its read-direction
+    value, as the shorthand set both."""
     cur: Any = d
     for part in dotted.split("."):
         if not isinstance(cur, dict):
             return default
-        for cand in (part, part.replace("_", "-"), part.replace("-", "_")):
+        for cand in (part, part.replace("_", "-"), part.replace("-", "_"), f"read-{part}",
+                     f"read_{part}"):
             if cand in cur:
                 cur = cur[cand]
                 break
