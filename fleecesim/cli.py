@@ -160,6 +160,8 @@ def _optional_subcommands(sub) -> None:
     add_sweep_subcommands(sub)
     from .qemu.cli import add_qemu_subcommand  # real QEMU vs the model (issue 7)
     add_qemu_subcommand(sub)
+    from .qmp_export import add_qmp_subcommand  # the scheme as QMP (issue 13 item 5)
+    add_qmp_subcommand(sub)
 
 
 def main(argv=None) -> int:
