@@ -162,6 +162,8 @@ def _optional_subcommands(sub) -> None:
     add_qemu_subcommand(sub)
     from .qmp_export import add_qmp_subcommand  # the scheme as QMP (issue 13 item 5)
     add_qmp_subcommand(sub)
+    from .advise.cli import add_advise_subcommand  # space and workers (issue 13 item 1)
+    add_advise_subcommand(sub)
 
 
 def main(argv=None) -> int:
