@@ -162,6 +162,10 @@ def _optional_subcommands(sub) -> None:
     add_qemu_subcommand(sub)
     from .calibrate import add_calibrate_subcommand  # measure a disk, fit a device (issue 11)
     add_calibrate_subcommand(sub)
+    from .qmp_export import add_qmp_subcommand  # the scheme as QMP (issue 13 item 5)
+    add_qmp_subcommand(sub)
+    from .advise.cli import add_advise_subcommand  # space and workers (issue 13 item 1)
+    add_advise_subcommand(sub)
 
 
 def main(argv=None) -> int:

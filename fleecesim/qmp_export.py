@@ -1,0 +1,572 @@
+"""A configured scheme as the QMP commands that realise it on real QEMU (issue 13 item 5).
+
+``qmp_steps(cfg, Endpoints(...), version)`` -> ``Plan``: the ordered steps
+(QMP commands, waits for an event, pauses for the user) and the list of
+configured features QEMU has no command for. ``render(plan)`` prints them as
+JSON lines (one ``{"execute": ...}`` per line) with ``#`` comment lines;
+``run_steps(client, plan.steps)`` feeds them to a live QMP socket.
+
+Every command and option below is QEMU's own, cited where it is emitted:
+
+* ``blockdev-backup`` (qapi/block-core.json ``BackupCommon``): ``sync``,
+  ``speed``, ``bitmap``, ``auto-finalize``/``auto-dismiss`` (2.12),
+  ``x-perf`` = ``BackupPerf`` {use-copy-range, max-workers, max-chunk}
+  (6.0, unstable), ``min-cluster-size`` in ``BackupPerf`` (9.2),
+  ``discard-source`` (9.1).
+* ``copy-before-write`` (``BlockdevOptionsCbw``, 6.2; block/copy-before-write.c):
+  ``file``, ``target``, ``bitmap`` (7.0), ``on-cbw-error`` and ``cbw-timeout``
+  (7.1; ``cbw-timeout`` is a ``uint32`` of seconds: cbw_open multiplies it by
+  NANOSECONDS_PER_SECOND), ``min-cluster-size`` (9.2).
+* ``snapshot-access`` (7.0; block/snapshot-access.c, which also takes discards).
+* the fleecing graph and its clean-up order follow
+  tests/qemu-iotests/tests/image-fleecing: blockdev-add copy-before-write,
+  re-point the guest's device at it (``qom-set ... drive``), blockdev-add
+  snapshot-access, nbd-server-start / export, and at the end blockdev-del
+  snapshot-access, re-point the guest back, blockdev-del the filter and the
+  fleecing image. The 2018 form (``blockdev-backup sync=none`` into a qcow2
+  backed by the disk) is the same test's "backup(sync=none) based fleecing".
+* ``block-export-add`` (5.2) / ``nbd-server-add`` (older), ``nbd-server-start``,
+  ``block-export-del`` + event ``BLOCK_EXPORT_DELETED``, ``nbd-server-stop``,
+  ``job-dismiss`` (2.12), ``block-job-cancel``, ``blockdev-reopen`` (6.1),
+  ``block-dirty-bitmap-add`` in a ``transaction``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlparse
+
+from .errors import UserError
+from .units import fmt_size
+
+# Schemes QEMU cannot express, each with its one-line reason.
+REFUSED = {
+    "none": "it runs no backup: there is nothing to send",
+    "fleecing-push-2018": "the seed's two-job push (sync=none into a scratch image, a second "
+                          "backup from it) was a proposal, never a QEMU recipe; its modern "
+                          "form is fleecing-push (copy-before-write + snapshot-access, "
+                          "QEMU >= 7.0)",
+    "overlay-cor": "QEMU has no node that puts a fast overlay under a slow source only for "
+                   "the guest's reads while a backup copies the source beneath it "
+                   "(copy-on-read copies into the image it sits on, for every reader)",
+    "overlay-commit": "blockdev-backup cannot write into an overlay whose backing file is "
+                      "being committed into at the same time (block-commit needs the "
+                      "overlay's top layer idle); QEMU has no such recipe",
+}
+SCHEMES = ("backup", "legacy-backup", "fleecing-push", "fleecing-pull", "fleecing-pull-2018")
+
+# QEMU 7.2's hbitmap_status() bug (fixed in 8.0): a snapshot-access read that
+# starts in a cluster already saved in the fleecing image and runs into one
+# that is not returns new guest data. See fleecesim/qemu/runner.py.
+HBITMAP_FIX = (8, 0)
+
+
+@dataclass
+class Step:
+    kind: str                   # cmd | wait | pause | note
+    execute: str = ""
+    arguments: dict | None = None
+    event: str = ""             # wait: the QMP event
+    match: dict | None = None   # wait: fields of its data that must match
+    text: str = ""              # note / pause: what it says
+    seconds: float | None = None  # pause: how long (None: until the user says)
+
+    def line(self) -> str:
+        if self.kind == "cmd":
+            msg: dict[str, Any] = {"execute": self.execute}
+            if self.arguments:
+                msg["arguments"] = self.arguments
+            return json.dumps(msg)
+        if self.kind == "wait":
+            return f"# wait for event {self.event} {json.dumps(self.match or {})}"
+        if self.kind == "pause":
+            return f"# pause: {self.text}"
+        return f"# {self.text}"
+
+
+@dataclass
+class Plan:
+    scheme: str
+    version: tuple[int, int]
+    steps: list[Step] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)  # configured, no QEMU command
+
+    def commands(self) -> list[dict]:
+        return [{"execute": s.execute, **({"arguments": s.arguments} if s.arguments else {})}
+                for s in self.steps if s.kind == "cmd"]
+
+
+@dataclass
+class Endpoints:
+    """Where things are on the user's host (the config says nothing about paths)."""
+    disk_node: str = "disk0"            # the VM's disk node (exists already)
+    attach: str = "qdev:virtio-disk0"   # qdev:ID (the guest's device) | node:NAME (a raw parent node)
+    fleece: str = "fleece.qcow2"        # the fleecing image (created beforehand)
+    target: str = "target.qcow2"        # a file, or nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH
+    nbd_server: str = "inet:0.0.0.0:10809"  # pull: where the snapshot is exported
+    export: str = "fleecing"            # pull: the NBD export name
+    job_id: str = "fs-backup"
+    bitmap: str | None = None           # sync=incremental: the dirty bitmap; sync=full: start a new one
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\.(\d+)(?:\.\d+)?\s*", str(text))
+    if not m:
+        raise UserError(f"--qemu-version {text}: expected MAJOR.MINOR like 7.2")
+    v = (int(m.group(1)), int(m.group(2)))
+    if v < (2, 12):
+        raise UserError(f"--qemu-version {text}: expected 2.12 or later (job-dismiss, "
+                        f"auto-dismiss)")
+    return v
+
+
+def _vs(v: tuple[int, int]) -> str:
+    return f"{v[0]}.{v[1]}"
+
+
+def _target_node(spec: str, node: str) -> tuple[dict, str]:
+    """blockdev-add arguments for the backup target, and a note on creating it."""
+    if spec.startswith(("nbd://", "nbd+tcp://")):
+        u = urlparse(spec)
+        if not u.hostname or not u.path.strip("/"):
+            raise UserError(f"--target {spec}: expected nbd://HOST[:PORT]/EXPORT")
+        return ({"driver": "nbd", "node-name": node,
+                 "server": {"type": "inet", "host": u.hostname, "port": str(u.port or 10809)},
+                 "export": u.path.strip("/")},
+                f"the target is NBD export {u.path.strip('/')!r} on {u.hostname}:"
+                f"{u.port or 10809}, writable and at least as large as the disk")
+    if spec.startswith("nbd+unix://"):
+        u = urlparse(spec)
+        sock = parse_qs(u.query).get("socket", [None])[0]
+        if not sock or not u.path.strip("/"):
+            raise UserError(f"--target {spec}: expected nbd+unix:///EXPORT?socket=PATH")
+        return ({"driver": "nbd", "node-name": node,
+                 "server": {"type": "unix", "path": sock}, "export": u.path.strip("/")},
+                f"the target is NBD export {u.path.strip('/')!r} on {sock}, writable and at "
+                f"least as large as the disk")
+    if spec.startswith("nbd"):
+        raise UserError(f"--target {spec}: expected nbd://HOST[:PORT]/EXPORT or "
+                        f"nbd+unix:///EXPORT?socket=PATH or a file path")
+    fmt = "qcow2" if spec.endswith(".qcow2") else "raw"
+    return ({"driver": fmt, "node-name": node, "file": {"driver": "file", "filename": spec}},
+            "")
+
+
+def _nbd_addr(spec: str) -> dict:
+    kind, _, rest = spec.partition(":")
+    if kind == "unix" and rest:
+        return {"type": "unix", "data": {"path": rest}}
+    if kind == "inet":
+        host, _, port = rest.rpartition(":")
+        if host and port.isdigit():
+            return {"type": "inet", "data": {"host": host, "port": port}}
+    raise UserError(f"--nbd-server {spec}: expected unix:PATH or inet:HOST:PORT")
+
+
+def unsupported_features(cfg, version: tuple[int, int]) -> list[str]:
+    """Configured features QEMU (at ``version``) has no command or option for."""
+    b = cfg.backup
+    out = []
+    if b.cache.ram.size:
+        out.append(f"backup.cache.ram.size={fmt_size(b.cache.ram.size)} (the seed's RAM tier): "
+                   f"QEMU's fleecing image is one node with no RAM tier in front; the nearest "
+                   f"is to put the whole fleecing image on tmpfs")
+        if b.cache.serve_reads_from_ram:
+            out.append("backup.cache.serve-reads-from-ram: no QEMU node serves guest reads "
+                       "from the fleecing image")
+    if b.cache.flush.high is not None:
+        out.append("backup.cache.flush (RAM -> disk watermarks): no tiers, nothing to flush")
+    if b.cache.cor:
+        out.append("backup.cache.cor (copy-on-read into the fleecing cache with "
+                   "BDRV_REQ_UNNECESSARY): QEMU has no such write flag, and its copy-on-read "
+                   "filter copies into the image it sits on, not into the fleecing image")
+    if b.cache.size is not None:
+        out.append(f"backup.cache.size={fmt_size(b.cache.size)}: no option caps the fleecing "
+                   f"image; put it on a filesystem of that size (a full one fails the "
+                   f"copy-before-write, which on-cbw-error then handles)")
+    if b.lazy_discard:
+        out.append("backup.lazy-discard: guest discards of needed clusters are "
+                   "copied-before-written at once (block/copy-before-write.c: "
+                   "cbw_co_pdiscard), never deferred")
+    if b.order != "ascending":
+        out.append(f"backup.order={b.order}: block-copy always copies in ascending offset "
+                   f"order; blockdev-backup has no ordering option")
+    if b.on_cbw_error == "wait":
+        out.append("backup.on-cbw-error=wait: QEMU's OnCbwError has break-guest-write and "
+                   "break-snapshot only; QEMU's default break-guest-write is emitted")
+    if b.cbw_timeout and b.cbw_timeout != math.ceil(b.cbw_timeout):
+        out.append(f"backup.cbw-timeout={b.cbw_timeout:g}s: QEMU takes whole seconds "
+                   f"(uint32); emitted rounded UP to {math.ceil(b.cbw_timeout)} s, so a copy "
+                   f"the model let finish is never failed by QEMU (and 0 stays 'no limit')")
+    if (b.on_cbw_error in ("break-snapshot",) or b.cbw_timeout) and version < (7, 1):
+        out.append(f"backup.on-cbw-error / cbw-timeout: need QEMU >= 7.1, not "
+                   f"{_vs(version)}: not emitted")
+    if b.cbw_priority:
+        out.append("backup.cbw-priority: QEMU's NBD client serves all requests FIFO "
+                   "(block/nbd.c); there is no priority for copy-before-write")
+    if b.client.hints == "cache-tier":
+        out.append("backup.client.hints=cache-tier: a hypothetical NBD metadata context; QEMU "
+                   "exports base:allocation and qemu:dirty-bitmap only")
+    if b.discard_source and version < (9, 1):
+        out.append(f"backup.discard-source: blockdev-backup's discard-source needs QEMU "
+                   f">= 9.1, not {_vs(version)}: not emitted (the fleecing image keeps every "
+                   f"saved cluster until the end)")
+    if b.min_cluster_size and version < (9, 2):
+        out.append(f"backup.min-cluster-size: needs QEMU >= 9.2 (copy-before-write and "
+                   f"x-perf), not {_vs(version)}: not emitted; a target / fleecing image "
+                   f"cluster size of {fmt_size(b.min_cluster_size)} gives the same granularity")
+    if b.x_perf.use_copy_range and version < (6, 0):
+        out.append("backup.x-perf.use-copy-range: x-perf needs QEMU >= 6.0")
+    if b.speed and cfg.scheme in ("fleecing-pull", "fleecing-pull-2018"):
+        out.append("backup.speed: the pull client's own rate; QEMU has no job to limit")
+    return out
+
+
+def qmp_steps(cfg, ends: Endpoints | None = None, version: tuple[int, int] = (7, 2)) -> Plan:
+    """The QMP steps that realise ``cfg``'s (single) scheme on QEMU ``version``.
+    UserError (one line) for a scheme QEMU cannot express."""
+    ends = ends or Endpoints()
+    scheme = cfg.scheme
+    if scheme in REFUSED:
+        raise UserError(f"scheme {scheme!r} cannot be expressed in QMP: {REFUSED[scheme]}")
+    if scheme not in SCHEMES:
+        raise UserError(f"scheme {scheme!r}: no QMP translation (expected one of "
+                        f"{', '.join(SCHEMES)})")
+    b = cfg.backup
+    if scheme in ("fleecing-push", "fleecing-pull") and version < (7, 0):
+        raise UserError(f"scheme {scheme!r} needs snapshot-access (QEMU >= 7.0), not "
+                        f"{_vs(version)}; on older QEMU use fleecing-pull-2018")
+    if scheme == "fleecing-push" and b.sync == "incremental":
+        raise UserError("fleecing-push with sync=incremental: not emitted — blockdev-backup "
+                        "looks the bitmap up on its source (the snapshot-access node, which "
+                        "has none); use fleecing-pull (copy-before-write's bitmap) or backup")
+    plan = Plan(scheme, version, unsupported=unsupported_features(cfg, version))
+    S = plan.steps
+
+    def cmd(name, args=None, note=None):
+        if note:
+            S.append(Step("note", text=note))
+        S.append(Step("cmd", name, args))
+
+    def note(text):
+        S.append(Step("note", text=text))
+
+    disk, job = ends.disk_node, ends.job_id
+    size = cfg.disk.size
+    note(f"fleecesim: scheme {scheme} of config {cfg.name!r} on QEMU {_vs(version)}; "
+         f"the VM's disk is node {disk!r} ({fmt_size(size)})")
+    if scheme == "legacy-backup":
+        note("legacy-backup is QEMU < 6.0's blockdev-backup (write notifier, one cluster at a "
+             "time): the same command as below; on QEMU >= 6.0 it runs block-copy with "
+             "x-perf max-workers=64, i.e. the 'backup' scheme")
+
+    def attach(node: str, what: str):
+        """Re-point the guest at ``node`` (image-fleecing: qom-set of the device's drive)."""
+        kind, _, name = ends.attach.partition(":")
+        if kind == "qdev" and name:
+            cmd("qom-set", {"path": f"/machine/peripheral/{name}", "property": "drive",
+                            "value": node}, note=what)
+        elif kind == "node" and name:
+            reopen = "blockdev-reopen" if version >= (6, 1) else "x-blockdev-reopen"
+            args = {"options": [{"driver": "raw", "node-name": name, "file": node}]}
+            cmd(reopen, args if version >= (6, 1) else args["options"][0], note=what)
+        else:
+            raise UserError(f"--attach {ends.attach}: expected qdev:DEVICE-ID or node:NODE")
+
+    def x_perf() -> dict:
+        if version < (6, 0):
+            return {}
+        perf = {}
+        if b.max_workers != 64:
+            perf["max-workers"] = b.max_workers
+        if b.max_chunk:
+            perf["max-chunk"] = b.max_chunk
+        if b.x_perf.use_copy_range:
+            perf["use-copy-range"] = True
+        if b.min_cluster_size and version >= (9, 2):
+            perf["min-cluster-size"] = b.min_cluster_size
+        return perf
+
+    def add_target():
+        args, how = _target_node(ends.target, "fs-target")
+        if not how:
+            fmt = args["driver"]
+            opt = f" -o cluster_size={b.target.cluster_size}" if fmt == "qcow2" else ""
+            how = (f"create the target first: qemu-img create -f {fmt}{opt} {ends.target} "
+                   f"{size}")
+        cmd("blockdev-add", args, note=how)
+
+    def add_fleece(backing: str | None = None):
+        cs = b.cache.cluster_size
+        note(f"create the fleecing image first (on fast local storage): qemu-img create "
+             f"-f qcow2 -o cluster_size={cs} {ends.fleece} {size}")
+        args = {"driver": "qcow2", "node-name": "fs-fleece",
+                "file": {"driver": "file", "filename": ends.fleece}}
+        if backing:
+            args["backing"] = backing
+        cmd("blockdev-add", args)
+
+    def backup_cmd(device: str, sync: str, extra: dict | None = None, what: str = ""):
+        args: dict[str, Any] = {"job-id": job, "device": device, "target": "fs-target",
+                                "sync": sync, "auto-finalize": True, "auto-dismiss": False}
+        if b.speed and scheme not in ("fleecing-pull-2018",):
+            args["speed"] = int(b.speed)
+        args.update(extra or {})
+        if sync == "incremental":
+            if not ends.bitmap:
+                raise UserError("sync=incremental needs --bitmap NAME (the dirty bitmap on "
+                                "the disk node that the previous backup left)")
+            args["bitmap"] = ends.bitmap
+        if sync == "full" and ends.bitmap and device == disk:
+            note(f"t0: start dirty bitmap {ends.bitmap!r} and the backup in one transaction, "
+                 f"so the next backup can be sync=incremental")
+            cmd("transaction", {"actions": [
+                {"type": "block-dirty-bitmap-add",
+                 "data": {"node": disk, "name": ends.bitmap, "persistent": True}},
+                {"type": "blockdev-backup", "data": args}]})
+        else:
+            cmd("blockdev-backup", args, note=what or None)
+
+    def finish_job(cancel=False):
+        if cancel:
+            cmd("block-job-cancel", {"device": job})
+            S.append(Step("wait", event="BLOCK_JOB_CANCELLED", match={"device": job}))
+        else:
+            S.append(Step("wait", event="BLOCK_JOB_COMPLETED", match={"device": job}))
+        note("a BLOCK_JOB_COMPLETED with an 'error' field means the backup is NOT usable")
+        cmd("job-dismiss", {"id": job})
+
+    if scheme in ("backup", "legacy-backup"):
+        add_target()
+        sync = b.sync
+        extra = {}
+        perf = x_perf() if scheme == "backup" else {}
+        if perf:
+            extra["x-perf"] = perf
+        backup_cmd(disk, sync, extra, what="t0: the backup starts (blockdev-backup inserts its "
+                                           "own copy-before-write filter above the disk)")
+        if sync == "none":
+            S.append(Step("pause", text=f"backup.window: let the job guard writes for "
+                                        f"{b.window:g} s", seconds=b.window))
+            finish_job(cancel=True)
+        else:
+            finish_job()
+        note("clean-up")
+        cmd("blockdev-del", {"node-name": "fs-target"})
+        return plan
+
+    if scheme == "fleecing-pull-2018":
+        add_fleece(backing=disk)
+        backup_cmd(disk, "none", {"target": "fs-fleece"},
+                   what="t0: backup sync=none into the scratch image (image-fleecing's "
+                        "'backup(sync=none) based fleecing')")
+        _export(plan, ends, "fs-fleece", version, writable=False)
+        finish_job(cancel=True)
+        note("clean-up")
+        cmd("blockdev-del", {"node-name": "fs-fleece"})
+        return plan
+
+    # fleecing-push / fleecing-pull: copy-before-write + snapshot-access
+    add_fleece()
+    cbw: dict[str, Any] = {"driver": "copy-before-write", "node-name": "fs-cbw",
+                           "file": disk, "target": "fs-fleece"}
+    if version >= (7, 1):
+        if b.on_cbw_error == "break-snapshot":
+            cbw["on-cbw-error"] = "break-snapshot"
+        if b.cbw_timeout:
+            cbw["cbw-timeout"] = int(math.ceil(b.cbw_timeout))
+    if b.min_cluster_size and version >= (9, 2):
+        cbw["min-cluster-size"] = b.min_cluster_size
+    if b.sync == "incremental":
+        if not ends.bitmap:
+            raise UserError("sync=incremental needs --bitmap NAME (the dirty bitmap on the "
+                            "disk node that the previous backup left)")
+        cbw["bitmap"] = {"node": disk, "name": ends.bitmap}
+    cmd("blockdev-add", cbw, note="the copy-before-write filter: old data of clusters the "
+                                  "guest overwrites goes to the fleecing image")
+    attach("fs-cbw", "t0: the guest now writes through the filter")
+    cmd("blockdev-add", {"driver": "snapshot-access", "node-name": "fs-access",
+                         "file": "fs-cbw"}, note="the point-in-time view")
+    if scheme == "fleecing-push":
+        add_target()
+        perf = x_perf()
+        cluster = cfg.cluster_size
+        if version < HBITMAP_FIX and perf.get("max-chunk", 1 << 20) > cluster:
+            perf["max-chunk"] = cluster
+            note(f"QEMU < 8.0: snapshot-access reads spanning a saved and an unsaved cluster "
+                 f"return new data (hbitmap_status() bug, fixed in 8.0): x-perf max-chunk = "
+                 f"one cluster ({cluster}) keeps every read inside one cluster")
+            if cluster > b.cache.cluster_size:
+                plan.unsupported.append(
+                    f"QEMU < 8.0 workaround: the job's cluster ({cluster}) is larger than the "
+                    f"fleecing image's ({b.cache.cluster_size}); reads can still span two "
+                    f"fleecing clusters — use QEMU >= 8.0")
+        extra = {"x-perf": perf} if perf else {}
+        if b.discard_source and version >= (9, 1):
+            extra["discard-source"] = True
+        backup_cmd("fs-access", "full", extra, what="the backup job copies the snapshot view")
+        finish_job()
+    else:
+        node = "fs-access"
+        if version < HBITMAP_FIX:
+            cmd("blockdev-add", {"driver": "blkdebug", "node-name": "fs-split",
+                                 "image": "fs-access", "max-transfer": cfg.cbw_cluster_size},
+                note="QEMU < 8.0: split client reads at fleecing clusters (hbitmap_status() "
+                     "bug, fixed in 8.0), as fleecesim/qemu/runner.py does")
+            node = "fs-split"
+        _export(plan, ends, node, version, writable=b.client.discard)
+    note("clean-up (image-fleecing's order)")
+    if scheme == "fleecing-push":
+        cmd("blockdev-del", {"node-name": "fs-target"})
+    if scheme == "fleecing-pull" and version < HBITMAP_FIX:
+        cmd("blockdev-del", {"node-name": "fs-split"})
+    cmd("blockdev-del", {"node-name": "fs-access"})
+    attach(disk, "the guest back on its disk")
+    cmd("blockdev-del", {"node-name": "fs-cbw"})
+    cmd("blockdev-del", {"node-name": "fs-fleece"})
+    note(f"then delete {ends.fleece}")
+    return plan
+
+
+def _export(plan: Plan, ends: Endpoints, node: str, version, writable: bool) -> None:
+    S = plan.steps
+    S.append(Step("cmd", "nbd-server-start", {"addr": _nbd_addr(ends.nbd_server)}))
+    if version >= (5, 2):
+        args = {"type": "nbd", "id": "fs-export", "node-name": node, "name": ends.export,
+                "writable": writable}
+        if writable:
+            S.append(Step("note", text="writable only so the client's TRIM reaches "
+                                       "snapshot-access (read-once: backup.client.discard); "
+                                       "snapshot-access refuses writes"))
+        S.append(Step("cmd", "block-export-add", args))
+    else:
+        S.append(Step("cmd", "nbd-server-add", {"device": node, "name": ends.export,
+                                                "writable": writable}))
+    S.append(Step("pause", text=f"the backup client reads export {ends.export!r} from "
+                                f"{ends.nbd_server} (e.g. qemu-img convert -f raw "
+                                f"nbd://HOST/{ends.export} backup.raw); continue when it is done"))
+    if version >= (5, 2):
+        S.append(Step("cmd", "block-export-del", {"id": "fs-export"}))
+        S.append(Step("wait", event="BLOCK_EXPORT_DELETED", match={"id": "fs-export"}))
+    S.append(Step("cmd", "nbd-server-stop"))
+
+
+def render(plan: Plan) -> str:
+    lines = [s.line() for s in plan.steps]
+    if plan.unsupported:
+        lines.append(f"# configured, but QEMU {_vs(plan.version)} has no command for "
+                     f"({len(plan.unsupported)}):")
+        lines += [f"#   - {u}" for u in plan.unsupported]
+    else:
+        lines.append("# every configured feature has a QEMU equivalent above")
+    return "\n".join(lines)
+
+
+def run_steps(client, steps: list[Step], *, timeout: float = 600.0,
+              on_command: Callable[[Step, Any], None] | None = None,
+              on_pause: Callable[[Step], None] | None = None) -> list[dict]:
+    """Feed ``steps`` to a connected ``fleecesim.qemu.QMPClient``: commands in
+    order, waits for their event, pauses by sleeping (or ``on_pause`` for a
+    pause with no duration). Returns the events waited for."""
+    seen = []
+    for s in steps:
+        if s.kind == "cmd":
+            ret = client.execute(s.execute, s.arguments, timeout=60)
+            if on_command:
+                on_command(s, ret)
+        elif s.kind == "wait":
+            match = s.match or {}
+            ev = client.wait_event(s.event, lambda d: all(d.get(k) == v
+                                                          for k, v in match.items()),
+                                   timeout=timeout)
+            seen.append(ev)
+        elif s.kind == "pause":
+            if s.seconds is not None:
+                time.sleep(s.seconds)
+            elif on_pause:
+                on_pause(s)
+    return seen
+
+
+# ---------------------------------------------------------------- command line
+def add_qmp_subcommand(sub) -> None:
+    q = sub.add_parser(
+        "qmp", help="print the QMP commands that realise a config's scheme on real QEMU",
+        description="Print, as JSON lines a QMP socket accepts, the commands that set up the "
+                    "configured scheme on a running QEMU (7.2+ by default), run it and clean "
+                    "up, with '#' comment lines for waits, pauses and the configured features "
+                    "QEMU has no command for. Strip comments before piping: grep -v '^#'.")
+    q.add_argument("config")
+    q.add_argument("--variant", metavar="NAME", help="which variant / scheme (when the config "
+                                                     "lists several)")
+    q.add_argument("--qemu-version", default="7.2", metavar="X.Y")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    e = Endpoints()
+    q.add_argument("--disk-node", default=e.disk_node, help="the VM disk's node name")
+    q.add_argument("--attach", default=e.attach,
+                   help="how the guest reaches the disk: qdev:DEVICE-ID (qom-set drive) or "
+                        "node:NODE (a raw node re-pointed by blockdev-reopen)")
+    q.add_argument("--fleece", default=e.fleece, help="fleecing image path")
+    q.add_argument("--target", default=e.target,
+                   help="backup target: a file (.qcow2 or raw), nbd://HOST[:PORT]/EXPORT or "
+                        "nbd+unix:///EXPORT?socket=PATH")
+    q.add_argument("--nbd-server", default=e.nbd_server, help="pull: unix:PATH or inet:HOST:PORT")
+    q.add_argument("--export", default=e.export, help="pull: NBD export name")
+    q.add_argument("--job-id", default=e.job_id)
+    q.add_argument("--bitmap", default=None,
+                   help="sync=incremental: the dirty bitmap to use; sync=full: start this "
+                        "bitmap at t0 for the next incremental backup")
+    q.add_argument("--socket", metavar="PATH",
+                   help="send the commands to this QMP socket instead of printing them")
+    q.set_defaults(func=cmd_qmp)
+
+
+def pick_variant(cfg, name: str | None):
+    from .config import variants
+    vs = variants(cfg)
+    if name is None:
+        if len(vs) > 1:
+            raise UserError(f"the config has {len(vs)} variants ({', '.join(n for n, _ in vs)}); "
+                            f"pick one with --variant")
+        return vs[0]
+    for n, c in vs:
+        if n == name:
+            return n, c
+    raise UserError(f"--variant {name}: expected one of {', '.join(n for n, _ in vs)}")
+
+
+def cmd_qmp(args) -> int:
+    from .config import load_config
+    cfg = load_config(args.config, args.set)
+    _name, c = pick_variant(cfg, args.variant)
+    ends = Endpoints(disk_node=args.disk_node, attach=args.attach, fleece=args.fleece,
+                     target=args.target, nbd_server=args.nbd_server, export=args.export,
+                     job_id=args.job_id, bitmap=args.bitmap)
+    plan = qmp_steps(c, ends, parse_version(args.qemu_version))
+    if not args.socket:
+        print(render(plan))
+        return 0
+    import sys
+    from .qemu.qmp import QMPClient, QMPError
+    try:
+        client = QMPClient(args.socket)
+    except QMPError as e:
+        raise UserError(f"--socket {args.socket}: {e}") from None
+    with client:
+        def pause(s):
+            print(f"fleecesim: {s.text} — press Enter", file=sys.stderr)
+            sys.stdin.readline()
+        try:
+            events = run_steps(client, plan.steps, on_pause=pause,
+                               on_command=lambda s, _r: print(s.line(), file=sys.stderr))
+        except QMPError as e:
+            print(f"fleecesim: QEMU refused: {e}", file=sys.stderr)
+            return 1
+    bad = [e for e in events if e["data"].get("error")]
+    for e in bad:
+        print(f"fleecesim: {e['event']}: {e['data']['error']}", file=sys.stderr)
+    return 1 if bad else 0

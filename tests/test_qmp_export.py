@@ -1,0 +1,242 @@
+"""`fleecesim qmp`: the scheme as QMP commands. Unit tests of the emitted
+sequence (no QEMU), and (marker ``qemu``) the sequence fed to a real
+qemu-storage-daemon: the backup must equal the disk at t0."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from fleecesim.cli import main
+from fleecesim.errors import UserError
+from fleecesim.qemu.runner import qemu_available
+from fleecesim.qmp_export import Endpoints, qmp_steps, render, run_steps
+from tests.conftest import small
+
+QEMU_OK, QEMU_WHY = qemu_available()
+needs_qemu = pytest.mark.skipif(not QEMU_OK, reason=f"real QEMU not available: {QEMU_WHY}")
+KiB, MiB = 1024, 1024 * 1024
+
+
+def cmds(plan, name=None):
+    return [c for c in plan.commands() if name is None or c["execute"] == name]
+
+
+def backup_args(plan):
+    (b,) = cmds(plan, "blockdev-backup")
+    return b["arguments"]
+
+
+# ---------------------------------------------------------------- unit tests
+
+def test_backup_sequence_and_x_perf():
+    cfg = small(**{"backup.scheme": "backup", "backup.max-workers": 8,
+                   "backup.max-chunk": "4MiB", "backup.speed": "100MiB/s"})
+    plan = qmp_steps(cfg, Endpoints(target="t.raw"))
+    names = [c["execute"] for c in plan.commands()]
+    assert names == ["blockdev-add", "blockdev-backup", "job-dismiss", "blockdev-del"]
+    a = backup_args(plan)
+    assert a["device"] == "disk0" and a["target"] == "fs-target" and a["sync"] == "full"
+    assert a["x-perf"] == {"max-workers": 8, "max-chunk": 4 * MiB}
+    assert a["speed"] == 100 * MiB and a["auto-dismiss"] is False
+    assert plan.unsupported == []
+    # the job's completion is waited for before it is dismissed
+    kinds = [(s.kind, s.execute or s.event) for s in plan.steps if s.kind != "note"]
+    assert kinds.index(("wait", "BLOCK_JOB_COMPLETED")) < kinds.index(("cmd", "job-dismiss"))
+
+
+def test_defaults_emit_no_x_perf_and_qemu_6_has_none_before():
+    plan = qmp_steps(small(**{"backup.scheme": "backup"}))
+    assert "x-perf" not in backup_args(plan)
+    old = qmp_steps(small(**{"backup.scheme": "backup", "backup.max-workers": 4}),
+                    version=(5, 2))
+    assert "x-perf" not in backup_args(old)
+
+
+def test_fleecing_push_graph_and_teardown_order():
+    cfg = small(**{"backup.on-cbw-error": "break-snapshot", "backup.cbw-timeout": "1.2s"})
+    plan = qmp_steps(cfg, Endpoints(attach="node:guest"))
+    names = [(c["execute"], (c.get("arguments") or {}).get("node-name")
+              or (c.get("arguments") or {}).get("driver")) for c in plan.commands()]
+    adds = [c["arguments"] for c in cmds(plan, "blockdev-add")]
+    assert [a["driver"] for a in adds] == ["qcow2", "copy-before-write", "snapshot-access", "qcow2"]
+    cbw = adds[1]
+    assert cbw["file"] == "disk0" and cbw["target"] == "fs-fleece"
+    assert cbw["on-cbw-error"] == "break-snapshot"
+    assert cbw["cbw-timeout"] == 2  # whole seconds, rounded up
+    assert any("rounded UP to 2 s" in u for u in plan.unsupported)
+    assert backup_args(plan)["device"] == "fs-access"
+    dels = [c["arguments"]["node-name"] for c in cmds(plan, "blockdev-del")]
+    assert dels == ["fs-target", "fs-access", "fs-cbw", "fs-fleece"]
+    reopens = cmds(plan, "blockdev-reopen")
+    assert [r["arguments"]["options"][0]["file"] for r in reopens] == ["fs-cbw", "disk0"]
+    assert len(names) == 12  # 4 adds, 2 reopens, backup, dismiss, 4 dels
+
+
+def test_qemu_7_2_caps_snapshot_reads_at_one_cluster_and_9_1_has_discard_source():
+    cfg = small(**{"backup.discard-source": True})
+    old = qmp_steps(cfg, version=(7, 2))
+    assert backup_args(old)["x-perf"]["max-chunk"] == 64 * KiB
+    assert "discard-source" not in backup_args(old)
+    assert any("discard-source" in u and "9.1" in u for u in old.unsupported)
+    new = qmp_steps(cfg, version=(9, 1))
+    assert backup_args(new)["discard-source"] is True
+    assert "x-perf" not in backup_args(new)
+    assert not any("discard-source" in u for u in new.unsupported)
+
+
+def test_model_only_features_are_listed_not_dropped_silently():
+    cfg = small(**{"backup.cache.ram.size": "64MiB", "backup.cache.cor": True,
+                   "backup.lazy-discard": True, "backup.order": "ram-first",
+                   "backup.on-cbw-error": "wait", "backup.cache.size": "1GiB"})
+    plan = qmp_steps(cfg)
+    text = " ".join(plan.unsupported)
+    for word in ("RAM tier", "BDRV_REQ_UNNECESSARY", "lazy-discard", "ram-first",
+                 "on-cbw-error=wait", "backup.cache.size"):
+        assert word in text
+    assert "on-cbw-error" not in json.dumps(plan.commands())  # QEMU's default stays
+    out = render(plan)
+    assert out.splitlines()[-len(plan.unsupported) - 1].startswith("# configured, but QEMU")
+    for line in out.splitlines():  # every line is JSON or a comment
+        assert line.startswith("#") or json.loads(line)["execute"]
+
+
+def test_cbw_priority_listed_for_backup():
+    plan = qmp_steps(small(**{"backup.scheme": "backup", "backup.cbw-priority": True}))
+    assert any("cbw-priority" in u for u in plan.unsupported)
+
+
+def test_pull_exports_the_snapshot_and_trim_needs_writable():
+    cfg = small(**{"backup.scheme": "fleecing-pull", "backup.client.discard": True})
+    plan = qmp_steps(cfg, Endpoints(nbd_server="unix:/tmp/x.sock"), version=(9, 2))
+    (start,) = cmds(plan, "nbd-server-start")
+    assert start["arguments"]["addr"] == {"type": "unix", "data": {"path": "/tmp/x.sock"}}
+    (exp,) = cmds(plan, "block-export-add")
+    assert exp["arguments"]["node-name"] == "fs-access" and exp["arguments"]["writable"]
+    assert any(s.kind == "pause" for s in plan.steps)
+    old = qmp_steps(cfg, version=(7, 2))  # blkdebug split on 7.2
+    (exp,) = cmds(old, "block-export-add")
+    assert exp["arguments"]["node-name"] == "fs-split"
+
+
+def test_legacy_is_the_same_command_and_pull_2018_is_sync_none():
+    leg = qmp_steps(small(**{"backup.scheme": "legacy-backup"}))
+    assert backup_args(leg)["sync"] == "full" and "x-perf" not in backup_args(leg)
+    assert any("same command" in s.text for s in leg.steps if s.kind == "note")
+    p18 = qmp_steps(small(**{"backup.scheme": "fleecing-pull-2018"}))
+    a = backup_args(p18)
+    assert a["sync"] == "none" and a["target"] == "fs-fleece"
+    assert cmds(p18, "blockdev-add")[0]["arguments"]["backing"] == "disk0"
+    assert cmds(p18, "block-job-cancel")
+
+
+def test_incremental_and_new_bitmap():
+    cfg = small(**{"backup.scheme": "backup", "backup.sync": "incremental"})
+    with pytest.raises(UserError, match="--bitmap"):
+        qmp_steps(cfg)
+    a = backup_args(qmp_steps(cfg, Endpoints(bitmap="b0")))
+    assert a["sync"] == "incremental" and a["bitmap"] == "b0"
+    full = qmp_steps(small(**{"backup.scheme": "backup"}), Endpoints(bitmap="b1"))
+    (tx,) = cmds(full, "transaction")
+    kinds = [x["type"] for x in tx["arguments"]["actions"]]
+    assert kinds == ["block-dirty-bitmap-add", "blockdev-backup"]
+
+
+@pytest.mark.parametrize("scheme", ["none", "overlay-cor", "overlay-commit",
+                                    "fleecing-push-2018"])
+def test_inexpressible_schemes_refused_in_one_line(scheme, tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text(f"disk: {{size: 64MiB}}\nbackup: {{scheme: {scheme}}}\n")
+    assert main(["qmp", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be expressed in QMP" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--qemu-version", "seven"], "MAJOR.MINOR"),
+    (["--target", "nbd://"], "nbd://HOST"),
+    (["--variant", "nope"], "expected one of"),
+])
+def test_bad_arguments_exit_2(argv, msg, tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("disk: {size: 64MiB}\nbackup: {scheme: [backup, fleecing-push]}\n")
+    if argv[0] != "--variant":
+        argv = argv + ["--variant", "backup"]
+    assert main(["qmp", str(p)] + argv) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_cli_prints_json_lines(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("disk: {size: 64MiB}\nbackup: {scheme: fleecing-push}\n")
+    assert main(["qmp", str(p)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
+    assert [json.loads(ln)["execute"] for ln in lines][:3] == [
+        "blockdev-add", "blockdev-add", "qom-set"]
+
+
+# ---------------------------------------------------------------- real QEMU
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.qemu
+@pytest.mark.timeout(120)
+@needs_qemu
+@pytest.mark.parametrize("scheme", ["backup", "fleecing-push"])
+def test_generated_sequence_backs_up_t0_on_real_qemu(scheme, tmp_path):
+    """Feed `fleecesim qmp`'s sequence to qemu-storage-daemon; the job is slowed by
+    the config's own backup.speed while the guest writes over NBD; the target
+    must equal the disk as it was at t0, and must differ from the disk after."""
+    from fleecesim.qemu.qmp import QMPClient, event_time
+    from fleecesim.qemu.runner import _Daemon, _write_pattern_disk
+
+    size = 32 * MiB
+    active, target, fleece = tmp_path / "active.raw", tmp_path / "target.raw", tmp_path / "f.qcow2"
+    _write_pattern_disk(active, size, salt=3)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(target), str(size)], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(fleece), str(size)], check=True)
+    qmp_sock, nbd_sock = tmp_path / "m.qmp", tmp_path / "g.sock"
+    d = _Daemon("qsd", [
+        "qemu-storage-daemon",
+        "--chardev", f"socket,id=mon,path={qmp_sock},server=on,wait=off", "--monitor", "chardev=mon",
+        "--blockdev", f"driver=file,node-name=disk,filename={active}",
+        "--blockdev", "driver=raw,node-name=guest,file=disk",
+        "--nbd-server", f"addr.type=unix,addr.path={nbd_sock}",
+        "--export", "type=nbd,id=guest-exp,node-name=guest,name=guest,writable=on",
+    ], tmp_path)
+    try:
+        d.wait_path(nbd_sock, 15)
+        cfg = small(**{"disk.size": size, "backup.scheme": scheme, "backup.speed": "8MiB/s",
+                       "backup.max-workers": 4})
+        plan = qmp_steps(cfg, Endpoints(disk_node="disk", attach="node:guest",
+                                        fleece=str(fleece), target=str(target)), (7, 2))
+        t0_copy = tmp_path / "t0.raw"
+        writes_done = []
+
+        def on_command(step, _ret):
+            if step.execute == "blockdev-backup":
+                # t0 has passed: the disk is as at t0 (no guest I/O so far)
+                shutil.copyfile(active, t0_copy)
+                script = "\n".join(f"write -P 0x{0x40 + i:02x} {i * 1536 * KiB} 64k"
+                                   for i in range(20)) + "\nflush\n"
+                subprocess.run(["qemu-io", "-f", "raw", f"nbd+unix:///guest?socket={nbd_sock}"],
+                               input=script, text=True, check=True, capture_output=True,
+                               timeout=30)
+                writes_done.append(time.time())
+
+        with QMPClient(str(qmp_sock), alive=d.alive) as client:
+            (done,) = run_steps(client, plan.steps, timeout=60, on_command=on_command)
+            assert done["data"].get("error") is None
+            assert event_time(done) > writes_done[0], "the writes must land while the job runs"
+            client.execute("quit")
+        d.stop()
+        assert _sha(target) == _sha(t0_copy)
+        assert _sha(active) != _sha(t0_copy)  # the guest did change the disk meanwhile
+    finally:
+        d.stop()
