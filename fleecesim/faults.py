@@ -206,7 +206,9 @@ class ThinVolume:
             if self.limit is not None and self.allocated >= self.limit:
                 break  # the device itself is full: writes get ENOSPC (FleecingCache)
             dt = self.draw()
-            t = env.now
+            self.stats.events.append(
+                (env.now, f"thin fleecing volume full at {self.allocated / 2**20:.0f}MiB: "
+                          f"extension requested"))
             yield env.timeout(dt)
             if self.closed:
                 break
@@ -214,7 +216,7 @@ class ThinVolume:
             self.stats.thin_extensions += 1
             self.stats.events.append(
                 (env.now, f"thin fleecing volume extended to {self.allocated / 2**20:.0f}MiB "
-                          f"(requested {t:.6f}s, took {dt:.3g}s)"))
+                          f"(took {dt:.3g}s)"))
             ev, self._done = self._done, env.event()
             ev.succeed()
         self.extending = False
