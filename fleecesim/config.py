@@ -552,7 +552,7 @@ class TargetFault(Model):
             if self.duration:
                 raise ValueError("duration: a reset is an instant (use kind: outage)")
         elif self.duration <= 0:
-            raise ValueError(f"duration: a {self.kind} needs a duration > 0")
+            raise ValueError(f"duration: kind {self.kind} needs a duration > 0")
         if self.kind == "outage":
             if self.requests is None:
                 self.requests = "wait"
