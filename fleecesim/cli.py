@@ -60,6 +60,13 @@ def cmd_run(args) -> int:
         print(to_json(out))
     else:
         print(table(summaries))
+        logs = [s for s in summaries if s.get("events")]
+        if logs:  # issue 13: what happened, and which policy fired
+            print("\nevents (seconds of simulated time):")
+            for s in logs:
+                print(f"  {s['name']}:")
+                for e in s["events"]:
+                    print(f"    {e}")
         if not args.no_save:
             print(f"\nresults in {outdir}/")
     for s in summaries:

@@ -521,6 +521,82 @@ class HostSpec(Model):
         return v
 
 
+# --- faults (issue 13 item 3; the model is fleecesim/faults.py) -----------
+class TargetFault(Model):
+    """One fault of the backup target's device, ``at`` seconds after the backup
+    starts: ``outage`` (``duration``; ``requests: wait`` = NBD reconnect-delay
+    covers it, ``fail`` = it does not), ``slow`` (``factor`` x slower for
+    ``duration``) or ``reset`` (requests in flight fail)."""
+    kind: Literal["outage", "slow", "reset"]
+    at: Seconds
+    duration: Seconds = 0.0
+    requests: Literal["wait", "fail"] | None = None
+    factor: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.at < 0:
+            raise ValueError("at: expected a time >= 0 (seconds after the backup starts)")
+        if self.kind == "reset":
+            if self.duration:
+                raise ValueError("duration: a reset is an instant (use kind: outage)")
+        elif self.duration <= 0:
+            raise ValueError(f"duration: kind {self.kind} needs a duration > 0")
+        if self.kind == "outage":
+            if self.requests is None:
+                self.requests = "wait"
+        elif self.requests is not None:
+            raise ValueError(f"requests: only for kind outage, not {self.kind}")
+        if self.kind == "slow":
+            if self.factor is None or self.factor <= 1:
+                raise ValueError("factor: a slow target needs a factor > 1 (4 = 4x slower)")
+        elif self.factor is not None:
+            raise ValueError(f"factor: only for kind slow, not {self.kind}")
+        return self
+
+
+def _time_range(v):
+    """``extend-time``: one time (fixed) or [low, high] (uniform, seeded)."""
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ValueError("expected a time or [low, high]")
+        lo, hi = parse_time(v[0]), parse_time(v[1])
+    else:
+        lo = hi = parse_time(v)
+    if lo < 0 or hi < lo:
+        raise ValueError(f"expected 0 <= low <= high, got [{lo}, {hi}]")
+    return (lo, hi)
+
+
+class ThinSpec(Model):
+    """The fleecing image on a thin volume that grows by ``extent``. Defaults:
+    oVirt's 1 GiB chunk (vdsm volume_utilization_chunk_mb = 1024) and its
+    measured 2.2-6.2 s per extension."""
+    extent: Size = 2**30
+    allocated: Size | None = None  # at the start; default one extent
+    extend_time: Annotated[tuple[float, float], BeforeValidator(_time_range)] = (2.2, 6.2)
+    beyond: Literal["wait", "fail"] = "wait"  # a write beyond the allocation
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.extent <= 0:
+            raise ValueError("extent: expected a size > 0 like '1GiB'")
+        if self.allocated is not None and self.allocated < 0:
+            raise ValueError("allocated: expected a size >= 0")
+        return self
+
+
+class FleecingDeviceFaults(Model):
+    free: Size | None = None    # bytes free on the fleecing image's device (ENOSPC beyond)
+    thin: ThinSpec | None = None
+
+
+class FaultsSpec(Model):
+    target: list[TargetFault] = []
+    fleecing_device: FleecingDeviceFaults = FleecingDeviceFaults()
+# --- end faults ---
+
+
 class Variant(Model):
     name: str
     set: dict[str, Any] = {}
@@ -558,6 +634,7 @@ class Config(Model):
     backup: BackupSpec = BackupSpec()
     run: RunSpec = RunSpec()
     host: HostSpec = HostSpec()
+    faults: FaultsSpec = FaultsSpec()
     variants: list[Variant] = []
 
     @model_validator(mode="before")
@@ -652,6 +729,42 @@ class Config(Model):
                              "backup.client.hints: none says the client has none")
         return self
     # --- end options ---
+
+    @model_validator(mode="after")
+    def _faults(self):
+        """issue 13: faults only where the scheme has what they act on."""
+        from .faults import FLEECING_FAULT_SCHEMES, TARGET_FAULT_SCHEMES
+        f = self.faults
+        schemes = [self.backup.scheme] if isinstance(self.backup.scheme, str) \
+            else self.backup.scheme
+        if f.target:
+            for s in schemes:
+                if s not in TARGET_FAULT_SCHEMES:
+                    raise ValueError(f"faults.target: the {s!r} scheme does not write the "
+                                     f"target device itself; target faults are for "
+                                     f"{', '.join(TARGET_FAULT_SCHEMES)}")
+            if self.backup.x_perf.use_copy_range:
+                raise ValueError("faults.target: not with backup.x-perf.use-copy-range "
+                                 "(an offloaded copy has no target write to fail)")
+            wins = sorted((w.at, w.at + w.duration, i) for i, w in enumerate(f.target))
+            for (a0, a1, i), (b0, _b1, j) in zip(wins, wins[1:]):
+                if b0 < a1 or (b0 == a1 == a0):
+                    raise ValueError(f"faults.target[{j}].at: overlaps faults.target[{i}] "
+                                     f"({a0:g}s-{a1:g}s)")
+        fd = f.fleecing_device
+        if fd.free is not None or fd.thin is not None:
+            for s in schemes:
+                if s not in FLEECING_FAULT_SCHEMES:
+                    raise ValueError(f"faults.fleecing-device: the {s!r} scheme has no "
+                                     f"fleecing image with on-cbw-error; only "
+                                     f"{', '.join(FLEECING_FAULT_SCHEMES)}")
+            if fd.free is not None and fd.free < self.cbw_cluster_size:
+                raise ValueError(f"faults.fleecing-device.free: {fd.free} bytes is smaller "
+                                 f"than one cluster ({self.cbw_cluster_size} bytes)")
+            if fd.thin is not None and fd.thin.extent < self.cbw_cluster_size:
+                raise ValueError(f"faults.fleecing-device.thin.extent: smaller than one "
+                                 f"cluster ({self.cbw_cluster_size} bytes)")
+        return self
 
     @model_validator(mode="after")
     def _copy_range(self):

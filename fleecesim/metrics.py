@@ -137,6 +137,12 @@ class Stats:
         self.deferred_discards = 0  # guest discards deferred past the backup (lazy)
         self.deferred_discards_applied = 0  # cluster runs discarded when the backup ended
         self.cbw_room_waits = 0     # CBW stores that waited for cache room (on-cbw-error=wait)
+        # --- faults (issue 13 item 3; fleecesim/faults.py) ---
+        self.target_errors = 0      # target requests that failed (outage, reset)
+        self.cache_full_errors = 0  # CBW writes refused by a full fleecing image (ENOSPC)
+        self.thin_extensions = 0    # thin fleecing volume extensions
+        self.thin_waits = 0         # CBW writes that waited for an extension
+        self.cbw_timeouts = 0       # CBWs that exceeded cbw-timeout (counted as failed)
 
     def as_dict(self) -> dict:
         d = dict(vars(self))

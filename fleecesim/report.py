@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from .deadlines import DEADLINES_S
 from .units import fmt_size, fmt_time
 
 # (summary key, label, formatter)
@@ -35,6 +36,20 @@ ROWS = [
     ("deferred_discards", "discards deferred", str),
     ("cbw_errors", "CBW errors", str),
     ("snapshot_broken", "snapshot broken", str),
+    # --- faults and deadlines (issue 13); counts hidden when zero everywhere ---
+    ("writes_failed", "guest writes failed", str),
+    ("guest_requests_unfinished", "guest I/Os unanswered", str),
+    ("target_errors", "target errors", str),
+    ("cache_full_errors", "fleecing ENOSPC", str),
+    ("cbw_timeouts", "CBW timeouts", str),
+    ("thin_extensions", "thin extensions", str),
+    ("thin_waits", "writes waited (thin)", str),
+    ("longest_stall_s", "longest stall (backup)", fmt_time),
+    ("longest_stall_at_s", "  arrived at", lambda v: f"{v:.6g}s"),
+    *[(f"guest_requests_over_{d}s", f"I/Os > {d}s (backup)", str) for d in DEADLINES_S],
+    ("longest_stall_overall_s", "longest stall (all)", fmt_time),
+    ("longest_stall_overall_at_s", "  arrived at", lambda v: f"{v:.6g}s"),
+    *[(f"guest_requests_over_{d}s_overall", f"I/Os > {d}s (all)", str) for d in DEADLINES_S],
     ("backup_outcome", "backup outcome", str),
     ("guest_overloaded", "guest overloaded", str),
     ("oracle_ok", "oracle ok", str),
@@ -56,7 +71,14 @@ def _fmt(f, v) -> str:
 # are in every summary; a table of single-tier schemes need not show them).
 HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flush_bytes",
                   "cor_admitted", "cor_dropped", "ram_read_hits", "cbw_absorbed",
-                  "deferred_discards", "cbw_errors", "snapshot_broken"}
+                  "deferred_discards", "cbw_errors", "snapshot_broken",
+                  "writes_failed", "guest_requests_unfinished", "target_errors",
+                  "cache_full_errors", "cbw_timeouts", "thin_extensions", "thin_waits",
+                  *[f"guest_requests_over_{d}s{w}" for d in DEADLINES_S
+                    for w in ("", "_overall")]}
+# The longest stall over the whole run is shown only when some request took
+# over a second (else it is the backup's, or a baseline's microseconds).
+STALL_OVERALL = {"longest_stall_overall_s", "longest_stall_overall_at_s"}
 
 
 def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
@@ -69,6 +91,8 @@ def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
     else:  # one tier: its peak is the fleecing peak, and nothing can spill
         rows = [r for r in rows if r[0] not in tier_rows and (
             r[0] not in HIDE_WHEN_ZERO or any(s.get(r[0]) for s in summaries))]
+    if not any(s.get("guest_requests_over_1s_overall") for s in summaries):
+        rows = [r for r in rows if r[0] not in STALL_OVERALL]
     if len(summaries) > WIDE_MAX:
         return _long_table(summaries, rows)
     header = [""] + [s.get("name", "?") for s in summaries]
@@ -85,7 +109,9 @@ def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
 WIDE_MAX = 6
 LONG_KEYS = ("scheme", "backup_duration_s", "write_p50_s", "write_p99_s", "read_p99_s",
              "cbw_count", "fleecing_peak_bytes", "ram_peak_bytes", "spill_bytes",
-             "local_write_bytes", "local_read_bytes", "oracle_ok")
+             "local_write_bytes", "local_read_bytes", "writes_failed", "longest_stall_s",
+             "guest_requests_over_1s", "guest_requests_over_60s", "backup_outcome",
+             "oracle_ok")
 SHORT = {"backup duration": "duration", "write p50 (backup)": "write p50",
          "write p99 (backup)": "write p99", "read p99 (backup)": "read p99"}
 

@@ -19,6 +19,8 @@ from . import __version__
 from .config import Config, variants
 from .devices import build_device
 from .devices.host import Host, with_host
+from . import faults
+from .deadlines import deadline_stats
 from .errors import UserError
 from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
 from .bitmap import widen
@@ -194,15 +196,18 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     size = cfg.disk.size
     n = -(-size // cs)
     host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
-    devices = {k: with_host(build_device(k, spec), host, spec.kind)
-               for k, spec in cfg.devices.items()}
-    zero = initial_zero_map(cfg, n, cs)
     stats = Stats()
+    devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
+    faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
+    devices = {k: with_host(d, host, cfg.devices[k].kind) for k, d in devices.items()}
+    zero = initial_zero_map(cfg, n, cs)
     active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
     ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
                        job_cluster_size=cfg.cluster_size, cbw_cluster_size=cfg.cbw_cluster_size,
                        host=host)
     graph = build(cfg.scheme, ctx)
+    faults.attach_fleecing(cfg, graph, env, stats)
+    faults.log_windows(env, cfg, stats, cfg.run.warmup)
     rec = Recorder()
     guest_source = source if source is not None else make_source(cfg)
     guest = GuestDriver(env, graph, guest_source, rec, iodepth=cfg.workload.iodepth,
@@ -224,6 +229,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     # snapshot-access read fails once copy-before-write's snapshot_error is set).
     job_ok = (bool(graph.done.value) if completed else False) and not stats.snapshot_broken
     t_end = env.now
+    if completed and not job_ok:
+        faults.job_failed_event(stats, graph, t_end)
     if cfg.backup.sync == "none":
         mask = changed_mask(t0_gen, active.gen)  # what CBW had to save (see sync.py)
     # Measure fleecing space before teardown deletes the image.
@@ -290,7 +297,11 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
         "source_read_bytes", "target_write_bytes", "target_zero_bytes",
         "local_write_bytes", "local_read_bytes", "job_copied_bytes",
         "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
-    summary["events"] = [f"{tt:.6f}s {what}" for tt, what in stats.events]
+    summary["events"] = [f"{tt:.6f}s {what}" for tt, what in sorted(stats.events,
+                                                                    key=lambda e: e[0])
+                         if tt <= t_stop]
+    summary.update(faults.summary(stats, guest, int(t.size)))
+    summary.update(deadline_stats(t, lat, t0, t_end))
     over = guest_overload(t[base], lat[base])
     summary["guest_overloaded"] = over is not None
     if over is not None:

@@ -73,3 +73,75 @@ def test_oracle_holds_in_random_scenarios(over):
     if s["snapshot_broken"]:
         assert not s["oracle_ok"] and not s["backup_completed"] and s["backup_failed"]
         assert s["backup_outcome"] == "snapshot-broken"
+
+
+# --- faults (issue 13 item 3) ------------------------------------------------
+fault_scenario = st.fixed_dictionaries({
+    "backup.scheme": st.sampled_from(["backup", "legacy-backup", "fleecing-push"]),
+    "workload.iops": st.sampled_from([0, 500, 3000]),
+    "disk.size": st.sampled_from(["16MiB", "40MiB"]),
+    "run.seed": st.integers(0, 2**31),
+    "target": st.lists(st.fixed_dictionaries({
+        "kind": st.sampled_from(["outage", "slow", "reset"]),
+        "requests": st.sampled_from(["wait", "fail"]),
+        "at": st.floats(0, 0.4), "duration": st.floats(0.01, 2)}), max_size=2),
+    "free": st.sampled_from([None, "1MiB", "4MiB"]),
+    "thin": st.sampled_from([None, {"extent": "1MiB", "extend-time": ["0.01s", "0.3s"]},
+                             {"extent": "2MiB", "extend-time": "0.1s", "beyond": "fail"}]),
+    "on-cbw-error": st.sampled_from(["break-guest-write", "break-snapshot"]),
+    "cbw-timeout": st.sampled_from([0, "0.05s"]),
+})
+
+
+def _target_faults(ws):
+    out, end = [], -1.0
+    for w in sorted(ws, key=lambda w: w["at"]):
+        if w["at"] <= end:  # windows may not overlap
+            continue
+        f = {"kind": w["kind"], "at": w["at"]}
+        if w["kind"] == "outage":
+            f.update(duration=w["duration"], requests=w["requests"])
+        elif w["kind"] == "slow":
+            f.update(duration=w["duration"], factor=3)
+        out.append(f)
+        end = w["at"] + f.get("duration", 0)
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fault_scenario)
+def test_faults_never_pass_off_a_bad_backup_as_good(f):
+    over = {k: f[k] for k in ("backup.scheme", "workload.iops", "disk.size", "run.seed")}
+    over["faults.target"] = _target_faults(f["target"])
+    if f["backup.scheme"] == "fleecing-push":
+        over["faults.fleecing-device.free"] = f["free"]
+        over["faults.fleecing-device.thin"] = f["thin"]
+        over["backup.on-cbw-error"] = f["on-cbw-error"]
+        over["backup.cbw-timeout"] = f["cbw-timeout"]
+    s = simulate(small(**over)).summary
+    assert s.get("error") is None, s.get("traceback")
+    # Safety: whatever failed, the target holds only t0 content, copied once.
+    assert s["target_wrong_clusters"] == 0 and s["clusters_copied_twice"] == 0
+    # Nothing is lost silently: every failed guest write is counted and logged.
+    assert s["writes_failed"] == s["guest_errors"]
+    if s["guest_errors"]:
+        assert any("guest write failed" in e for e in s["events"])
+    if s["target_errors"]:
+        assert any("target request failed" in e for e in s["events"])
+    # A good backup is the t0 image; anything else is not called one.
+    if s["backup_completed"]:
+        assert s["backup_outcome"] == "complete" and s["oracle_ok"]
+        assert s["oracle_violations"] == 0
+    else:
+        assert not s["oracle_ok"]
+        assert s["backup_outcome"] in ("failed", "snapshot-broken", "unfinished")
+    if s["backup_outcome"] == "failed":
+        assert any("backup job failed" in e for e in s["events"])
+    if s["snapshot_broken"]:
+        assert s["backup_outcome"] == "snapshot-broken" and not s["backup_completed"]
+        assert any("snapshot broken" in e for e in s["events"])
+    # Without a failing fault the backup completes (the guest leaves room).
+    failing = any(w["kind"] == "reset" or w.get("requests") == "fail"
+                  for w in over["faults.target"])
+    if not failing and s["cbw_errors"] == 0 and f["workload.iops"] <= 3000:
+        assert s["backup_completed"]

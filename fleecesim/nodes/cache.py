@@ -40,6 +40,8 @@ class Tier:
         self.capacity = capacity
         self.used = 0
         self.level = Level(env, f"cache.{name}_bytes")
+        self.thin = None      # faults.py: ThinVolume under this tier (issue 13)
+        self.enospc = False   # faults.py: capacity is the device's free space
 
     def room(self) -> int:
         return self.capacity - self.used
@@ -249,6 +251,9 @@ class FleecingCache(Node):
             if i is not None:
                 break
             if not self.wait_for_room:
+                self.stats.cache_full_errors += 1
+                if self.stats.cache_full_errors == 1:
+                    self.stats.events.append((env.now, "fleecing image full (ENOSPC): CBW fails"))
                 return PATH_ERROR
             self.stats.cbw_room_waits += 1
             if self.stats.cbw_room_waits == 1:
@@ -256,6 +261,18 @@ class FleecingCache(Node):
             yield self._room_ev
         tier = self.tiers[i]
         self._adjust(i, need)
+        if tier.thin is not None and not tier.thin.room_for(tier.used):  # issue 13
+            if not tier.thin.wait:  # beyond: fail -- ENOSPC now, the volume still grows
+                self._adjust(i, -need)
+                self.stats.cache_full_errors += 1
+                if not tier.thin.refused:
+                    tier.thin.refused = True
+                    self.stats.events.append((env.now, "thin fleecing volume: write beyond "
+                                                       "the allocation (ENOSPC): CBW fails"))
+                return PATH_ERROR
+            yield from tier.thin.grow_to(tier.used)
+            if self.closed:
+                return PATH_DIRECT
         if self.ram is not None and i != self.ram:  # spilled: RAM had no room
             self.stats.spill_bytes += need
         end = tier.device.submit(env.now, offset, length, True)
@@ -328,6 +345,9 @@ class FleecingCache(Node):
         self.clean = 0
         ev, self._room_ev = self._room_ev, self.env.event()
         ev.succeed()
+        for tier in self.tiers:
+            if tier.thin is not None:
+                tier.thin.release()  # writes waiting for an extension: the image is gone
 
     # -------------------------------------------------------------- flush
     def _maybe_flush(self, now: float | None = None) -> None:

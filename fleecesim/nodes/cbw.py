@@ -234,6 +234,10 @@ class CBWFilter(Node):
         yield proc | timer
         if proc.triggered:
             return proc.value
+        self.stats.cbw_timeouts += 1
+        if self.stats.cbw_timeouts == 1:
+            self.stats.events.append((env.now, f"CBW exceeded cbw-timeout={self.cbw_timeout:g}s: "
+                                               f"it fails (the copy goes on in the background)"))
         return False, 0, False  # the copy goes on in the background; the write gives up
 
     def break_snapshot(self) -> None:
@@ -243,7 +247,8 @@ class CBWFilter(Node):
             self.active = False
             self.stats.snapshot_broken = True
             self.stats.snapshot_broken_at = self.env.now
-            self.stats.events.append((self.env.now, "snapshot broken"))
+            self.stats.events.append((self.env.now, "snapshot broken (on-cbw-error=break-snapshot):"
+                                                     " the guest goes on, the backup fails"))
 
     def deactivate(self) -> None:
         """The filter is removed from the graph (the backup ended)."""

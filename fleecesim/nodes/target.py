@@ -5,7 +5,7 @@ from collections import deque
 
 import numpy as np
 
-from ..metrics import PATH_DIRECT
+from ..metrics import PATH_DIRECT, PATH_ERROR
 from .base import REQ_CBW, REQ_ZERO, Node
 
 UNWRITTEN = np.uint32(0xFFFFFFFF)
@@ -51,6 +51,8 @@ class BackupTarget(Node):
         self._slots = device.slots
         self._outstanding = 0
         self._waiting = (deque(), deque())  # copy-before-write first, then the job
+        # faults.py: a FaultyDevice says whether each request failed (EIO)
+        self._faulty = getattr(device, "faulty", False)
 
     def write(self, offset, length, data=None, flags=0):
         env = self.env
@@ -58,9 +60,12 @@ class BackupTarget(Node):
         if self.cbw_priority:
             yield from self._take_slot(bool(flags & REQ_CBW), offset, length)
         end = self.device.submit(env.now, offset, 0 if zero else length, True)
+        failed = self._faulty and self.device.failed
         yield env.timeout(end - env.now)
         if self.cbw_priority:
             self._release_slot()
+        if failed:
+            return PATH_ERROR  # nothing landed
         self.store(offset, length, data, zero)
         return PATH_DIRECT
 
