@@ -161,17 +161,24 @@ def _available_memory() -> int | None:
 
 
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
-             keep_arrays: bool = False, source=None) -> Result:
+             keep_arrays: bool = False, source=None, analytic: bool | None = None) -> Result:
     """Run a config that names one scheme. Never raises for model errors: the
     exception text goes into the summary. ``source``: an iterable of
     RECORD_DTYPE chunks to replay instead of the config's workload (e.g. the
-    exact request list a real-QEMU run used)."""
+    exact request list a real-QEMU run used).
+
+    ``fast_path=False`` is the reference engine: every guest request through
+    the nodes' generators in a process of its own, every copy task a process.
+    ``analytic`` (default: ``fast_path``) chooses the copy engine alone:
+    copies and slow guest requests as callbacks on device completions
+    (issue 12) or as processes."""
     wall0 = time.perf_counter()
     name = name or cfg.scheme
     summary = {"name": name, "scheme": cfg.scheme, "seed": cfg.run.seed,
                "fleecesim_version": __version__}
     try:
-        res = _simulate(cfg, name, summary, fast_path, keep_arrays, source)
+        res = _simulate(cfg, name, summary, fast_path, keep_arrays, source,
+                        fast_path if analytic is None else analytic)
     except UserError as e:  # bad input (e.g. a malformed trace line): one clear line
         summary["error"] = str(e)
         summary["input_error"] = True
@@ -187,9 +194,12 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     return res
 
 
-def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
+def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic) -> Result:
     check_fits(cfg)
     env = simpy.Environment()
+    # The copy engine (read by BlockCopy and the guest driver): copies and slow
+    # guest requests as callbacks on device completions, or as processes.
+    env.analytic = analytic
     cs = cfg.unit  # per-cluster arrays; each copy has its own granularity (a multiple)
     size = cfg.disk.size
     n = -(-size // cs)
@@ -205,7 +215,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     graph = build(cfg.scheme, ctx)
     rec = Recorder()
     guest = GuestDriver(env, graph, source if source is not None else make_source(cfg), rec, iodepth=cfg.workload.iodepth,
-                        fast_path=fast_path, max_inflight=cfg.workload.max_inflight)
+                        fast_path=fast_path, max_inflight=cfg.workload.max_inflight,
+                        processes=not analytic)
     guest.start()
 
     if cfg.run.warmup > 0:

@@ -272,6 +272,68 @@ class FleecingCache(Node):
         self.stats.local_write_bytes += length
         return PATH_DIRECT
 
+    def write_at(self, offset, length, data=None, flags=0):
+        env = self.env
+        c0, c1 = self.clusters(offset, length)
+        if flags & REQ_UNNECESSARY:
+            return None
+        if (self.where[c0:c1] != NOT_CACHED).any():
+            self.drop(c0, c1)
+        if flags & REQ_ZERO:
+            self.where[c0:c1] = ZERO
+            self.gen[c0:c1] = data
+            self.changed[c0:c1] = True
+            return None, lambda: PATH_DIRECT
+        if self.closed:
+            return None, lambda: PATH_DIRECT
+        need = (c1 - c0) * self.cs
+        i = self._place(need)  # evicts only when it returns a tier
+        if i is None:
+            if self.wait_for_room:
+                return None  # the generator waits for room
+            return None, lambda: PATH_ERROR
+        tier = self.tiers[i]
+        self._adjust(i, need)
+        if self.ram is not None and i != self.ram:
+            self.stats.spill_bytes += need
+        end = tier.device.submit(env.now, offset, length, True)
+
+        def finish():
+            if self.closed:
+                return PATH_DIRECT
+            self._stored(c0, c1, i, data, length)
+            return PATH_DIRECT
+        return end, finish
+
+    def _stored(self, c0, c1, i, data, length) -> None:
+        """CBW data has landed in tier ``i``."""
+        if c1 - c0 == 1:
+            self.where[c0] = i
+            self.gen[c0] = data[0] if data is not None else 0
+            self.changed[c0] = True
+        else:
+            self.where[c0:c1] = i
+            self.gen[c0:c1] = data
+            self.changed[c0:c1] = True
+        if i == self.ram:
+            self._ring_push(np.arange(c0, c1, dtype=np.int64))
+            self._maybe_flush()
+        self.version += 1
+        self.stats.local_write_bytes += length
+
+    def read_at(self, offset, length):
+        env = self.env
+        c0, c1 = self.clusters(offset, length)
+        w = self.where[c0:c1]
+        data = self.gen[c0:c1].copy()
+        end = env.now
+        for i, tier in enumerate(self.tiers):
+            k = int((w == i).sum())
+            if k:
+                end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
+        self.stats.local_read_bytes += int(((w != ZERO) & (w != NOT_CACHED)).sum()) * self.cs
+        return (end if end > env.now else None), lambda: data
+
     def read(self, offset, length, flags=0):
         env = self.env
         c0, c1 = self.clusters(offset, length)

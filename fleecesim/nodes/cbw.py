@@ -267,8 +267,9 @@ class CBWFilter(Node):
                 fr[c] = k
             else:
                 del fr[c]
-        ev, self._unfrozen = self._unfrozen, self.env.event()
-        ev.succeed()
+        if self._unfrozen.callbacks:  # someone waits (an event nobody waits on is a cost)
+            ev, self._unfrozen = self._unfrozen, self.env.event()
+            ev.succeed()
 
     def _cached(self, c0, c1) -> np.ndarray:
         if self.cache is None:
@@ -318,6 +319,41 @@ class CBWFilter(Node):
             for a, b in _runs(np.flatnonzero(cached) + c0):
                 data[a - c0:b - c0] = yield from self.cache.read(a * cs, (b - a) * cs)
         if self.broken:  # broke while we read: in-flight snapshot requests fail too
+            self.stats.snapshot_read_errors += 1
+            return None
+        return data
+
+    def snapshot_read_at(self, offset, length):
+        """Analytic twin of ``snapshot_read`` (nodes/base.py: read_at) when the
+        range is all on the active disk or all in the cache; else None."""
+        c0, c1 = self.clusters(offset, length)
+        if self.broken or (self.access is not None and not self.access[c0:c1].all()):
+            return None  # the generator counts the refusal
+        cached = self._cached(c0, c1)
+        if not cached.any():
+            r = self.file.read_at(offset, length)
+            if r is None:
+                return None
+            end, fin = r
+            cl = range(c0, c1)
+            self._freeze(cl)
+
+            def finish():
+                data = fin()
+                self._thaw(cl)
+                self.stats.source_read_bytes += length
+                return self._unless_broken(data)
+            return end, finish
+        if cached.all():
+            r = self.cache.read_at(offset, length)
+            if r is None:
+                return None
+            end, fin = r
+            return end, lambda: self._unless_broken(fin())
+        return None
+
+    def _unless_broken(self, data):
+        if self.broken:
             self.stats.snapshot_read_errors += 1
             return None
         return data

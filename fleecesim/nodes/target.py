@@ -64,6 +64,17 @@ class BackupTarget(Node):
         self.store(offset, length, data, zero)
         return PATH_DIRECT
 
+    def write_at(self, offset, length, data=None, flags=0):
+        if self.cbw_priority:  # may wait for a slot in this node's own queue
+            return None
+        zero = bool(flags & REQ_ZERO)
+        end = self.device.submit(self.env.now, offset, 0 if zero else length, True)
+
+        def finish():
+            self.store(offset, length, data, zero)
+            return PATH_DIRECT
+        return end, finish
+
     def store(self, offset, length, data, zero: bool = False) -> None:
         """Record what landed (also called by a source that copied here by
         copy offload, which used this node's device itself)."""

@@ -10,18 +10,23 @@ from __future__ import annotations
 from heapq import heappop, heappush
 
 from ..metrics import PATH_DIRECT
+from ..nodes.base import drive
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
 
 class GuestDriver:
     def __init__(self, env, graph, source, recorder, *, iodepth: int | None = None,
-                 fast_path: bool = True, max_inflight: int | None = None):
+                 fast_path: bool = True, max_inflight: int | None = None,
+                 processes: bool = False):
         self.env = env
         self.graph = graph      # has .top: the guest-facing node (schemes swap it)
         self.source = source
         self.rec = recorder
         self.iodepth = iodepth
         self.fast_path = fast_path
+        # a slow-path request in a process of its own (the reference engine),
+        # or its generator driven without one (nodes/base.py: drive)
+        self.processes = processes
         self.issued = 0
         self.stopped = False
         self.max_inflight = max_inflight  # open loop: cap on requests outstanding
@@ -74,7 +79,10 @@ class GuestDriver:
             else:
                 if now > env.now:
                     yield env.timeout(now - env.now)
-                env.process(self._slow(op, off, ln))
+                if self.processes:
+                    env.process(self._slow(op, off, ln))
+                else:  # the same generator, without a process (nodes/base.py)
+                    drive(self._slow(op, off, ln), _ignore)
 
     def _closed(self, it):
         env = self.env
@@ -155,7 +163,10 @@ class GuestDriver:
                 if now > env.now:
                     yield env.timeout(now - env.now)
                 self.slow_inflight += 1
-                env.process(self._slow_limited(t, op, off, ln))
+                if self.processes:
+                    env.process(self._slow_limited(t, op, off, ln))
+                else:
+                    drive(self._slow_limited(t, op, off, ln), _ignore)
 
     def _slow_limited(self, arrival, op, off, ln):
         """A slow-path request holding a slot; latency counts from ``arrival``
@@ -165,3 +176,7 @@ class GuestDriver:
         self.slow_inflight -= 1
         if self._freed is not None and not self._freed.triggered:
             self._freed.succeed()
+
+
+def _ignore(_value):
+    pass
