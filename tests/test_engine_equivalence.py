@@ -8,9 +8,10 @@ at the same simulated times and in the same order: the analytic engine keeps
 the reference's order of events (a generator it cannot replace runs through
 ``nodes.base.drive`` exactly as a process would; joins stay joins of one
 event per task). So every count must be equal and every time equal up to
-float rounding: times are compared with a relative tolerance of 1e-9 (the
-same device arithmetic gives the same floats; the bound only absorbs
-summation order). The data oracle must hold on both.
+rounding: times are compared with a relative tolerance of 1e-6, because
+latencies are recorded as float32 (7 significant digits) and a mean sums
+them in record order, which differs where one engine records a request at
+issue and the other at completion. The data oracle must hold on both.
 
 The guest fast path (``fast_path``, older than issue 12) is held the same in
 that comparison: against the generator path it is exact only without the
@@ -40,11 +41,11 @@ def assert_same(a: dict, b: dict) -> None:
         va, vb = a[k], b[k]
         if isinstance(va, float) and isinstance(vb, float):
             assert va == vb or (math.isnan(va) and math.isnan(vb)) or \
-                math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12), (k, va, vb)
+                math.isclose(va, vb, rel_tol=1e-6, abs_tol=1e-12), (k, va, vb)
         elif isinstance(va, dict):
             assert va.keys() == vb.keys(), k
             for kk in va:
-                assert math.isclose(va[kk], vb[kk], rel_tol=1e-9, abs_tol=1e-12), (k, kk)
+                assert math.isclose(va[kk], vb[kk], rel_tol=1e-6, abs_tol=1e-12), (k, kk)
         else:
             assert va == vb, (k, va, vb)
 

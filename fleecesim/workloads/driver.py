@@ -33,6 +33,9 @@ class GuestDriver:
         self.slow_inflight = 0  # max_inflight: slow-path requests holding a slot
         self._ends: list[float] = []  # max_inflight: end times of fast-path ones
         self._freed = None  # max_inflight: fires when a slow-path request ends
+        # progress(now): called every PROGRESS_EVERY requests (a progress bar);
+        # no events of its own, so it cannot change what the run does
+        self.progress = None
 
     def start(self):
         if self.iodepth:
@@ -46,6 +49,8 @@ class GuestDriver:
 
     def _records(self):
         for chunk in self.source:
+            if self.progress is not None:
+                self.progress(self.env.now)
             yield from zip(chunk["time"].tolist(), chunk["op"].tolist(),
                            chunk["offset"].tolist(), chunk["length"].tolist())
 
