@@ -31,21 +31,29 @@ BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 1
 class CopyTask:
     """A claimed copy in flight (the 4th element of a claimed task tuple).
     Its completion event is made only when someone waits for it: most copies
-    nobody waits on, and an event nobody waits on still costs a scheduling."""
+    nobody waits on, and an event nobody waits on still costs a scheduling.
+    Asked for after the copy ended, it is an event already processed, as the
+    event made at claim time would be by then."""
 
-    __slots__ = ("env", "ev", "urgent")
+    __slots__ = ("env", "ev", "urgent", "result")
 
     def __init__(self, env):
         self.env = env
         self.ev = None
         self.urgent = False  # a guest write waits for it: its target write goes as REQ_CBW
+        self.result = None   # True/False once it ended
 
     def event(self):
         if self.ev is None:
-            self.ev = self.env.event()
+            self.ev = ev = self.env.event()
+            if self.result is not None:
+                ev._ok = True
+                ev._value = self.result
+                ev.callbacks = None  # processed
         return self.ev
 
     def fire(self, ok: bool) -> None:
+        self.result = ok
         if self.ev is not None:
             self.ev.succeed(ok)
 
