@@ -152,6 +152,10 @@ class BlockCopy:
             self.remaining -= 1
             return [(c0, c1, z, ev)]
         sub = self.needed[c0:c1]
+        if k == 1 and c1 - c0 <= self.chunk and sub.all():
+            # The job's common case: a whole run of needed clusters, one chunk
+            # at most (split only where block status changes).
+            return self._claim_run(c0, c1)
         idx = np.flatnonzero(sub)
         if idx.size == 0:
             return []
@@ -194,6 +198,31 @@ class BlockCopy:
             if t is not None and t not in mine and t not in ts:
                 ts.append(t)
         return ts
+
+    def _claim_run(self, c0: int, c1: int) -> list:
+        """claim() of [c0, c1), all needed, at most one chunk long."""
+        if self.zero_detect == "block-status":
+            zm = self.source.zero_map(c0, c1)
+            z0 = bool(zm[0])
+            mixed = bool(zm.any()) if not z0 else not bool(zm.all())
+        else:
+            z0, mixed = False, False
+        if mixed:  # runs of one kind each, as claim() splits them
+            brk = [0] + (np.flatnonzero(zm[1:] != zm[:-1]) + 1).tolist() + [c1 - c0]
+            runs = [(c0 + a, c0 + b, bool(zm[a])) for a, b in zip(brk, brk[1:])]
+        else:
+            runs = [(c0, c1, z0)]
+        tasks = []
+        infl = self.inflight
+        env = self.env
+        for a, b, z in runs:
+            ev = CopyTask(env)
+            for c in range(a, b):
+                infl[c] = ev
+            tasks.append((a, b, z, ev))
+        self.needed[c0:c1] = False
+        self.remaining -= c1 - c0
+        return tasks
 
     def waits_in(self, c0: int, c1: int, mine=()) -> list:
         """Events of copies in flight in [c0, c1) that this caller did not start."""
