@@ -27,6 +27,14 @@ from ..nodes.base import REQ_CBW, REQ_ZERO, at, drive
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
 
+# np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
+# clusters (no ufunc reduction machinery); the same answers.
+cnz = np.count_nonzero
+
+
+def _all(m) -> bool:
+    return cnz(m) == len(m)
+
 
 class CopyTask:
     """A claimed copy in flight (the 4th element of a claimed task tuple).
@@ -106,7 +114,7 @@ class BlockCopy:
         if c1 - c0 == 1:
             if nd[c0]:
                 return True
-        elif nd[c0:c1].any():
+        elif cnz(nd[c0:c1]):
             return True
         if self.inflight:
             infl = self.inflight
@@ -117,6 +125,8 @@ class BlockCopy:
         """First cluster >= start whose bit is set, or -1."""
         nd = self.needed
         n = self.n
+        if start < n and nd[start]:
+            return start
         while start < n:
             seg = nd[start:start + window]
             i = int(seg.argmax())
@@ -129,7 +139,7 @@ class BlockCopy:
     def run_end(self, c0: int, max_clusters: int) -> int:
         """End of the run of set bits starting at c0, at most max_clusters long."""
         seg = self.needed[c0:c0 + max_clusters]
-        if seg.all():
+        if cnz(seg) == len(seg):
             return c0 + len(seg)
         return c0 + int(seg.argmin())
 
@@ -152,7 +162,7 @@ class BlockCopy:
             self.remaining -= 1
             return [(c0, c1, z, ev)]
         sub = self.needed[c0:c1]
-        if k == 1 and c1 - c0 <= self.chunk and sub.all():
+        if k == 1 and c1 - c0 <= self.chunk and len(sub) == c1 - c0 and cnz(sub) == c1 - c0:
             # The job's common case: a whole run of needed clusters, one chunk
             # at most (split only where block status changes).
             return self._claim_run(c0, c1)
@@ -204,7 +214,8 @@ class BlockCopy:
         if self.zero_detect == "block-status":
             zm = self.source.zero_map(c0, c1)
             z0 = bool(zm[0])
-            mixed = bool(zm.any()) if not z0 else not bool(zm.all())
+            nz = cnz(zm)
+            mixed = 0 < nz < len(zm)
         else:
             z0, mixed = False, False
         if mixed:  # runs of one kind each, as claim() splits them
@@ -261,7 +272,7 @@ class BlockCopy:
                 ok = False
             elif self.count_source_reads:
                 self.stats.source_read_bytes += ln
-        if ok and (zero or (self.zero_detect == "buffer" and self.source.zero_map(a, b).all())):
+        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
             flags |= REQ_ZERO
         if ok and not offloaded:
             if ev.urgent:
@@ -338,7 +349,7 @@ class BlockCopy:
                 ok = False
             elif self.count_source_reads:
                 self.stats.source_read_bytes += ln
-        if ok and (zero or (self.zero_detect == "buffer" and self.source.zero_map(a, b).all())):
+        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
             flags |= REQ_ZERO
         if ok and not offloaded:
             if ev.urgent:

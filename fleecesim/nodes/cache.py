@@ -31,6 +31,10 @@ NOT_CACHED = -1
 ZERO = 127  # saved as zeroes: metadata only, no space, no data I/O
 FLUSH_BATCH = 16  # clusters the flush moves per step
 
+# np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
+# clusters (no ufunc reduction machinery); the same answers.
+cnz = np.count_nonzero
+
 
 class Tier:
     def __init__(self, env, name: str, device, capacity: int, kind: str | None = None):
@@ -234,7 +238,7 @@ class FleecingCache(Node):
             self.admit(c0, c1, np.ones(c1 - c0, dtype=bool), np.broadcast_to(
                 np.asarray(data if data is not None else 0, dtype=np.uint32), (c1 - c0,)))
             return PATH_DIRECT
-        if (self.where[c0:c1] != NOT_CACHED).any():
+        if cnz(self.where[c0:c1] != NOT_CACHED):
             self.drop(c0, c1)  # overwritten (not expected for CBW: bits are claimed once)
         if flags & REQ_ZERO:
             self.where[c0:c1] = ZERO
@@ -277,7 +281,7 @@ class FleecingCache(Node):
         c0, c1 = self.clusters(offset, length)
         if flags & REQ_UNNECESSARY:
             return None
-        if (self.where[c0:c1] != NOT_CACHED).any():
+        if cnz(self.where[c0:c1] != NOT_CACHED):
             self.drop(c0, c1)
         if flags & REQ_ZERO:
             self.where[c0:c1] = ZERO
@@ -328,10 +332,10 @@ class FleecingCache(Node):
         data = self.gen[c0:c1].copy()
         end = env.now
         for i, tier in enumerate(self.tiers):
-            k = int((w == i).sum())
+            k = int(cnz(w == i))
             if k:
                 end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
-        self.stats.local_read_bytes += int(((w != ZERO) & (w != NOT_CACHED)).sum()) * self.cs
+        self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
         return (end if end > env.now else None), lambda: data
 
     def read(self, offset, length, flags=0):
@@ -341,10 +345,10 @@ class FleecingCache(Node):
         data = self.gen[c0:c1].copy()  # captured now: the content cannot change under us
         end = env.now
         for i, tier in enumerate(self.tiers):
-            k = int((w == i).sum())
+            k = int(cnz(w == i))
             if k:
                 end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
-        self.stats.local_read_bytes += int(((w != ZERO) & (w != NOT_CACHED)).sum()) * self.cs
+        self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
         if end > env.now:
             yield env.timeout(end - env.now)
         return data

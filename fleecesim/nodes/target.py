@@ -79,8 +79,12 @@ class BackupTarget(Node):
         """Record what landed (also called by a source that copied here by
         copy offload, which used this node's device itself)."""
         c0, c1 = self.clusters(offset, length)
-        self.gen[c0:c1] = data
-        self.copies[c0:c1] += 1
+        if c1 - c0 == 1 and isinstance(data, np.ndarray) and data.shape == (1,):
+            self.gen[c0] = data[0]
+            self.copies[c0] += 1
+        else:
+            self.gen[c0:c1] = data
+            self.copies[c0:c1] += 1
         if zero:
             self.stats.target_zero_bytes += length
         else:
