@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress lines or bar on stderr")
     r.add_argument("--no-save", action="store_true", help="do not write results files")
     r.add_argument("--no-fast-path", action="store_true",
-                   help="route every guest request through the generator path (reference)")
+                   help="the reference engine: every guest request through the generator "
+                        "path, a process per slow request and per copy task")
     r.set_defaults(func=cmd_run)
     _optional_subcommands(sub)
     return p
