@@ -5,11 +5,17 @@ shortened), guest requests per wall second, bare `env.timeout` events per second
 measured in the same process, and their ratio (target >= 0.3). Repeats and
 quotes medians.
 
-    python benchmarks/bench_sim.py [--repeat 5]
+    python benchmarks/bench_sim.py [--repeat 5] [--size 64GiB] [--engine reference]
+    python benchmarks/bench_sim.py --events     # SimPy events per guest I/O, by kind
+
+``--size 64GiB`` is the reference config unshortened (issue 12's P2: wall time
+per scheme). ``--engine reference`` measures the process-per-task engine
+(``fast_path=False``) for comparison.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import time
 from pathlib import Path
@@ -35,20 +41,48 @@ def bare_timeouts(n: int = 1_000_000) -> float:
     return n / (time.perf_counter() - t)
 
 
-def guest_rate(scheme: str, size: str, extra=()) -> tuple[float, int]:
+def guest_rate(scheme: str, size: str, extra=(), fast: bool = True) -> tuple[float, int, float]:
     cfg = load_config(REF, [f"backup.scheme={scheme}", f"disk.size={size}", "run.warmup=5s",
                             *extra])
     t = time.perf_counter()
-    s = simulate(cfg).summary
+    s = simulate(cfg, fast_path=fast).summary
     wall = time.perf_counter() - t
-    return s["guest_ios"] / wall, s["guest_ios"]
+    assert s["oracle_ok"] or scheme == "none", s.get("error")
+    return s["guest_ios"] / wall, s["guest_ios"], wall
+
+
+def count_events(scheme: str, size: str, fast: bool) -> None:
+    """Scheduled SimPy events by kind for one run, and per guest I/O."""
+    counts = collections.Counter()
+    orig = simpy.Environment.schedule
+
+    def schedule(self, event, priority=1, delay=0):
+        counts[type(event).__name__] += 1
+        return orig(self, event, priority, delay)
+    simpy.Environment.schedule = schedule
+    try:
+        cfg = load_config(REF, [f"backup.scheme={scheme}", f"disk.size={size}"])
+        s = simulate(cfg, fast_path=fast).summary
+    finally:
+        simpy.Environment.schedule = orig
+    n = sum(counts.values())
+    kinds = ", ".join(f"{k} {v:,}" for k, v in counts.most_common())
+    print(f"{scheme:14s} {'fast' if fast else 'reference':9s} {size}: {n:,} events for "
+          f"{s['guest_ios']:,} guest I/Os = {n / s['guest_ios']:.2f} per I/O ({kinds})")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--size", default="16GiB", help="disk size of the reference run")
+    ap.add_argument("--engine", choices=("fast", "reference"), default="fast")
+    ap.add_argument("--events", action="store_true", help="count events instead of timing")
     args = ap.parse_args()
+    fast = args.engine == "fast"
+    if args.events:
+        for scheme in ("fleecing-push", "legacy-backup"):
+            count_events(scheme, args.size, fast)
+        return
     bare = [bare_timeouts() for _ in range(args.repeat)]
     b = statistics.median(bare)
     print(f"bare SimPy timeouts/s: median {b:,.0f}  (runs: {', '.join(f'{x:,.0f}' for x in bare)})")
@@ -57,13 +91,15 @@ def main():
              # The guest path alone: no backup events to interleave with.
              ("none", "50k IOPS, 20 s", ("workload.iops=50000", "run.warmup=20s"))]
     for scheme, what, extra in cases:
-        rates = []
+        rates, walls = [], []
         for _ in range(args.repeat):
-            r, n = guest_rate(scheme, args.size, extra)
+            r, n, w = guest_rate(scheme, args.size, extra, fast)
             rates.append(r)
+            walls.append(w)
         m = statistics.median(rates)
         print(f"{scheme:14s} {what:20s} guest I/Os per wall s: median {m:,.0f} over {n:,} I/Os "
-              f"-> ratio {m / b:.2f}  (runs: {', '.join(f'{x:,.0f}' for x in rates)})")
+              f"-> ratio {m / b:.2f}; wall median {statistics.median(walls):.2f}s  "
+              f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 def cmd_run(args) -> int:
     from .config import load_config, variants
     from .report import table
-    from .run import simulate
+    from .run import simulate, want_progress
     from .store import to_json, write_run
 
     from .run import check_fits
@@ -40,7 +40,8 @@ def cmd_run(args) -> int:
     for name, c in runs:
         if not args.json and not args.quiet:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-        r = simulate(c, name, fast_path=not args.no_fast_path)
+        r = simulate(c, name, fast_path=not args.no_fast_path,
+                     progress=not args.json and not args.quiet and want_progress())
         if r.summary.get("input_error"):
             raise UserError(r.summary["error"])  # before anything is written
         results.append(r)
@@ -146,10 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR",
                    help="results go to DIR/<config name>/ (default DIR: results)")
     r.add_argument("--json", action="store_true", help="print only a JSON list of summaries")
-    r.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    r.add_argument("--quiet", action="store_true", help="no progress lines or bar on stderr")
     r.add_argument("--no-save", action="store_true", help="do not write results files")
     r.add_argument("--no-fast-path", action="store_true",
-                   help="route every guest request through the generator path (reference)")
+                   help="the reference engine: every guest request through the generator "
+                        "path, a process per slow request and per copy task")
     r.set_defaults(func=cmd_run)
     _optional_subcommands(sub)
     return p

@@ -81,6 +81,10 @@ HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flu
 STALL_OVERALL = {"longest_stall_overall_s", "longest_stall_overall_at_s"}
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+
+
 def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
     rows = list(rows or ROWS) + [(k, k, str) for k in extra]
     rows = [r for r in rows if any(r[0] in s for s in summaries)]
@@ -93,6 +97,8 @@ def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
             r[0] not in HIDE_WHEN_ZERO or any(s.get(r[0]) for s in summaries))]
     if not any(s.get("guest_requests_over_1s_overall") for s in summaries):
         rows = [r for r in rows if r[0] not in STALL_OVERALL]
+    if not any(_number(s.get("longest_stall_s")) for s in summaries):  # an idle guest
+        rows = [r for r in rows if r[0] not in ("longest_stall_s", "longest_stall_at_s")]
     if len(summaries) > WIDE_MAX:
         return _long_table(summaries, rows)
     header = [""] + [s.get("name", "?") for s in summaries]

@@ -7,6 +7,8 @@ runs every variant of a config on the same guest workload (same seed).
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -162,18 +164,63 @@ def _available_memory() -> int | None:
     return None
 
 
+class Progress:
+    """A progress bar over simulated time (tqdm, on stderr), with the phase
+    and how much of the backup is copied. Updated by the guest driver between
+    request chunks: it adds no events, so it cannot change a run."""
+
+    def __init__(self, name: str):
+        from tqdm import tqdm
+        self.bar = tqdm(desc=name, unit=" sim-s", total=None, leave=False, file=sys.stderr,
+                        dynamic_ncols=True, bar_format="{desc}: {n:.0f} simulated s "
+                        "[{elapsed}, {rate_fmt}]{postfix}")
+        self.phase = "warm-up"
+        self.copier = None
+        self.total = 0
+
+    def backup(self, copier) -> None:
+        self.phase = "backup"
+        self.copier = copier
+        self.total = copier.remaining if copier is not None else 0
+
+    def __call__(self, now: float) -> None:
+        post = self.phase
+        if self.phase == "backup" and self.copier is not None and self.total:
+            post += f" {100 * (1 - self.copier.remaining / self.total):.0f}% copied"
+        self.bar.set_postfix_str(post, refresh=False)
+        self.bar.update(now - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def want_progress() -> bool:
+    """A bar only for a person at a terminal: not in CI, not into a pipe."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
-             keep_arrays: bool = False, source=None) -> Result:
+             keep_arrays: bool = False, source=None, analytic: bool | None = None,
+             progress: bool = False) -> Result:
     """Run a config that names one scheme. Never raises for model errors: the
     exception text goes into the summary. ``source``: an iterable of
     RECORD_DTYPE chunks to replay instead of the config's workload (e.g. the
-    exact request list a real-QEMU run used)."""
+    exact request list a real-QEMU run used).
+
+    ``fast_path=False`` is the reference engine: every guest request through
+    the nodes' generators in a process of its own, every copy task a process.
+    ``analytic`` (default: ``fast_path``) chooses the copy engine alone:
+    copies and slow guest requests as callbacks on device completions
+    (issue 12) or as processes. ``progress``: a progress bar on stderr.
+    """
     wall0 = time.perf_counter()
     name = name or cfg.scheme
     summary = {"name": name, "scheme": cfg.scheme, "seed": cfg.run.seed,
                "fleecesim_version": __version__}
+    bar = Progress(name) if progress else None
     try:
-        res = _simulate(cfg, name, summary, fast_path, keep_arrays, source)
+        res = _simulate(cfg, name, summary, fast_path, keep_arrays, source,
+                        fast_path if analytic is None else analytic, bar)
     except UserError as e:  # bad input (e.g. a malformed trace line): one clear line
         summary["error"] = str(e)
         summary["input_error"] = True
@@ -184,14 +231,20 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
         summary["traceback"] = traceback.format_exc()
         summary["oracle_ok"] = False
         res = Result(name, summary, pd.DataFrame(), pd.DataFrame())
+    finally:
+        if bar is not None:
+            bar.close()
     res.summary["wall_time_s"] = time.perf_counter() - wall0
     res.summary["config"] = cfg.dump()
     return res
 
 
-def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
+def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar) -> Result:
     check_fits(cfg)
     env = simpy.Environment()
+    # The copy engine (read by BlockCopy and the guest driver): copies and slow
+    # guest requests as callbacks on device completions, or as processes.
+    env.analytic = analytic
     cs = cfg.unit  # per-cluster arrays; each copy has its own granularity (a multiple)
     size = cfg.disk.size
     n = -(-size // cs)
@@ -211,7 +264,9 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     rec = Recorder()
     guest_source = source if source is not None else make_source(cfg)
     guest = GuestDriver(env, graph, guest_source, rec, iodepth=cfg.workload.iodepth,
-                        fast_path=fast_path, max_inflight=cfg.workload.max_inflight)
+                        fast_path=fast_path, max_inflight=cfg.workload.max_inflight,
+                        processes=not analytic)
+    guest.progress = bar
     guest.start()
 
     if cfg.run.warmup > 0:
@@ -223,6 +278,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     needed = widen(needed_at_t0(cfg, n, cs), cfg.cluster_size // cs)
     mask = needed.copy()
     graph.start(needed)
+    if bar is not None:
+        bar.backup(getattr(graph.job, "copier", None))
     env.run(until=simpy.AnyOf(env, [graph.done, env.timeout(cfg.run.max_time)]))
     completed = graph.done.triggered
     # A broken snapshot fails the backup whatever the job says (QEMU: every
@@ -238,6 +295,8 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source) -> Result:
     # A scheme that commits an overlay down: did the image below get all of it?
     commit_violations = graph.commit_check()
     graph.finish()
+    if bar is not None:
+        bar.phase = "tail"
     if cfg.run.tail > 0:
         env.run(until=t_end + cfg.run.tail)
     guest.stopped = True

@@ -1,6 +1,8 @@
 """The backup job: ``max-workers`` coroutines copying chunks in policy order."""
 from __future__ import annotations
 
+from ..nodes.base import at
+
 
 class BackupJob:
     """Copies every set bit of a BlockCopy's bitmap, in the order a copy-ordering
@@ -34,8 +36,18 @@ class BackupJob:
     def _run(self):
         env = self.env
         while True:
-            procs = [env.process(self._worker()) for _ in range(self.workers)]
-            yield env.all_of(procs)
+            if self.copier.analytic:
+                # Issue 12: workers as callbacks on their copies' completions
+                # (BlockCopy.start_tasks); each worker's stop is one event,
+                # joined as the processes' ends would be.
+                self._stops = [env.event() for _ in range(self.workers)]
+                self._active = 0
+                for _ in range(self.workers):
+                    self._work()
+                yield env.all_of(self._stops)
+            else:
+                procs = [env.process(self._worker()) for _ in range(self.workers)]
+                yield env.all_of(procs)
             yield from self.copier.wait_idle()
             if self.failed or self.copier.remaining == 0:
                 break
@@ -66,3 +78,50 @@ class BackupJob:
                 self.failed = True
                 return
             self.stats.job_copied_bytes += copied
+
+    # --- the analytic worker (issue 12): _worker's loop, resumed by callbacks
+    def _work(self):
+        env = self.env
+        copier = self.copier
+        while not self.failed:
+            if self.speed and self._next_slot > env.now:
+                at(env, self._next_slot, self._work)
+                return
+            run = self.policy.next_run(copier, copier.chunk)
+            if run is None:
+                break
+            c0, c1 = run
+            tasks = copier.claim(c0, c1)
+            if self.speed:
+                nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
+                self._next_slot = max(env.now, self._next_slot) + nbytes / self.speed
+            # Trampoline: tasks that end at once (nothing to wait for) return
+            # here instead of recursing into the next iteration.
+            box = []
+            sync = [True]
+
+            def done(copied, box=box, sync=sync):
+                if sync[0]:
+                    box.append(copied)
+                elif self._account(copied):
+                    self._work()
+                else:
+                    self._worker_stop()
+            copier.start_tasks(tasks, done, self.after_copy)
+            sync[0] = False
+            if not box:
+                return  # continues in done()
+            if not self._account(box[0]):
+                break
+        self._worker_stop()
+
+    def _account(self, copied) -> bool:
+        if copied is None:
+            self.failed = True
+            return False
+        self.stats.job_copied_bytes += copied
+        return True
+
+    def _worker_stop(self):
+        self._stops[self._active].succeed()
+        self._active += 1

@@ -23,9 +23,47 @@ import numpy as np
 
 from ..metrics import PATH_ERROR, Level
 from ..bitmap import widen
-from ..nodes.base import REQ_CBW, REQ_ZERO
+from ..nodes.base import REQ_CBW, REQ_ZERO, at, drive
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
+
+# np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
+# clusters (no ufunc reduction machinery); the same answers.
+cnz = np.count_nonzero
+
+
+def _all(m) -> bool:
+    return cnz(m) == len(m)
+
+
+class CopyTask:
+    """A claimed copy in flight (the 4th element of a claimed task tuple).
+    Its completion event is made only when someone waits for it: most copies
+    nobody waits on, and an event nobody waits on still costs a scheduling.
+    Asked for after the copy ended, it is an event already processed, as the
+    event made at claim time would be by then."""
+
+    __slots__ = ("env", "ev", "urgent", "result")
+
+    def __init__(self, env):
+        self.env = env
+        self.ev = None
+        self.urgent = False  # a guest write waits for it: its target write goes as REQ_CBW
+        self.result = None   # True/False once it ended
+
+    def event(self):
+        if self.ev is None:
+            self.ev = ev = self.env.event()
+            if self.result is not None:
+                ev._ok = True
+                ev._value = self.result
+                ev.callbacks = None  # processed
+        return self.ev
+
+    def fire(self, ok: bool) -> None:
+        self.result = ok
+        if self.ev is not None:
+            self.ev.succeed(ok)
 
 
 class BlockCopy:
@@ -56,8 +94,11 @@ class BlockCopy:
         # source node into the target (block_copy_do_copy: bdrv_co_copy_range)
         # instead of a read into a bounce buffer and a write from it.
         self.copy_range = copy_range
+        # issue 12: copies as callbacks on device completions (start_task)
+        # instead of processes; the run chooses (run.py: simulate(analytic=))
+        self.analytic = getattr(env, "analytic", True)
         self.remaining = int(needed.sum())
-        self.inflight: dict[int, object] = {}   # cluster -> event fired when its copy ends
+        self.inflight: dict[int, CopyTask] = {}   # cluster -> its copy in flight
         self.inflight_level = Level(env, f"{name}.inflight_bytes")
         self.mem_limit = mem_limit
         self.mem_used = 0
@@ -65,9 +106,6 @@ class BlockCopy:
         self._idle_waiters: list = []
         self.copied_bytes = 0
         self.copies = 0
-        # events of claimed copies a guest write waits for: their target write
-        # goes as REQ_CBW (matters only to a target with cbw-priority)
-        self._urgent: set = set()
 
     # ------------------------------------------------------------ queries
     def pending(self, c0: int, c1: int) -> bool:
@@ -76,7 +114,7 @@ class BlockCopy:
         if c1 - c0 == 1:
             if nd[c0]:
                 return True
-        elif nd[c0:c1].any():
+        elif cnz(nd[c0:c1]):
             return True
         if self.inflight:
             infl = self.inflight
@@ -87,6 +125,8 @@ class BlockCopy:
         """First cluster >= start whose bit is set, or -1."""
         nd = self.needed
         n = self.n
+        if start < n and nd[start]:
+            return start
         while start < n:
             seg = nd[start:start + window]
             i = int(seg.argmax())
@@ -99,7 +139,7 @@ class BlockCopy:
     def run_end(self, c0: int, max_clusters: int) -> int:
         """End of the run of set bits starting at c0, at most max_clusters long."""
         seg = self.needed[c0:c0 + max_clusters]
-        if seg.all():
+        if cnz(seg) == len(seg):
             return c0 + len(seg)
         return c0 + int(seg.argmin())
 
@@ -116,12 +156,16 @@ class BlockCopy:
                 return []
             z = bool(self.source.zero_map(c0, c1)[0]) if self.zero_detect == "block-status" \
                 else False
-            ev = self.env.event()
+            ev = CopyTask(self.env)
             self.inflight[c0] = ev
             self.needed[c0] = False
             self.remaining -= 1
             return [(c0, c1, z, ev)]
         sub = self.needed[c0:c1]
+        if k == 1 and c1 - c0 <= self.chunk and len(sub) == c1 - c0 and cnz(sub) == c1 - c0:
+            # The job's common case: a whole run of needed clusters, one chunk
+            # at most (split only where block status changes).
+            return self._claim_run(c0, c1)
         idx = np.flatnonzero(sub)
         if idx.size == 0:
             return []
@@ -143,7 +187,7 @@ class BlockCopy:
             z = bool(zero[start])
             while a < last:
                 b = min(a + self.chunk, last)
-                ev = self.env.event()
+                ev = CopyTask(self.env)
                 for c in range(a, b):
                     self.inflight[c] = ev
                 tasks.append((a, b, z, ev))
@@ -153,16 +197,47 @@ class BlockCopy:
         self.remaining -= idx.size
         return tasks
 
-    def waits_in(self, c0: int, c1: int, mine=()) -> list:
-        """Events of copies in flight in [c0, c1) that this caller did not start."""
+    def tasks_in(self, c0: int, c1: int, mine=()) -> list:
+        """Copies in flight in [c0, c1) that this caller did not start."""
         if not self.inflight:
             return []
-        evs = []
+        ts = []
+        get = self.inflight.get
         for c in range(c0, c1):
-            ev = self.inflight.get(c)
-            if ev is not None and ev not in mine and ev not in evs:
-                evs.append(ev)
-        return evs
+            t = get(c)
+            if t is not None and t not in mine and t not in ts:
+                ts.append(t)
+        return ts
+
+    def _claim_run(self, c0: int, c1: int) -> list:
+        """claim() of [c0, c1), all needed, at most one chunk long."""
+        if self.zero_detect == "block-status":
+            zm = self.source.zero_map(c0, c1)
+            z0 = bool(zm[0])
+            nz = cnz(zm)
+            mixed = 0 < nz < len(zm)
+        else:
+            z0, mixed = False, False
+        if mixed:  # runs of one kind each, as claim() splits them
+            brk = [0] + (np.flatnonzero(zm[1:] != zm[:-1]) + 1).tolist() + [c1 - c0]
+            runs = [(c0 + a, c0 + b, bool(zm[a])) for a, b in zip(brk, brk[1:])]
+        else:
+            runs = [(c0, c1, z0)]
+        tasks = []
+        infl = self.inflight
+        env = self.env
+        for a, b, z in runs:
+            ev = CopyTask(env)
+            for c in range(a, b):
+                infl[c] = ev
+            tasks.append((a, b, z, ev))
+        self.needed[c0:c1] = False
+        self.remaining -= c1 - c0
+        return tasks
+
+    def waits_in(self, c0: int, c1: int, mine=()) -> list:
+        """Events of copies in flight in [c0, c1) that this caller did not start."""
+        return [t.event() for t in self.tasks_in(c0, c1, mine)]
 
     # ------------------------------------------------------------ copying
     def run_task(self, a: int, b: int, zero: bool, ev, flags: int = 0):
@@ -172,13 +247,12 @@ class BlockCopy:
         cs = self.cs
         off = a * cs
         ln = min(b * cs, self.disk_size) - off
-        mem = ln
-        if self.mem_used + mem > self.mem_limit and self.mem_used:
+        if self.mem_used + ln > self.mem_limit and self.mem_used:
             wait = env.event()
-            self._mem_waiters.append((mem, wait))
+            self._mem_waiters.append((ln, wait))
             yield wait
         else:
-            self.mem_used += mem
+            self.mem_used += ln
         self.inflight_level.add(ln)
         ok = True
         offloaded = False
@@ -198,32 +272,126 @@ class BlockCopy:
                 ok = False
             elif self.count_source_reads:
                 self.stats.source_read_bytes += ln
-        if ok and (zero or (self.zero_detect == "buffer" and self.source.zero_map(a, b).all())):
+        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
             flags |= REQ_ZERO
         if ok and not offloaded:
-            if self._urgent and ev in self._urgent:
+            if ev.urgent:
                 flags |= REQ_CBW
             res = yield from self.target.write(off, ln, data, flags)
             ok = res != PATH_ERROR
+        self._task_end(a, b, ev, ln, ok)
+        return ok
+
+    def _task_end(self, a, b, ev, ln, ok) -> None:
         self.inflight_level.add(-ln)
-        self._mem_release(mem)
+        self._mem_release(ln)
         infl = self.inflight
-        for c in range(a, b):
-            if infl.get(c) is ev:
-                del infl[c]
+        if b - a == 1:
+            if infl.get(a) is ev:
+                del infl[a]
+        else:
+            for c in range(a, b):
+                if infl.get(c) is ev:
+                    del infl[c]
         if ok:
             self.copied_bytes += ln
             self.copies += 1
         else:
             self.needed[a:b] = True
             self.remaining += b - a
-        self._urgent.discard(ev)
-        ev.succeed(ok)
+        ev.fire(ok)
         if not infl and self._idle_waiters:
             ws, self._idle_waiters = self._idle_waiters, []
             for w in ws:
                 w.succeed()
-        return ok
+
+    # ------------------------------------------------------------ analytic copying
+    # Issue 12: the same steps as run_task / run_tasks, but each device
+    # completion is one timer callback (nodes' read_at / write_at) instead of a
+    # process resumed through nested generators. A node that cannot submit
+    # analytically right now (a full cache, a target queue, a partly cached
+    # snapshot read, ...) runs its generator without a process (nodes.base.drive).
+    def start_task(self, a: int, b: int, zero: bool, ev, flags: int, done) -> None:
+        """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends."""
+        off = a * self.cs
+        ln = min(b * self.cs, self.disk_size) - off
+        if self.mem_used + ln > self.mem_limit and self.mem_used:
+            wait = self.env.event()
+            self._mem_waiters.append((ln, wait))
+            wait.callbacks.append(
+                lambda _e: self._t_read(a, b, zero, ev, flags, done, off, ln))
+            return
+        self.mem_used += ln
+        self._t_read(a, b, zero, ev, flags, done, off, ln)
+
+    def _t_read(self, a, b, zero, ev, flags, done, off, ln) -> None:
+        self.inflight_level.add(ln)
+        src = self.source
+        if zero:
+            self._t_write(a, b, True, ev, flags, done, off, ln, src.peek(a, b), False)
+        elif self.copy_range:
+            drive(src.copy_range(off, ln, self.target), lambda data: self._t_write(
+                a, b, False, ev, flags, done, off, ln, data, True))
+        else:
+            r = src.read_at(off, ln)
+            if r is None:
+                drive(src.read(off, ln), lambda data: self._t_write(
+                    a, b, False, ev, flags, done, off, ln, data, False))
+            else:
+                end, fin = r
+                at(self.env, end, lambda: self._t_write(
+                    a, b, False, ev, flags, done, off, ln, fin(), False))
+
+    def _t_write(self, a, b, zero, ev, flags, done, off, ln, data, offloaded) -> None:
+        ok = True
+        if not zero:
+            if data is None:
+                ok = False
+            elif self.count_source_reads:
+                self.stats.source_read_bytes += ln
+        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
+            flags |= REQ_ZERO
+        if ok and not offloaded:
+            if ev.urgent:
+                flags |= REQ_CBW
+            tgt = self.target
+            w = tgt.write_at(off, ln, data, flags)
+            if w is None:
+                drive(tgt.write(off, ln, data, flags), lambda res: self._t_done(
+                    a, b, ev, done, ln, res != PATH_ERROR))
+            else:
+                end, fin = w
+                at(self.env, end, lambda: self._t_done(a, b, ev, done, ln, fin() != PATH_ERROR))
+            return
+        self._t_done(a, b, ev, done, ln, ok)
+
+    def _t_done(self, a, b, ev, done, ln, ok) -> None:
+        self._task_end(a, b, ev, ln, ok)
+        done(ok)
+
+    def start_tasks(self, tasks, done, after=None, flags: int = 0) -> None:
+        """``run_tasks`` without a process: the tasks one after the other,
+        ``after(a, b)`` (a generator) after each; ``done(bytes copied or None)``."""
+        cs, size = self.cs, self.disk_size
+
+        def step(i, copied):
+            if i == len(tasks):
+                done(copied)
+                return
+            a, b, z, ev = tasks[i]
+
+            def finished(ok):
+                if not ok:
+                    self.abandon(tasks[i + 1:])
+                    done(None)
+                    return
+                c = copied + min(b * cs, size) - a * cs
+                if after is not None:
+                    drive(after(a, b), lambda _v: step(i + 1, c))
+                else:
+                    step(i + 1, c)
+            self.start_task(a, b, z, ev, flags, finished)
+        step(0, 0)
 
     def run_tasks(self, tasks, after=None, flags: int = 0):
         """Run claimed tasks one after the other; on a failure give back the
@@ -248,8 +416,7 @@ class BlockCopy:
                     del self.inflight[c]
             self.needed[a:b] = True
             self.remaining += b - a
-            self._urgent.discard(ev)
-            ev.succeed(False)
+            ev.fire(False)
 
     def _mem_release(self, n: int) -> None:
         self.mem_used -= n
@@ -273,10 +440,19 @@ class BlockCopy:
         while True:
             tasks = self.claim(c0, c1)
             mine = [t[3] for t in tasks]
-            waits = self.waits_in(c0, c1, mine)
+            waits = self.tasks_in(c0, c1, mine)
             ok = True
             if len(tasks) == 1 or (tasks and not self.parallel):
                 ok = (yield from self.run_tasks(tasks, flags=REQ_CBW)) is not None
+            elif tasks and self.analytic:
+                # No process per task; each task's end is one event, joined as
+                # the processes' ends would be (the same order of events).
+                evs = [env.event() for _ in tasks]
+                join = env.all_of(evs)
+                for t, e in zip(tasks, evs):
+                    self.start_task(*t, REQ_CBW, e.succeed)
+                res = yield join
+                ok = all(res.values())
             elif tasks:
                 procs = [env.process(self.run_task(*t, REQ_CBW)) for t in tasks]
                 res = yield env.all_of(procs)
@@ -289,9 +465,10 @@ class BlockCopy:
                 waited = True
                 # The copies we wait for now hold up a guest write: those not yet
                 # at the target will go as REQ_CBW, those queued there move up.
-                self._urgent.update(waits)
+                for t in waits:
+                    t.urgent = True
                 self.target.promote(c0 * self.cs, (c1 - c0) * self.cs)
-                yield env.all_of(waits)
+                yield env.all_of([t.event() for t in waits])
                 if not self.pending(c0, c1):
                     return True, copied, waited
                 continue  # a copy we waited for failed: try ourselves

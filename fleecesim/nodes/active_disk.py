@@ -67,6 +67,11 @@ class ActiveDisk(Node):
         c0, c1 = self.clusters(offset, length)
         return self.gen[c0:c1].copy()
 
+    def read_at(self, offset, length):
+        end = self.device.submit(self.env.now, offset, length)
+        c0, c1 = self.clusters(offset, length)
+        return end, lambda: self.gen[c0:c1].copy()  # as of completion, as ``read``
+
     def copy_range(self, offset, length, target):
         """Copy offload into ``target`` (a node over a local file): one
         copy_file_range through both devices (devices/host.py: copy_range).

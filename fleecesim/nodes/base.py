@@ -47,6 +47,54 @@ class Node:
         raise NotImplementedError
         yield  # pragma: no cover
 
+    def read_at(self, offset: int, length: int):
+        """Analytic twin of ``read`` (see the end of this module), or None."""
+        return None
+
+    def write_at(self, offset: int, length: int, data=None, flags: int = 0):
+        """Analytic twin of ``write`` (see the end of this module), or None."""
+        return None
+
     def promote(self, offset: int, length: int) -> None:
         """Hint: someone now waits for writes queued here in this range. Only a
         node that keeps its own priority queue acts on it (BackupTarget)."""
+
+
+# --- analytic submission (issue 12) -----------------------------------------
+# A node may also offer ``read_at(offset, length)`` and ``write_at(offset,
+# length, data, flags)``: submit now, without a generator, and return
+# ``(end, finish)`` — ``finish()`` must be called at time ``end`` (or at once,
+# if ``end`` is None: the request took no time and the generator twin would not
+# have yielded) and returns what ``read``/``write`` would have returned. They
+# return None when the request needs the general (generator) path now (it may
+# wait on something other than a device). Copies that nobody waits on run
+# through these with one timer callback per completion instead of a process.
+
+def at(env, end, fn) -> None:
+    """Call ``fn()`` at time ``end`` (now, synchronously, if ``end`` is None)."""
+    if end is None:
+        fn()
+    else:
+        env.timeout(end - env.now).callbacks.append(lambda _ev: fn())
+
+
+def drive(gen, done, ev=None) -> None:
+    """Run generator ``gen`` as a SimPy process would (resumed in the callbacks
+    of the events it yields), but without a process: no Initialize event, no
+    process event at its end; ``done(value)`` is called with its return value."""
+    while True:
+        try:
+            if ev is None:
+                nxt = next(gen)
+            elif ev._ok:
+                nxt = gen.send(ev._value)
+            else:
+                ev._defused = True
+                nxt = gen.throw(ev._value)
+        except StopIteration as e:
+            done(e.value)
+            return
+        if nxt.callbacks is not None:  # not yet processed: continue when it is
+            nxt.callbacks.append(lambda e: drive(gen, done, e))
+            return
+        ev = nxt

@@ -31,6 +31,10 @@ NOT_CACHED = -1
 ZERO = 127  # saved as zeroes: metadata only, no space, no data I/O
 FLUSH_BATCH = 16  # clusters the flush moves per step
 
+# np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
+# clusters (no ufunc reduction machinery); the same answers.
+cnz = np.count_nonzero
+
 
 class Tier:
     def __init__(self, env, name: str, device, capacity: int, kind: str | None = None):
@@ -236,7 +240,7 @@ class FleecingCache(Node):
             self.admit(c0, c1, np.ones(c1 - c0, dtype=bool), np.broadcast_to(
                 np.asarray(data if data is not None else 0, dtype=np.uint32), (c1 - c0,)))
             return PATH_DIRECT
-        if (self.where[c0:c1] != NOT_CACHED).any():
+        if cnz(self.where[c0:c1] != NOT_CACHED):
             self.drop(c0, c1)  # overwritten (not expected for CBW: bits are claimed once)
         if flags & REQ_ZERO:
             self.where[c0:c1] = ZERO
@@ -289,6 +293,68 @@ class FleecingCache(Node):
         self.stats.local_write_bytes += length
         return PATH_DIRECT
 
+    def write_at(self, offset, length, data=None, flags=0):
+        env = self.env
+        c0, c1 = self.clusters(offset, length)
+        if flags & REQ_UNNECESSARY:
+            return None
+        if cnz(self.where[c0:c1] != NOT_CACHED):
+            self.drop(c0, c1)
+        if flags & REQ_ZERO:
+            self.where[c0:c1] = ZERO
+            self.gen[c0:c1] = data
+            self.changed[c0:c1] = True
+            return None, lambda: PATH_DIRECT
+        if self.closed:
+            return None, lambda: PATH_DIRECT
+        need = (c1 - c0) * self.cs
+        i = self._place(need)  # evicts only when it returns a tier
+        if i is None or self.tiers[i].thin is not None:
+            # full (wait for room, or ENOSPC with its event) or a thin volume
+            # that may need to grow: the generator path does all of that
+            return None
+        tier = self.tiers[i]
+        self._adjust(i, need)
+        if self.ram is not None and i != self.ram:
+            self.stats.spill_bytes += need
+        end = tier.device.submit(env.now, offset, length, True)
+
+        def finish():
+            if self.closed:
+                return PATH_DIRECT
+            self._stored(c0, c1, i, data, length)
+            return PATH_DIRECT
+        return end, finish
+
+    def _stored(self, c0, c1, i, data, length) -> None:
+        """CBW data has landed in tier ``i``."""
+        if c1 - c0 == 1:
+            self.where[c0] = i
+            self.gen[c0] = data[0] if data is not None else 0
+            self.changed[c0] = True
+        else:
+            self.where[c0:c1] = i
+            self.gen[c0:c1] = data
+            self.changed[c0:c1] = True
+        if i == self.ram:
+            self._ring_push(np.arange(c0, c1, dtype=np.int64))
+            self._maybe_flush()
+        self.version += 1
+        self.stats.local_write_bytes += length
+
+    def read_at(self, offset, length):
+        env = self.env
+        c0, c1 = self.clusters(offset, length)
+        w = self.where[c0:c1]
+        data = self.gen[c0:c1].copy()
+        end = env.now
+        for i, tier in enumerate(self.tiers):
+            k = int(cnz(w == i))
+            if k:
+                end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
+        self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
+        return (end if end > env.now else None), lambda: data
+
     def read(self, offset, length, flags=0):
         env = self.env
         c0, c1 = self.clusters(offset, length)
@@ -296,10 +362,10 @@ class FleecingCache(Node):
         data = self.gen[c0:c1].copy()  # captured now: the content cannot change under us
         end = env.now
         for i, tier in enumerate(self.tiers):
-            k = int((w == i).sum())
+            k = int(cnz(w == i))
             if k:
                 end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
-        self.stats.local_read_bytes += int(((w != ZERO) & (w != NOT_CACHED)).sum()) * self.cs
+        self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
         if end > env.now:
             yield env.timeout(end - env.now)
         return data

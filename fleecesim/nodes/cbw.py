@@ -28,6 +28,14 @@ from ..metrics import PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT
 from ..workloads.records import OP_DISCARD, OP_READ
 from .base import Node
 
+# np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
+# clusters (no ufunc reduction machinery); the same answers.
+cnz = np.count_nonzero
+
+
+def _all(m) -> bool:
+    return cnz(m) == len(m)
+
 
 class CBWFilter(Node):
     def __init__(self, env, file, copier, stats, cluster_size: int, *, cache=None,
@@ -120,7 +128,7 @@ class CBWFilter(Node):
         if c1 - c0 == 1:
             if not nd[c0] or (self.wanted is not None and not self.wanted[c0]):
                 return None
-        elif not nd[c0:c1].any():
+        elif not cnz(nd[c0:c1]):
             return None
         m = nd[c0:c1] & ~self.cache.cached_mask(c0, c1) & ~self.file.zero_map(c0, c1)
         if self.wanted is not None:
@@ -272,8 +280,9 @@ class CBWFilter(Node):
                 fr[c] = k
             else:
                 del fr[c]
-        ev, self._unfrozen = self._unfrozen, self.env.event()
-        ev.succeed()
+        if self._unfrozen.callbacks:  # someone waits (an event nobody waits on is a cost)
+            ev, self._unfrozen = self._unfrozen, self.env.event()
+            ev.succeed()
 
     def _cached(self, c0, c1) -> np.ndarray:
         if self.cache is None:
@@ -283,14 +292,14 @@ class CBWFilter(Node):
     def snapshot_zero_map(self, c0, c1):
         cached = self._cached(c0, c1)
         z = self.file.zero_map(c0, c1).copy()
-        if cached.any():
+        if cnz(cached):
             z[cached] = self.cache.zero_map(c0, c1)[cached]
         return z
 
     def snapshot_peek(self, c0, c1):
         cached = self._cached(c0, c1)
         g = self.file.peek(c0, c1)
-        if cached.any():
+        if cnz(cached):
             g[cached] = self.cache.peek(c0, c1)[cached]
         return g
 
@@ -299,18 +308,18 @@ class CBWFilter(Node):
         broken or any of the range is not accessible (outside the sync bitmap,
         or discarded by the reader)."""
         c0, c1 = self.clusters(offset, length)
-        if self.broken or (self.access is not None and not self.access[c0:c1].all()):
+        if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
             self.stats.snapshot_read_errors += 1
             return None
         cs = self.cs
         cached = self._cached(c0, c1)
-        if not cached.any():
+        if not cnz(cached):
             cl = range(c0, c1)
             self._freeze(cl)
             data = yield from self.file.read(offset, length)
             self._thaw(cl)
             self.stats.source_read_bytes += length
-        elif cached.all():
+        elif cnz(cached) == len(cached):
             data = yield from self.cache.read(offset, length)
         else:
             data = np.empty(c1 - c0, dtype=np.uint32)
@@ -323,6 +332,41 @@ class CBWFilter(Node):
             for a, b in _runs(np.flatnonzero(cached) + c0):
                 data[a - c0:b - c0] = yield from self.cache.read(a * cs, (b - a) * cs)
         if self.broken:  # broke while we read: in-flight snapshot requests fail too
+            self.stats.snapshot_read_errors += 1
+            return None
+        return data
+
+    def snapshot_read_at(self, offset, length):
+        """Analytic twin of ``snapshot_read`` (nodes/base.py: read_at) when the
+        range is all on the active disk or all in the cache; else None."""
+        c0, c1 = self.clusters(offset, length)
+        if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
+            return None  # the generator counts the refusal
+        cached = self._cached(c0, c1)
+        if not cnz(cached):
+            r = self.file.read_at(offset, length)
+            if r is None:
+                return None
+            end, fin = r
+            cl = range(c0, c1)
+            self._freeze(cl)
+
+            def finish():
+                data = fin()
+                self._thaw(cl)
+                self.stats.source_read_bytes += length
+                return self._unless_broken(data)
+            return end, finish
+        if cnz(cached) == len(cached):
+            r = self.cache.read_at(offset, length)
+            if r is None:
+                return None
+            end, fin = r
+            return end, lambda: self._unless_broken(fin())
+        return None
+
+    def _unless_broken(self, data):
+        if self.broken:
             self.stats.snapshot_read_errors += 1
             return None
         return data
@@ -350,10 +394,17 @@ class CBWFilter(Node):
 
 
 def _runs(idx: np.ndarray):
-    """Contiguous runs [a, b) of a sorted index array."""
-    if idx.size == 0:
+    """Contiguous runs [a, b) of a sorted index array (a chunk's few clusters:
+    a plain loop is cheaper than numpy's per-call cost here)."""
+    lst = idx.tolist()
+    if not lst:
         return []
-    brk = np.flatnonzero(np.diff(idx) != 1) + 1
-    starts = np.concatenate(([0], brk))
-    ends = np.concatenate((brk, [idx.size]))
-    return [(int(idx[s]), int(idx[e - 1]) + 1) for s, e in zip(starts, ends)]
+    runs = []
+    a = prev = lst[0]
+    for c in lst[1:]:
+        if c != prev + 1:
+            runs.append((a, prev + 1))
+            a = c
+        prev = c
+    runs.append((a, prev + 1))
+    return runs

@@ -23,5 +23,8 @@ class SnapshotView(Node):
     def read(self, offset, length, flags=0):
         return (yield from self.cbw.snapshot_read(offset, length))
 
+    def read_at(self, offset, length):
+        return self.cbw.snapshot_read_at(offset, length)
+
     def discard(self, offset, length, flags=0):
         return (yield from self.cbw.snapshot_discard(offset, length))

@@ -69,12 +69,27 @@ class BackupTarget(Node):
         self.store(offset, length, data, zero)
         return PATH_DIRECT
 
+    def write_at(self, offset, length, data=None, flags=0):
+        if self.cbw_priority or self._faulty:  # may wait for a slot in this node's own
+            return None  # queue, or fail (faults.py): the generator path handles both
+        zero = bool(flags & REQ_ZERO)
+        end = self.device.submit(self.env.now, offset, 0 if zero else length, True)
+
+        def finish():
+            self.store(offset, length, data, zero)
+            return PATH_DIRECT
+        return end, finish
+
     def store(self, offset, length, data, zero: bool = False) -> None:
         """Record what landed (also called by a source that copied here by
         copy offload, which used this node's device itself)."""
         c0, c1 = self.clusters(offset, length)
-        self.gen[c0:c1] = data
-        self.copies[c0:c1] += 1
+        if c1 - c0 == 1 and isinstance(data, np.ndarray) and data.shape == (1,):
+            self.gen[c0] = data[0]
+            self.copies[c0] += 1
+        else:
+            self.gen[c0:c1] = data
+            self.copies[c0:c1] += 1
         if zero:
             self.stats.target_zero_bytes += length
         else:

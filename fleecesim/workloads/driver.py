@@ -10,24 +10,32 @@ from __future__ import annotations
 from heapq import heappop, heappush
 
 from ..metrics import PATH_DIRECT
+from ..nodes.base import drive
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
 
 class GuestDriver:
     def __init__(self, env, graph, source, recorder, *, iodepth: int | None = None,
-                 fast_path: bool = True, max_inflight: int | None = None):
+                 fast_path: bool = True, max_inflight: int | None = None,
+                 processes: bool = False):
         self.env = env
         self.graph = graph      # has .top: the guest-facing node (schemes swap it)
         self.source = source
         self.rec = recorder
         self.iodepth = iodepth
         self.fast_path = fast_path
+        # a slow-path request in a process of its own (the reference engine),
+        # or its generator driven without one (nodes/base.py: drive)
+        self.processes = processes
         self.issued = 0
         self.stopped = False
         self.max_inflight = max_inflight  # open loop: cap on requests outstanding
         self.slow_inflight = 0  # max_inflight: slow-path requests holding a slot
         self._ends: list[float] = []  # max_inflight: end times of fast-path ones
         self._freed = None  # max_inflight: fires when a slow-path request ends
+        # progress(now): called every PROGRESS_EVERY requests (a progress bar);
+        # no events of its own, so it cannot change what the run does
+        self.progress = None
 
     def start(self):
         if self.iodepth:
@@ -41,6 +49,8 @@ class GuestDriver:
 
     def _records(self):
         for chunk in self.source:
+            if self.progress is not None:
+                self.progress(self.env.now)
             yield from zip(chunk["time"].tolist(), chunk["op"].tolist(),
                            chunk["offset"].tolist(), chunk["length"].tolist())
 
@@ -74,7 +84,10 @@ class GuestDriver:
             else:
                 if now > env.now:
                     yield env.timeout(now - env.now)
-                env.process(self._slow(op, off, ln))
+                if self.processes:
+                    env.process(self._slow(op, off, ln))
+                else:  # the same generator, without a process (nodes/base.py)
+                    drive(self._slow(op, off, ln), _ignore)
 
     def _closed(self, it):
         env = self.env
@@ -155,7 +168,10 @@ class GuestDriver:
                 if now > env.now:
                     yield env.timeout(now - env.now)
                 self.slow_inflight += 1
-                env.process(self._slow_limited(t, op, off, ln))
+                if self.processes:
+                    env.process(self._slow_limited(t, op, off, ln))
+                else:
+                    drive(self._slow_limited(t, op, off, ln), _ignore)
 
     def _slow_limited(self, arrival, op, off, ln):
         """A slow-path request holding a slot; latency counts from ``arrival``
@@ -165,3 +181,7 @@ class GuestDriver:
         self.slow_inflight -= 1
         if self._freed is not None and not self._freed.triggered:
             self._freed.succeed()
+
+
+def _ignore(_value):
+    pass

@@ -1,0 +1,95 @@
+"""Wall time and peak RSS against disk size (issue 12, P3).
+
+Three scenarios on the reference devices (configs/fleecing-vs-legacy.yaml,
+fleecing-push, NVMe + NBD target), each with a 1k IOPS guest:
+
+* ``full``: a full backup of a disk that is 90 % allocated (the config's own
+  layout);
+* ``sparse``: a disk holding 64 GiB of data, the rest zero (block status finds it);
+* ``incremental``: an incremental backup with 64 GiB dirty.
+
+Each point runs in a subprocess of its own (its peak RSS is its own). A size
+whose dense per-cluster state would not fit is refused up front by
+``run.check_fits``; the table says so with its estimate. Prints a table:
+
+    python benchmarks/bench_scale.py [--sizes 64GiB,256GiB,1TiB] [--timeout 900]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "configs" / "fleecing-vs-legacy.yaml"
+DATA = 64 * 2**30  # the data of the sparse disk and the dirty bytes of the incremental
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from fleecesim.config import load_config
+from fleecesim.run import simulate
+cfg = load_config(sys.argv[2], json.loads(sys.argv[3]))
+t = time.perf_counter()
+s = simulate(cfg).summary
+wall = time.perf_counter() - t
+if s.get("error"):
+    print(json.dumps({"error": s["error"]}))
+    sys.exit(0)
+print(json.dumps({"wall": wall, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "ios": s["guest_ios"], "clusters": s["clusters"], "sim": s["backup_duration_s"],
+                  "ok": s["oracle_ok"], "error": s.get("error")}))
+"""
+
+
+def parse_size(text: str) -> int:
+    from fleecesim.units import parse_size as ps
+    return ps(text)
+
+
+def overrides(scenario: str, size: int) -> list[str]:
+    o = ["backup.scheme=fleecing-push", f"disk.size={size}", "workload.iops=1000",
+         "run.max-time=1000000s"]
+    if scenario == "sparse":
+        o.append(f"disk.allocated={min(1.0, DATA / size)}")
+    elif scenario == "incremental":
+        o += ["backup.sync=incremental", f"backup.incremental.dirty={min(1.0, DATA / size)}"]
+    return o
+
+
+def run_point(scenario: str, size: int, timeout: float) -> dict:
+    cmd = [sys.executable, "-c", CHILD, str(ROOT), str(REF), json.dumps(overrides(scenario, size))]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"over {timeout:.0f}s"}
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="64GiB,256GiB,1TiB,4TiB,16TiB,64TiB")
+    ap.add_argument("--scenarios", default="full,sparse,incremental")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per point")
+    args = ap.parse_args()
+    from fleecesim.units import fmt_size
+    print(f"{'scenario':12s} {'disk':>7s} {'clusters':>12s} {'guest I/Os':>11s} "
+          f"{'backup (sim)':>13s} {'wall':>8s} {'peak RSS':>10s}  oracle")
+    for scenario in args.scenarios.split(","):
+        for text in args.sizes.split(","):
+            size = parse_size(text)
+            r = run_point(scenario, size, args.timeout)
+            if r.get("error"):
+                print(f"{scenario:12s} {fmt_size(size):>7s}  -- {r['error']}", flush=True)
+                continue
+            print(f"{scenario:12s} {fmt_size(size):>7s} {r['clusters']:>12,} {r['ios']:>11,} "
+                  f"{r['sim']:>12.0f}s {r['wall']:>7.1f}s {fmt_size(r['rss']):>10s}  "
+                  f"{r['ok']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
