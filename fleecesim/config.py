@@ -602,6 +602,34 @@ class Variant(Model):
     set: dict[str, Any] = {}
 
 
+# --- issue 13 item 4: many VMs, one target ---------------------------------
+VM_SECTIONS = ("disk", "workload", "backup")
+
+
+class VMSpec(Model):
+    """One VM of a fleet: its own disk, workload and backup (each key given
+    replaces the shared section's key), its backup starting ``start`` seconds
+    after the common warm-up."""
+    name: str
+    start: Seconds = Field(0.0, ge=0)
+    disk: dict[str, Any] = {}
+    workload: dict[str, Any] = {}
+    backup: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v):
+        import re
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", v or ""):
+            raise ValueError(f"expected a plain name (letters, digits, '-', '_'), got {v!r}")
+        return v
+
+
+class FleetSpec(Model):
+    # VM i's backup starts i x stagger (plus its own start) after the warm-up
+    stagger: Seconds = Field(0.0, ge=0)
+
+
 DEFAULT_DEVICES = {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"},
                    "ram": {"preset": "ram"}}
 
@@ -636,6 +664,57 @@ class Config(Model):
     host: HostSpec = HostSpec()
     faults: FaultsSpec = FaultsSpec()
     variants: list[Variant] = []
+    vms: list[VMSpec] = []          # issue 13 item 4: several VMs on shared devices
+    fleet: FleetSpec = FleetSpec()
+
+    def dump(self) -> dict:
+        d = super().dump()
+        if not self.vms:  # a one-VM config dumps (and hashes) as before fleets
+            d.pop("vms", None)
+        if self.fleet == FleetSpec():
+            d.pop("fleet", None)
+        return d
+
+    @model_validator(mode="after")
+    def _vms(self):
+        if not self.vms:
+            if self.fleet != FleetSpec():
+                raise ValueError("fleet.stagger: needs a list of vms")
+            return self
+        names = set()
+        for i, vm in enumerate(self.vms):
+            if vm.name in names:
+                raise ValueError(f"vms[{i}].name: {vm.name!r} is used twice")
+            names.add(vm.name)
+        if self.faults != FaultsSpec():
+            raise ValueError("faults: not supported with vms (a fault is one VM's)")
+        self.vm_configs()  # each VM must be a valid config of its own
+        return self
+
+    def vm_configs(self) -> list[tuple[str, float, "Config"]]:
+        """(name, start delay after warm-up, resolved Config) per VM: the shared
+        sections with the VM's keys over them, devices/run/host shared, and a
+        seed of the VM's own (run.seed and the VM's name), so adding a VM does
+        not change another's requests."""
+        from .rng import vm_seed
+        base = self.dump()
+        for k in ("vms", "fleet", "variants"):
+            base.pop(k, None)
+        out = []
+        for i, vm in enumerate(self.vms):
+            raw = copy.deepcopy(base)
+            for sec in VM_SECTIONS:
+                raw[sec] = {**raw[sec], **getattr(vm, sec)}
+            raw["run"]["seed"] = vm_seed(self.run.seed, vm.name)
+            if isinstance(raw["backup"].get("scheme"), list):
+                raise ValueError(f"vms[{i}].backup.scheme: one scheme per VM (use variants "
+                                 f"to compare schemes)")
+            try:
+                c = Config.model_validate(raw)
+            except ValidationError as e:
+                raise ValueError(f"vms[{i}].{_format_error(e)}") from None
+            out.append((vm.name, vm.start + i * self.fleet.stagger, c))
+        return out
 
     @model_validator(mode="before")
     @classmethod

@@ -14,3 +14,9 @@ import numpy as np
 def stream(seed: int, name: str) -> np.random.Generator:
     key = zlib.crc32(name.encode())
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+
+
+def vm_seed(seed: int, name: str) -> int:
+    """The seed of fleet VM ``name`` (issue 13 item 4): its own, from the run's."""
+    key = zlib.crc32(f"vm.{name}".encode())
+    return int(np.random.SeedSequence(seed, spawn_key=(key,)).generate_state(1)[0] >> 1)

@@ -239,189 +239,229 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     return res
 
 
+class VM:
+    """One VM's life on an environment and devices it may share with others:
+    disk, scheme graph and guest (built and started on creation), the backup
+    (``begin``, ``until_done``, ``end``), then the oracle and its summary
+    (``result``). ``_simulate`` runs one; ``fleet.simulate_fleet`` runs several."""
+
+    def __init__(self, env, cfg: Config, raw_devices: dict, *, fast_path: bool = True,
+                 analytic: bool = True, source=None, bar=None):
+        self.env, self.cfg = env, cfg
+        self.cs = cs = cfg.unit  # per-cluster arrays; each copy has its own granularity
+        self.size = size = cfg.disk.size
+        self.n = n = -(-size // cs)
+        self.host = host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
+        self.stats = stats = Stats()
+        devices = dict(raw_devices)
+        faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
+        self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
+                                  for k, d in devices.items()}
+        zero = initial_zero_map(cfg, n, cs)
+        self.active = active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
+        ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
+                           job_cluster_size=cfg.cluster_size,
+                           cbw_cluster_size=cfg.cbw_cluster_size, host=host)
+        self.graph = graph = build(cfg.scheme, ctx)
+        faults.attach_fleecing(cfg, graph, env, stats)
+        faults.log_windows(env, cfg, stats, cfg.run.warmup)
+        self.rec = Recorder()
+        self.guest_source = source if source is not None else make_source(cfg)
+        self.guest = GuestDriver(env, graph, self.guest_source, self.rec,
+                                 iodepth=cfg.workload.iodepth, fast_path=fast_path,
+                                 max_inflight=cfg.workload.max_inflight,
+                                 processes=not analytic)
+        self.guest.progress = bar
+        self.guest.start()
+
+    def begin(self) -> None:
+        """t0: the point in time the backup must capture; the job starts."""
+        cfg, n, cs = self.cfg, self.n, self.cs
+        self.t0 = self.env.now
+        self.t0_gen = self.active.gen.copy()
+        # The job's bitmap in whole clusters of its granularity (block-copy merges a
+        # finer bitmap into its own: a cluster is copied if any part is dirty).
+        needed = widen(needed_at_t0(cfg, n, cs), cfg.cluster_size // cs)
+        self.mask = needed.copy()
+        self.graph.start(needed)
+
+    def until_done(self):
+        """The event that ends the backup: the job's end or run.max-time."""
+        env = self.env
+        return simpy.AnyOf(env, [self.graph.done, env.timeout(self.cfg.run.max_time)])
+
+    def end(self) -> None:
+        graph, stats, cfg = self.graph, self.stats, self.cfg
+        self.completed = completed = graph.done.triggered
+        # A broken snapshot fails the backup whatever the job says (QEMU: every
+        # snapshot-access read fails once copy-before-write's snapshot_error is set).
+        self.job_ok = job_ok = (bool(graph.done.value) if completed else False) \
+            and not stats.snapshot_broken
+        self.t_end = t_end = self.env.now
+        if completed and not job_ok:
+            faults.job_failed_event(stats, graph, t_end)
+        if cfg.backup.sync == "none":
+            self.mask = changed_mask(self.t0_gen, self.active.gen)  # what CBW had to save
+        # Measure fleecing space before teardown deletes the image.
+        self.fleecing_peak = graph.cache.level.peak if graph.cache is not None else 0
+        self.fleecing_level = graph.cache.level if graph.cache is not None else None
+        # A scheme that commits an overlay down: did the image below get all of it?
+        self.commit_violations = graph.commit_check()
+        graph.finish()
+
+    def result(self, name: str, summary: dict, t_stop: float, keep_arrays: bool = False):
+        """The data oracle and the summary, once the guest has stopped at ``t_stop``."""
+        cfg, graph, stats, guest = self.cfg, self.graph, self.stats, self.guest
+        rec, host, devices, guest_source = self.rec, self.host, self.devices, self.guest_source
+        n, cs, mask, t0_gen = self.n, self.cs, self.mask, self.t0_gen
+        t0, t_end = self.t0, self.t_end
+        completed, job_ok = self.completed, self.job_ok
+        fleecing_peak, commit_violations = self.fleecing_peak, self.commit_violations
+
+        # ---------------------------------------------------------------- oracle
+        if graph.target is not None:
+            violations, multi, outside, wrong = oracle_counts(graph.target.gen, graph.target.copies,
+                                                              t0_gen, mask)
+        else:
+            violations, multi, outside, wrong = 0, 0, 0, 0
+        oracle_ok = violations == 0 and completed and job_ok and not stats.snapshot_broken \
+            and not commit_violations
+
+        # ---------------------------------------------------------------- metrics
+        a = rec.arrays()
+        t, op, lat, path = a["time"], a["op"], a["latency"], a["path"]
+        base = t < t0
+        during = (t >= t0) & (t < t_end)
+        summary.update({
+            "sim_time_s": t_stop,
+            "backup_start_s": t0,
+            "backup_end_s": t_end,
+            "backup_duration_s": t_end - t0,
+            # completed: the backup ended and is the point-in-time image it claims;
+            # failed: it ended without one (job error or broken snapshot); neither:
+            # still running at run.max-time.
+            "backup_completed": completed and job_ok,
+            "backup_failed": (completed and not job_ok) or stats.snapshot_broken,
+            "backup_outcome": ("snapshot-broken" if stats.snapshot_broken else
+                               "complete" if completed and job_ok else
+                               "failed" if completed else "unfinished"),
+            "guest_ios": int(t.size),
+            "guest_ios_during_backup": int(during.sum()),
+            "guest_iops_during_backup": float(during.sum() / (t_end - t0)) if t_end > t0 else math.nan,
+            "guest_iops_baseline": float(base.sum() / t0) if t0 > 0 else math.nan,
+        })
+        w, r = op == OP_WRITE, op == OP_READ
+        summary.update(_window_stats("read", lat[r & during]))
+        summary.update(_window_stats("write", lat[w & during]))
+        summary.update(_window_stats("discard", lat[(op == OP_DISCARD) & during]))
+        bl = _window_stats("write", lat[w & base])
+        summary["write_p50_baseline_s"] = bl["write_p50_s"]
+        summary["write_p99_baseline_s"] = bl["write_p99_s"]
+        rb = _window_stats("read", lat[r & base])
+        summary["read_p50_baseline_s"] = rb["read_p50_s"]
+        summary["read_p99_baseline_s"] = rb["read_p99_s"]
+        summary["write_p99_ratio_vs_baseline"] = (summary["write_p99_s"] / bl["write_p99_s"]
+                                                  if bl["write_p99_s"] else math.nan)
+        summary["guest_write_bytes_during_backup"] = int(a["length"][w & during].sum())
+        summary["writes_cbw"] = int(((path == PATH_CBW) & during).sum())
+        summary["writes_waited"] = int(((path == PATH_WAIT) & during).sum())
+        summary["writes_failed"] = int((path == PATH_ERROR).sum())
+        s = stats.as_dict()
+        summary.update({k: s[k] for k in (
+            "cbw_count", "cbw_bytes", "cbw_waits", "cbw_errors", "guest_errors",
+            "source_read_bytes", "target_write_bytes", "target_zero_bytes",
+            "local_write_bytes", "local_read_bytes", "job_copied_bytes",
+            "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
+        summary["events"] = [f"{tt:.6f}s {what}" for tt, what in sorted(stats.events,
+                                                                        key=lambda e: e[0])
+                             if tt <= t_stop]
+        summary.update(faults.summary(stats, guest, int(t.size)))
+        summary.update(deadline_stats(t, lat, t0, t_end))
+        over = guest_overload(t[base], lat[base])
+        summary["guest_overloaded"] = over is not None
+        if over is not None:
+            stats.warnings.append(
+                f"the guest's offered load exceeds what the devices deliver: its latency grew "
+                f"from {over[0] * 1e3:.3g}ms to {over[1] * 1e3:.3g}ms over the {t0:.3g}s "
+                f"warm-up (a queue that grows with run length: not a steady state)")
+        counters = getattr(guest_source, "counters", None)
+        if counters and counters.get("ignored"):
+            from .workloads.traces.stats import ignored_text
+            stats.warnings.append(
+                f"trace: {counters['ignored']:,} records skipped, not read/write/discard/flush "
+                f"({ignored_text(counters.get('ignored_kinds', {})) or 'see trace stats'})")
+        summary["warnings"] = list(stats.warnings)
+        summary["fleecing_peak_bytes"] = int(fleecing_peak)
+        # --- tiered fleecing cache (issue 3) ---
+        tiers = {t.kind: t for t in getattr(graph.cache, "tiers", ())}
+        summary["ram_peak_bytes"] = int(tiers["ram"].level.peak) if "ram" in tiers else 0
+        disk_tier = next((t for k, t in tiers.items() if k != "ram"), None)
+        summary["disk_cache_peak_bytes"] = int(disk_tier.level.peak) if disk_tier else 0
+        summary.update({k: s[k] for k in (
+            "spill_bytes", "flush_bytes", "ram_evicted_bytes", "cor_admitted", "cor_dropped",
+            "ram_read_hits", "cbw_absorbed", "deferred_discards", "deferred_discards_applied",
+            "cbw_room_waits")})
+        # What a failed or broken backup holds must still be right: every cluster the
+        # target was written holds its t0 content (0 even when oracle_ok is False).
+        summary["target_wrong_clusters"] = wrong
+        # --- end issue 3 ---
+        for lv in graph.levels:
+            summary[f"{lv.name.replace('.', '_')}_mean"] = lv.mean(t0, t_end)
+            summary[f"{lv.name.replace('.', '_')}_peak"] = lv.peak
+        summary.update({
+            "clusters": n, "unit_size": cs,
+            "cluster_size": cfg.cluster_size, "cbw_cluster_size": cfg.cbw_cluster_size,
+            "clusters_to_copy": int(mask.sum()),
+            "oracle_ok": bool(oracle_ok),
+            "oracle_violations": violations,
+            # overlay schemes: clusters the commit should have carried into the image
+            # below the overlay (the active disk's image / the target) that it lacks
+            "commit_violations": int(commit_violations or 0),
+            "clusters_copied_twice": multi,
+            "clusters_copied_outside_mask": outside,
+            "device_util": {k: (d.busy / t_stop if t_stop else 0.0) for k, d in devices.items()},
+            "host_requests": host.requests,
+            "host_memcpy_bytes": host.copied,
+        })
+
+        # ---------------------------------------------------------------- frames
+        def requests_frame():
+            req = rec.frame()
+            phase = np.full(len(req), 2, dtype=np.int8)
+            phase[req["time"].to_numpy() < t_end] = 1
+            phase[req["time"].to_numpy() < t0] = 0
+            req["phase"] = pd.Categorical.from_codes(phase, categories=["baseline", "backup", "tail"])
+            return req
+
+        result = Result(name, summary, requests_frame, timeline_frame(graph.levels))
+        if keep_arrays:
+            result.arrays = {"t0_gen": t0_gen, "target_gen": graph.target.gen if graph.target else None,
+                             "copies": graph.target.copies if graph.target else None}
+        return result
+
+
+
 def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar) -> Result:
     check_fits(cfg)
     env = simpy.Environment()
     # The copy engine (read by BlockCopy and the guest driver): copies and slow
     # guest requests as callbacks on device completions, or as processes.
     env.analytic = analytic
-    cs = cfg.unit  # per-cluster arrays; each copy has its own granularity (a multiple)
-    size = cfg.disk.size
-    n = -(-size // cs)
-    host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
-    stats = Stats()
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
-    faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
-    devices = {k: with_host(d, host, cfg.devices[k].kind) for k, d in devices.items()}
-    zero = initial_zero_map(cfg, n, cs)
-    active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
-    ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
-                       job_cluster_size=cfg.cluster_size, cbw_cluster_size=cfg.cbw_cluster_size,
-                       host=host)
-    graph = build(cfg.scheme, ctx)
-    faults.attach_fleecing(cfg, graph, env, stats)
-    faults.log_windows(env, cfg, stats, cfg.run.warmup)
-    rec = Recorder()
-    guest_source = source if source is not None else make_source(cfg)
-    guest = GuestDriver(env, graph, guest_source, rec, iodepth=cfg.workload.iodepth,
-                        fast_path=fast_path, max_inflight=cfg.workload.max_inflight,
-                        processes=not analytic)
-    guest.progress = bar
-    guest.start()
-
+    vm = VM(env, cfg, devices, fast_path=fast_path, analytic=analytic, source=source, bar=bar)
     if cfg.run.warmup > 0:
         env.run(until=cfg.run.warmup)
-    t0 = env.now
-    t0_gen = active.gen.copy()
-    # The job's bitmap in whole clusters of its granularity (block-copy merges a
-    # finer bitmap into its own: a cluster is copied if any part is dirty).
-    needed = widen(needed_at_t0(cfg, n, cs), cfg.cluster_size // cs)
-    mask = needed.copy()
-    graph.start(needed)
+    vm.begin()
     if bar is not None:
-        bar.backup(getattr(graph.job, "copier", None))
-    env.run(until=simpy.AnyOf(env, [graph.done, env.timeout(cfg.run.max_time)]))
-    completed = graph.done.triggered
-    # A broken snapshot fails the backup whatever the job says (QEMU: every
-    # snapshot-access read fails once copy-before-write's snapshot_error is set).
-    job_ok = (bool(graph.done.value) if completed else False) and not stats.snapshot_broken
-    t_end = env.now
-    if completed and not job_ok:
-        faults.job_failed_event(stats, graph, t_end)
-    if cfg.backup.sync == "none":
-        mask = changed_mask(t0_gen, active.gen)  # what CBW had to save (see sync.py)
-    # Measure fleecing space before teardown deletes the image.
-    fleecing_peak = graph.cache.level.peak if graph.cache is not None else 0
-    # A scheme that commits an overlay down: did the image below get all of it?
-    commit_violations = graph.commit_check()
-    graph.finish()
+        bar.backup(getattr(vm.graph.job, "copier", None))
+    env.run(until=vm.until_done())
+    vm.end()
     if bar is not None:
         bar.phase = "tail"
     if cfg.run.tail > 0:
-        env.run(until=t_end + cfg.run.tail)
-    guest.stopped = True
-    t_stop = env.now
-
-    # ---------------------------------------------------------------- oracle
-    if graph.target is not None:
-        violations, multi, outside, wrong = oracle_counts(graph.target.gen, graph.target.copies,
-                                                          t0_gen, mask)
-    else:
-        violations, multi, outside, wrong = 0, 0, 0, 0
-    oracle_ok = violations == 0 and completed and job_ok and not stats.snapshot_broken \
-        and not commit_violations
-
-    # ---------------------------------------------------------------- metrics
-    a = rec.arrays()
-    t, op, lat, path = a["time"], a["op"], a["latency"], a["path"]
-    base = t < t0
-    during = (t >= t0) & (t < t_end)
-    summary.update({
-        "sim_time_s": t_stop,
-        "backup_start_s": t0,
-        "backup_end_s": t_end,
-        "backup_duration_s": t_end - t0,
-        # completed: the backup ended and is the point-in-time image it claims;
-        # failed: it ended without one (job error or broken snapshot); neither:
-        # still running at run.max-time.
-        "backup_completed": completed and job_ok,
-        "backup_failed": (completed and not job_ok) or stats.snapshot_broken,
-        "backup_outcome": ("snapshot-broken" if stats.snapshot_broken else
-                           "complete" if completed and job_ok else
-                           "failed" if completed else "unfinished"),
-        "guest_ios": int(t.size),
-        "guest_ios_during_backup": int(during.sum()),
-        "guest_iops_during_backup": float(during.sum() / (t_end - t0)) if t_end > t0 else math.nan,
-        "guest_iops_baseline": float(base.sum() / t0) if t0 > 0 else math.nan,
-    })
-    w, r = op == OP_WRITE, op == OP_READ
-    summary.update(_window_stats("read", lat[r & during]))
-    summary.update(_window_stats("write", lat[w & during]))
-    summary.update(_window_stats("discard", lat[(op == OP_DISCARD) & during]))
-    bl = _window_stats("write", lat[w & base])
-    summary["write_p50_baseline_s"] = bl["write_p50_s"]
-    summary["write_p99_baseline_s"] = bl["write_p99_s"]
-    rb = _window_stats("read", lat[r & base])
-    summary["read_p50_baseline_s"] = rb["read_p50_s"]
-    summary["read_p99_baseline_s"] = rb["read_p99_s"]
-    summary["write_p99_ratio_vs_baseline"] = (summary["write_p99_s"] / bl["write_p99_s"]
-                                              if bl["write_p99_s"] else math.nan)
-    summary["guest_write_bytes_during_backup"] = int(a["length"][w & during].sum())
-    summary["writes_cbw"] = int(((path == PATH_CBW) & during).sum())
-    summary["writes_waited"] = int(((path == PATH_WAIT) & during).sum())
-    summary["writes_failed"] = int((path == PATH_ERROR).sum())
-    s = stats.as_dict()
-    summary.update({k: s[k] for k in (
-        "cbw_count", "cbw_bytes", "cbw_waits", "cbw_errors", "guest_errors",
-        "source_read_bytes", "target_write_bytes", "target_zero_bytes",
-        "local_write_bytes", "local_read_bytes", "job_copied_bytes",
-        "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
-    summary["events"] = [f"{tt:.6f}s {what}" for tt, what in sorted(stats.events,
-                                                                    key=lambda e: e[0])
-                         if tt <= t_stop]
-    summary.update(faults.summary(stats, guest, int(t.size)))
-    summary.update(deadline_stats(t, lat, t0, t_end))
-    over = guest_overload(t[base], lat[base])
-    summary["guest_overloaded"] = over is not None
-    if over is not None:
-        stats.warnings.append(
-            f"the guest's offered load exceeds what the devices deliver: its latency grew "
-            f"from {over[0] * 1e3:.3g}ms to {over[1] * 1e3:.3g}ms over the {t0:.3g}s "
-            f"warm-up (a queue that grows with run length: not a steady state)")
-    counters = getattr(guest_source, "counters", None)
-    if counters and counters.get("ignored"):
-        from .workloads.traces.stats import ignored_text
-        stats.warnings.append(
-            f"trace: {counters['ignored']:,} records skipped, not read/write/discard/flush "
-            f"({ignored_text(counters.get('ignored_kinds', {})) or 'see trace stats'})")
-    summary["warnings"] = list(stats.warnings)
-    summary["fleecing_peak_bytes"] = int(fleecing_peak)
-    # --- tiered fleecing cache (issue 3) ---
-    tiers = {t.kind: t for t in getattr(graph.cache, "tiers", ())}
-    summary["ram_peak_bytes"] = int(tiers["ram"].level.peak) if "ram" in tiers else 0
-    disk_tier = next((t for k, t in tiers.items() if k != "ram"), None)
-    summary["disk_cache_peak_bytes"] = int(disk_tier.level.peak) if disk_tier else 0
-    summary.update({k: s[k] for k in (
-        "spill_bytes", "flush_bytes", "ram_evicted_bytes", "cor_admitted", "cor_dropped",
-        "ram_read_hits", "cbw_absorbed", "deferred_discards", "deferred_discards_applied",
-        "cbw_room_waits")})
-    # What a failed or broken backup holds must still be right: every cluster the
-    # target was written holds its t0 content (0 even when oracle_ok is False).
-    summary["target_wrong_clusters"] = wrong
-    # --- end issue 3 ---
-    for lv in graph.levels:
-        summary[f"{lv.name.replace('.', '_')}_mean"] = lv.mean(t0, t_end)
-        summary[f"{lv.name.replace('.', '_')}_peak"] = lv.peak
-    summary.update({
-        "clusters": n, "unit_size": cs,
-        "cluster_size": cfg.cluster_size, "cbw_cluster_size": cfg.cbw_cluster_size,
-        "clusters_to_copy": int(mask.sum()),
-        "oracle_ok": bool(oracle_ok),
-        "oracle_violations": violations,
-        # overlay schemes: clusters the commit should have carried into the image
-        # below the overlay (the active disk's image / the target) that it lacks
-        "commit_violations": int(commit_violations or 0),
-        "clusters_copied_twice": multi,
-        "clusters_copied_outside_mask": outside,
-        "device_util": {k: (d.busy / t_stop if t_stop else 0.0) for k, d in devices.items()},
-        "host_requests": host.requests,
-        "host_memcpy_bytes": host.copied,
-    })
-
-    # ---------------------------------------------------------------- frames
-    def requests_frame():
-        req = rec.frame()
-        phase = np.full(len(req), 2, dtype=np.int8)
-        phase[req["time"].to_numpy() < t_end] = 1
-        phase[req["time"].to_numpy() < t0] = 0
-        req["phase"] = pd.Categorical.from_codes(phase, categories=["baseline", "backup", "tail"])
-        return req
-
-    result = Result(name, summary, requests_frame, timeline_frame(graph.levels))
-    if keep_arrays:
-        result.arrays = {"t0_gen": t0_gen, "target_gen": graph.target.gen if graph.target else None,
-                         "copies": graph.target.copies if graph.target else None}
-    return result
+        env.run(until=vm.t_end + cfg.run.tail)
+    vm.guest.stopped = True
+    return vm.result(name, summary, env.now, keep_arrays)
 
 
 def run(cfg: Config, **kw) -> Result:
