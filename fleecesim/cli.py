@@ -60,7 +60,17 @@ def cmd_run(args) -> int:
             out.append(d)
         print(to_json(out))
     else:
-        print(table(summaries))
+        if any(s.get("vms") for s in summaries):  # a fleet: one column per VM + totals
+            shown = []
+            for s in summaries:
+                pre = f"{s['name']}/" if len(summaries) > 1 else ""
+                shown += [{**v, "name": pre + v["name"]} for v in s.get("vms") or ()]
+                shown.append({**s, "name": pre + "total"} if s.get("vms") else s)
+            print(table(shown))
+            print("total: backup duration = first VM's backup start to last VM's end; "
+                  "bytes summed; latencies the worst VM's; fleecing peak of all VMs at once")
+        else:
+            print(table(summaries))
         logs = [s for s in summaries if s.get("events")]
         if logs:  # issue 13: what happened, and which policy fired
             print("\nevents (seconds of simulated time):")

@@ -214,13 +214,18 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     (issue 12) or as processes. ``progress``: a progress bar on stderr.
     """
     wall0 = time.perf_counter()
-    name = name or cfg.scheme
-    summary = {"name": name, "scheme": cfg.scheme, "seed": cfg.run.seed,
-               "fleecesim_version": __version__}
-    bar = Progress(name) if progress else None
+    name = name or (cfg.name if cfg.vms else cfg.scheme)
+    summary = {"name": name, "scheme": cfg.backup.scheme if cfg.vms else cfg.scheme,
+               "seed": cfg.run.seed, "fleecesim_version": __version__}
+    bar = Progress(name) if progress and not cfg.vms else None
     try:
-        res = _simulate(cfg, name, summary, fast_path, keep_arrays, source,
-                        fast_path if analytic is None else analytic, bar)
+        if cfg.vms:  # issue 13 item 4: several VMs on shared devices
+            from .fleet import simulate_fleet
+            res = simulate_fleet(cfg, name, summary, fast_path,
+                                 fast_path if analytic is None else analytic)
+        else:
+            res = _simulate(cfg, name, summary, fast_path, keep_arrays, source,
+                            fast_path if analytic is None else analytic, bar)
     except UserError as e:  # bad input (e.g. a malformed trace line): one clear line
         summary["error"] = str(e)
         summary["input_error"] = True

@@ -1,0 +1,126 @@
+"""Many VMs, one target (issue 13 item 4).
+
+A config with ``vms:`` runs every VM in one SimPy environment on the same
+device objects: their guests and backups contend for the shared devices (the
+backup server's link, the local fleecing device). Each VM is ``run.VM``, the
+same object a one-VM run uses; its backup starts ``start`` (plus
+``i x fleet.stagger``) seconds after the common warm-up. Each VM gets its own
+summary and data oracle; the fleet's summary adds totals.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from . import __version__
+from .devices import build_device
+from .run import VM, Result, check_fits, timeline_frame
+
+# per-VM keys copied into the fleet's summary as vm_<name>_<key> (sweep columns)
+PER_VM_KEYS = ("backup_start_s", "backup_duration_s", "write_p99_s", "read_p99_s",
+               "fleecing_peak_bytes", "oracle_ok")
+SUM_KEYS = ("guest_ios", "guest_ios_during_backup", "cbw_count", "cbw_bytes",
+            "source_read_bytes", "target_write_bytes", "target_zero_bytes",
+            "local_write_bytes", "local_read_bytes", "job_copied_bytes", "writes_failed",
+            "oracle_violations", "commit_violations", "clusters_to_copy")
+MAX_KEYS = ("read_p50_s", "read_p99_s", "read_max_s", "write_p50_s", "write_p99_s",
+            "write_max_s", "write_p99_baseline_s")
+
+
+def combined_peak(levels) -> float:
+    """Peak of the sum of several step-function levels (their shared device's
+    fleecing space at its fullest, not the sum of each VM's own peak)."""
+    levels = [lv for lv in levels if lv is not None]
+    if not levels:
+        return 0.0
+    times = np.unique(np.concatenate([np.frombuffer(lv.times) for lv in levels]))
+    total = np.zeros(times.size)
+    for lv in levels:
+        t, v = np.frombuffer(lv.times), np.frombuffer(lv.values)
+        i = np.searchsorted(t, times, side="right") - 1
+        total += np.where(i >= 0, v[np.maximum(i, 0)], 0.0)
+    return float(total.max())
+
+
+def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = True) -> Result:
+    vm_cfgs = cfg.vm_configs()
+    for _n, _s, c in vm_cfgs:
+        check_fits(c)
+    env = simpy.Environment()
+    env.analytic = analytic
+    devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}  # shared
+    vms = [VM(env, c, devices, fast_path=fast_path, analytic=analytic) for _n, _s, c in vm_cfgs]
+    if cfg.run.warmup > 0:
+        env.run(until=cfg.run.warmup)
+
+    def life(vm, start):
+        if start > 0:
+            yield env.timeout(start)
+        vm.begin()
+        yield vm.until_done()
+        vm.end()
+
+    procs = [env.process(life(vm, s)) for vm, (_n, s, _c) in zip(vms, vm_cfgs)]
+    env.run(until=simpy.AllOf(env, procs))
+    t_last = env.now
+    if cfg.run.tail > 0:
+        env.run(until=t_last + cfg.run.tail)
+    for vm in vms:
+        vm.guest.stopped = True
+    t_stop = env.now
+
+    results = []
+    for vm, (vname, start, c) in zip(vms, vm_cfgs):
+        s = {"name": vname, "scheme": c.scheme, "seed": c.run.seed,
+             "fleecesim_version": __version__, "start_delay_s": start}
+        results.append(vm.result(vname, s, t_stop))
+    per = [r.summary for r in results]
+
+    starts = [s["backup_start_s"] for s in per]
+    ends = [s["backup_end_s"] for s in per]
+    schemes = sorted({s["scheme"] for s in per})
+    summary["scheme"] = "+".join(schemes)
+    summary.update({
+        "vm_count": len(per),
+        "sim_time_s": t_stop,
+        "backup_start_s": min(starts),
+        "backup_end_s": max(ends),
+        # the fleet's backup window: first VM's start to last VM's end
+        "backup_duration_s": max(ends) - min(starts),
+        "backup_window_s": max(ends) - min(starts),
+        "backup_completed": all(s["backup_completed"] for s in per),
+        "backup_outcome": next((s["backup_outcome"] for s in per
+                                if s["backup_outcome"] != "complete"), "complete"),
+        "oracle_ok": all(s["oracle_ok"] for s in per),
+    })
+    for k in SUM_KEYS:
+        summary[k] = int(sum(s.get(k, 0) or 0 for s in per))
+    for k in MAX_KEYS:
+        vals = [s[k] for s in per if isinstance(s.get(k), float) and not math.isnan(s[k])]
+        summary[k] = max(vals) if vals else math.nan
+    summary["fleecing_peak_bytes"] = int(combined_peak([vm.fleecing_level for vm in vms]))
+    summary["device_util"] = {k: (d.busy / t_stop if t_stop else 0.0)
+                              for k, d in devices.items()}
+    for s in per:
+        for k in PER_VM_KEYS:
+            summary[f"vm_{s['name']}_{k}"] = s[k]
+    summary["events"] = sorted((f"{e.split(' ', 1)[0]} {s['name']}: {e.split(' ', 1)[1]}"
+                                for s in per for e in s.get("events", ())),
+                               key=lambda e: float(e.split("s ", 1)[0]))
+    summary["warnings"] = [f"{s['name']}: {w}" for s in per for w in s.get("warnings", ())]
+    summary["vms"] = per
+
+    def requests_frame():
+        frames = [r.requests.assign(vm=r.name) for r in results]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    levels = [lv for vm in vms for lv in vm.graph.levels]
+    tl = timeline_frame(levels)
+    if len(tl):  # each level named after its VM
+        cats = [f"{r.name}.{lv.name}" for r, vm in zip(results, vms) for lv in vm.graph.levels]
+        if len(set(cats)) == len(cats):
+            tl["level"] = tl["level"].cat.rename_categories(cats)
+    return Result(name, summary, requests_frame, tl)
