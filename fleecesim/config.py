@@ -669,9 +669,9 @@ class Config(Model):
 
     def dump(self) -> dict:
         d = super().dump()
-        if not self.vms:  # a one-VM config dumps (and hashes) as before fleets
+        if not self.vms and self.fleet == FleetSpec():
+            # a one-VM config dumps (and hashes) as before fleets
             d.pop("vms", None)
-        if self.fleet == FleetSpec():
             d.pop("fleet", None)
         return d
 
