@@ -281,16 +281,8 @@ class FleecingCache(Node):
             self.stats.spill_bytes += need
         end = tier.device.submit(env.now, offset, length, True)
         yield env.timeout(end - env.now)
-        if self.closed:
-            return PATH_DIRECT
-        self.where[c0:c1] = i
-        self.gen[c0:c1] = data
-        self.changed[c0:c1] = True
-        if i == self.ram:
-            self._ring_push(np.arange(c0, c1, dtype=np.int64))
-            self._maybe_flush()
-        self.version += 1
-        self.stats.local_write_bytes += length
+        if not self.closed:
+            self._stored(c0, c1, i, data, length)
         return PATH_DIRECT
 
     def write_at(self, offset, length, data=None, flags=0):
