@@ -55,6 +55,20 @@ class BackupJob:
         self.t_end = env.now
         self.done.succeed(not self.failed)
 
+    def _claim_next(self):
+        """Claim the policy's next run as copy tasks (None: nothing left) and
+        charge ``speed`` for them: QEMU charges every task's bytes, write-zeroes
+        included."""
+        copier = self.copier
+        run = self.policy.next_run(copier, copier.chunk)
+        if run is None:
+            return None
+        tasks = copier.claim(*run)
+        if self.speed:
+            nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
+            self._next_slot = max(self.env.now, self._next_slot) + nbytes / self.speed
+        return tasks
+
     def _worker(self):
         env = self.env
         copier = self.copier
@@ -65,14 +79,9 @@ class BackupJob:
                 # and a guest write to them copies them itself (CBW is not limited).
                 yield env.timeout(self._next_slot - env.now)
                 continue
-            run = self.policy.next_run(copier, copier.chunk)
-            if run is None:
+            tasks = self._claim_next()
+            if tasks is None:
                 return
-            c0, c1 = run
-            tasks = copier.claim(c0, c1)
-            if self.speed:  # QEMU charges every task's bytes, write-zeroes included
-                nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
-                self._next_slot = max(env.now, self._next_slot) + nbytes / self.speed
             copied = yield from copier.run_tasks(tasks, self.after_copy)
             if copied is None:
                 self.failed = True
@@ -87,14 +96,9 @@ class BackupJob:
             if self.speed and self._next_slot > env.now:
                 at(env, self._next_slot, self._work)
                 return
-            run = self.policy.next_run(copier, copier.chunk)
-            if run is None:
+            tasks = self._claim_next()
+            if tasks is None:
                 break
-            c0, c1 = run
-            tasks = copier.claim(c0, c1)
-            if self.speed:
-                nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
-                self._next_slot = max(env.now, self._next_slot) + nbytes / self.speed
             # Trampoline: tasks that end at once (nothing to wait for) return
             # here instead of recursing into the next iteration.
             box = []

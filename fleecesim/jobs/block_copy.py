@@ -254,7 +254,6 @@ class BlockCopy:
         else:
             self.mem_used += ln
         self.inflight_level.add(ln)
-        ok = True
         offloaded = False
         if zero:
             data = self.source.peek(a, b)
@@ -262,25 +261,26 @@ class BlockCopy:
             # the source stores the data in the target itself (no write below)
             data = yield from self.source.copy_range(off, ln, self.target)
             offloaded = True
-            if data is None:
-                ok = False
-            elif self.count_source_reads:
-                self.stats.source_read_bytes += ln
         else:
             data = yield from self.source.read(off, ln)
-            if data is None:
-                ok = False
-            elif self.count_source_reads:
-                self.stats.source_read_bytes += ln
-        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
-            flags |= REQ_ZERO
+        ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
         if ok and not offloaded:
-            if ev.urgent:
-                flags |= REQ_CBW
             res = yield from self.target.write(off, ln, data, flags)
             ok = res != PATH_ERROR
         self._task_end(a, b, ev, ln, ok)
         return ok
+
+    def _after_read(self, a, b, zero, data, ln, flags, urgent):
+        """A task's data is read (None: the read failed): count it, find zeroes,
+        and give the flags of its target write. Returns (ok, flags)."""
+        ok = zero or data is not None
+        if ok and not zero and self.count_source_reads:
+            self.stats.source_read_bytes += ln
+        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
+            flags |= REQ_ZERO
+        if urgent:
+            flags |= REQ_CBW
+        return ok, flags
 
     def _task_end(self, a, b, ev, ln, ok) -> None:
         self.inflight_level.add(-ln)
@@ -343,17 +343,8 @@ class BlockCopy:
                     a, b, False, ev, flags, done, off, ln, fin(), False))
 
     def _t_write(self, a, b, zero, ev, flags, done, off, ln, data, offloaded) -> None:
-        ok = True
-        if not zero:
-            if data is None:
-                ok = False
-            elif self.count_source_reads:
-                self.stats.source_read_bytes += ln
-        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
-            flags |= REQ_ZERO
+        ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
         if ok and not offloaded:
-            if ev.urgent:
-                flags |= REQ_CBW
             tgt = self.target
             w = tgt.write_at(off, ln, data, flags)
             if w is None:

@@ -348,19 +348,10 @@ class FleecingCache(Node):
         return (end if end > env.now else None), lambda: data
 
     def read(self, offset, length, flags=0):
-        env = self.env
-        c0, c1 = self.clusters(offset, length)
-        w = self.where[c0:c1]
-        data = self.gen[c0:c1].copy()  # captured now: the content cannot change under us
-        end = env.now
-        for i, tier in enumerate(self.tiers):
-            k = int(cnz(w == i))
-            if k:
-                end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
-        self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
-        if end > env.now:
-            yield env.timeout(end - env.now)
-        return data
+        end, data = self.read_at(offset, length)  # the content is captured at submission
+        if end is not None:
+            yield self.env.timeout(end - self.env.now)
+        return data()
 
     def discard(self, offset, length, flags=0):
         self.drop(*self.clusters(offset, length))
