@@ -15,11 +15,44 @@ PATH_ERROR = 3    # failed (on-cbw-error=break-guest-write)
 PATH_NAMES = ("direct", "cbw", "wait", "error")
 
 
+# Where a guest request's time went (issue 13 item 2): ``requests.parquet``
+# has one ``lat_<component>`` column each, and they add up to ``latency``.
+# ``queue`` and ``service`` split the time on the request's own device request
+# (service: what it would take on an idle device, devices/base.py: LAST; queue:
+# the rest, behind other requests — the guest's own or the backup's — and
+# behind the host's CPU); the others are the copy-before-write's phases.
+ATTR_NAMES = ("cbw_read",         # the CBW's source read (its own copy of old data)
+              "cache_write",      # the CBW's write to the fleecing image (or overlay)
+              "target_write",     # the CBW's write to the backup target (backup, legacy)
+              "inflight_wait",    # waiting for a copy someone else had in flight
+              "frozen_wait",      # waiting for a snapshot read of its clusters
+              "cache_full_wait",  # the CBW's write waiting for fleecing room
+              "error")            # a failed request: all its time
+COMPONENTS = ("queue", "service") + ATTR_NAMES
+A_CBW_READ, A_CACHE_WRITE, A_TARGET_WRITE, A_INFLIGHT, A_FROZEN, A_FULL, A_ERROR = \
+    range(len(ATTR_NAMES))
+
+
+class Attr:
+    """A slow-path guest request's attribution while it runs: the service time
+    of its own device request (``svc``, set by the leaf node) and seconds per
+    component of ATTR_NAMES (``c``). Whatever is not attributed was time on
+    its device: ``service`` up to ``svc``, the rest ``queue``."""
+
+    __slots__ = ("svc", "c")
+
+    def __init__(self):
+        self.svc = 0.0
+        self.c = [0.0] * len(ATTR_NAMES)
+
+
 class Recorder:
     """Guest request records as typed column arrays: cheap appends on the hot
-    path and ~26 bytes a request (Python lists of floats would cost ~200)."""
+    path and ~30 bytes a request (Python lists of floats would cost ~200).
+    Attribution beyond queue/service is kept only for the requests that have
+    some (copy-before-write, waits, errors): a row index and its components."""
 
-    __slots__ = ("t", "op", "off", "len", "lat", "path")
+    __slots__ = ("t", "op", "off", "len", "lat", "path", "svc", "x_i", "x_c")
 
     def __init__(self):
         self.t = array("d")
@@ -28,14 +61,35 @@ class Recorder:
         self.len = array("I")   # request lengths fit 32 bits
         self.lat = array("f")   # latency: float32 keeps 7 significant digits
         self.path = array("B")
+        self.svc = array("f")   # service time of the request's own device request
+        self.x_i = array("q")   # rows with attribution beyond queue/service ...
+        self.x_c = array("f")   # ... and their ATTR_NAMES components, row-major
 
-    def add(self, t, op, off, ln, lat, path):
+    def add(self, t, op, off, ln, lat, path, att=None):
+        if att is not None:
+            c = att.c
+            if any(c):
+                self.x_i.append(len(self.t))
+                self.x_c.extend(c)
+            self.svc.append(att.svc)
+        else:
+            self.svc.append(0.0)
         self.t.append(t)
         self.op.append(op)
         self.off.append(off)
         self.len.append(ln)
         self.lat.append(lat)
         self.path.append(path)
+
+    def add_fast(self, t, op, off, ln, lat, svc):
+        """A fast-path request: all its time was on its device request."""
+        self.t.append(t)
+        self.op.append(op)
+        self.off.append(off)
+        self.len.append(ln)
+        self.lat.append(lat)
+        self.path.append(PATH_DIRECT)
+        self.svc.append(svc)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Zero-copy numpy views of the columns."""
@@ -48,12 +102,50 @@ class Recorder:
             "path": np.frombuffer(self.path, dtype=np.uint8),
         }
 
+    def attribution(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Seconds per request (all, or those of the index array ``rows``) and
+        component (COMPONENTS), float32, rows adding up to the latency (to
+        float32 rounding)."""
+        lat = np.frombuffer(self.lat, dtype=np.float32)
+        svc = np.frombuffer(self.svc, dtype=np.float32)
+        if rows is not None:
+            lat, svc = lat[rows], svc[rows]
+        out = np.zeros((lat.size, len(COMPONENTS)), dtype=np.float32)
+        if self.x_i and lat.size:
+            xi = np.frombuffer(self.x_i, dtype=np.int64)  # ascending: rows as recorded
+            xc = np.frombuffer(self.x_c, dtype=np.float32).reshape(-1, len(ATTR_NAMES))
+            if rows is None:
+                out[xi, 2:] = xc
+            else:
+                pos = np.minimum(np.searchsorted(xi, rows), xi.size - 1)
+                hit = xi[pos] == rows
+                out[hit, 2:] = xc[pos[hit]]
+        dev = np.maximum(lat - out[:, 2:].sum(axis=1), 0)  # time on its own device request
+        out[:, 1] = np.minimum(svc, dev)
+        out[:, 0] = dev - out[:, 1]
+        return out
+
+    def attribution_summary(self, rows: np.ndarray) -> dict:
+        """Where the time of requests ``rows`` went: the mean seconds per
+        component over all of them (``all``) and over the slowest 1 % (``p99+``:
+        latency at or above their 99th percentile)."""
+        if not rows.size:
+            return {}
+        att = self.attribution(rows).astype(np.float64)
+        lat = np.frombuffer(self.lat, dtype=np.float32)[rows]
+        tail = lat >= np.quantile(lat, 0.99)
+        return {"all": dict(zip(COMPONENTS, att.mean(axis=0).tolist())),
+                "p99+": dict(zip(COMPONENTS, att[tail].mean(axis=0).tolist()))}
+
     def frame(self) -> pd.DataFrame:
         a = self.arrays()
         df = pd.DataFrame({"time": a["time"], "offset": a["offset"], "length": a["length"],
                            "latency": a["latency"]}, copy=False)
         df.insert(1, "op", pd.Categorical.from_codes(a["op"], categories=list(OP_NAMES)))
         df["path"] = pd.Categorical.from_codes(a["path"], categories=list(PATH_NAMES))
+        att = self.attribution()
+        for i, name in enumerate(COMPONENTS):
+            df[f"lat_{name}"] = att[:, i]
         return df
 
 

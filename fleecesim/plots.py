@@ -5,6 +5,7 @@ matplotlib Figure (no pyplot state: safe in loops, notebooks and workers).
 * ``occupancy``       — fleecing-cache bytes over time, one panel per tier
 * ``metric_vs_param`` — a metric against a swept parameter, CI bands
 * ``policy_bars``     — metrics per scheme/policy as bars with CI error bars
+* ``attribution``     — where a guest write's time goes, per scheme: stacked bars
 
 Frames come from ``fleecesim.sweep.load_latency / load_timelines / load_runs``
 or, for a single ``fleecesim run``, from ``frames_from_results`` /
@@ -358,6 +359,96 @@ def policy_bars(runs: pd.DataFrame, metrics: list[str], by=None,
     return fig
 
 
+# Component colours and words (metrics.COMPONENTS), the device's own time in
+# greys and blues, the backup's costs in warm colours.
+ATTR_STYLE = {
+    "queue": ("#9e9e9e", "queue (behind other I/O, host CPU)"),
+    "service": ("#4c72b0", "service (its own device request)"),
+    "cbw_read": ("#dd8452", "CBW: read old data"),
+    "cache_write": ("#55a868", "CBW: write to fleecing image"),
+    "target_write": ("#c44e52", "CBW: write to backup target"),
+    "inflight_wait": ("#8172b3", "wait: another's copy in flight"),
+    "frozen_wait": ("#937860", "wait: snapshot read (frozen)"),
+    "cache_full_wait": ("#da8bc3", "wait: fleecing image full"),
+    "error": ("#000000", "failed (time until the error)"),
+}
+ATTR_PANELS = (("write_attribution_s", "all writes during the backup (mean)"),
+               ("write_tail_attribution_s", "slowest 1 % of those writes (mean)"))
+
+
+def attribution_bars(runs: pd.DataFrame, by=None, title: str | None = None) -> Figure:
+    """Where a guest write's time goes during the backup: one stacked bar per
+    scheme/variant, split into metrics.COMPONENTS; left all writes, right the
+    slowest 1 %. ``runs``: summary rows (flattened, as sweeps store them) with
+    ``write_attribution_s.<component>`` columns; replications are averaged."""
+    from .errors import UserError
+    from .metrics import COMPONENTS
+    cols = [f"{p}.{c}" for p, _ in ATTR_PANELS for c in COMPONENTS]
+    missing = [c for c in cols if c not in runs]
+    if missing:
+        raise UserError("--kind attribution: these results have no latency attribution "
+                        f"({missing[0]} missing); re-run them with this fleecesim")
+    by = default_by(runs) or ["variant"] if by is None else by
+    by = [by] if isinstance(by, str) else list(by)
+    d = runs.assign(_label=group_labels(runs, by))
+    mean = d.groupby("_label", sort=False)[cols].mean()
+    n = int(d.groupby("_label", sort=False).size().max())
+    labels = list(mean.index)
+    shown = [c for c in COMPONENTS if (mean[[f"{p}.{c}" for p, _ in ATTR_PANELS]] > 0).any().any()]
+    height = max(2.6, 0.45 * len(labels) + 1.6)
+    fig = Figure(figsize=(13, height), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, (prefix, panel) in zip(axes, ATTR_PANELS):
+        tot = mean[[f"{prefix}.{c}" for c in COMPONENTS]].sum(axis=1)
+        f, u = unit_for("latency_s", [tot.max()])
+        left = np.zeros(len(labels))
+        y = np.arange(len(labels))
+        for c in shown:
+            v = mean[f"{prefix}.{c}"].to_numpy() / f
+            color, word = ATTR_STYLE[c]
+            ax.barh(y, v, left=left, color=color, label=word, height=0.6)
+            left += v
+        for yi, t in zip(y, left):
+            ax.text(t, yi, f" {t:.3g}", va="center", fontsize=8)
+        ax.set_yticks(y, labels, fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(left.max(), 1e-12) * 1.15)
+        ax.set_xlabel(_with_unit("guest write latency", u))
+        ax.set_title(panel, fontsize=10)
+        ax.grid(True, axis="x", alpha=0.3)
+    h, lab = axes[0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="outside lower center", ncol=min(4, len(lab)), fontsize=8)
+    fig.suptitle(title or "Where does a guest write's time go during the backup?"
+                 + (f" (mean of {n} replications)" if n > 1 else ""))
+    return fig
+
+
+def summaries_frame(d: str | Path) -> pd.DataFrame:
+    """One flattened row per run of a ``fleecesim run`` results directory
+    (variant = its subdirectory), as sweeps store rows, in the config's
+    variant order (the directory's own summary.json lists it)."""
+    from .errors import UserError
+    from .sweep.worker import flatten
+    d = Path(d)
+    rows = []
+    for s in sorted(d.rglob("summary.json")):
+        if s.parent == d:
+            continue
+        row = flatten(json.loads(s.read_text()))
+        row["variant"] = str(s.parent.relative_to(d))
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{d}: no sweep (sweep.json) or run results (*/summary.json) here")
+    order: list = []
+    try:
+        order = [x.get("name") for x in json.loads((d / "summary.json").read_text())]
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    rank = {name: i for i, name in enumerate(order)}
+    rows.sort(key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"]))
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------ inputs and output
 def frames_from_results(results) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(latency quantiles, timelines) from in-memory ``run.Result`` objects,
@@ -428,7 +519,7 @@ def save(fig: Figure, stem: str | Path, formats=("png", "svg"), dpi: int = 120) 
 
 
 # ------------------------------------------------------------------ CLI
-KINDS = ("cdf", "occupancy", "metric", "bars")
+KINDS = ("cdf", "occupancy", "metric", "bars", "attribution")
 
 
 def _filter(df: pd.DataFrame, where: list[str]) -> pd.DataFrame:
@@ -534,6 +625,17 @@ def cmd_plot(args) -> int:
                                 f"here; expected one of {', '.join(map(str, reps))}")
         fig = latency_cdf(df, by=by, title=args.title) if args.kind == "cdf" else \
             occupancy(df, by=by, replication=args.replication, title=args.title)
+    elif args.kind == "attribution":
+        if is_sweep:
+            from .sweep import load_runs
+            runs = load_runs(d)
+        else:
+            runs = summaries_frame(d)
+        attrs = dict(runs.attrs)
+        runs = _filter(runs, args.where)
+        runs.attrs.update(attrs)
+        _check_by(runs, by)
+        fig = attribution_bars(runs, by=by, title=args.title)
     else:
         if not is_sweep:
             raise UserError(f"--kind {args.kind}: needs a sweep results directory (sweep.json)")
@@ -570,10 +672,11 @@ def cmd_plot(args) -> int:
 def add_plot_subcommand(sub) -> None:
     p = sub.add_parser("plot", help="plot sweep (or run) results to PNG and SVG")
     p.add_argument("dir", help="results/<sweep-name> (or a `fleecesim run` results dir "
-                               "for --kind cdf/occupancy)")
+                               "for --kind cdf/occupancy/attribution)")
     p.add_argument("--kind", choices=KINDS, required=True,
                    help="cdf: write-latency CDF; occupancy: cache bytes over time; "
-                        "metric: metric vs --x with CI bands; bars: --metric(s) per --by")
+                        "metric: metric vs --x with CI bands; bars: --metric(s) per --by; "
+                        "attribution: where a guest write's time goes, per scheme")
     p.add_argument("--metric", action="append", help="summary key (repeat for bars)")
     p.add_argument("--x", help="swept parameter for --kind metric (default: first numeric axis)")
     p.add_argument("--by", help="comma-separated columns, one line/bar each "

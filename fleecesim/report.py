@@ -17,6 +17,7 @@ ROWS = [
     ("write_p99_s", "write p99 (backup)", fmt_time),
     ("write_p99_baseline_s", "write p99 (baseline)", fmt_time),
     ("write_max_s", "write max (backup)", fmt_time),
+    ("write_tail_attribution_s", "slowest 1% writes: in", lambda d: _top_part(d)),
     ("cbw_count", "CBW count", str),
     ("cbw_bytes", "CBW bytes", fmt_size),
     ("source_read_bytes", "source read", fmt_size),
@@ -56,6 +57,21 @@ ROWS = [
     ("oracle_violations", "oracle violations", str),
     ("wall_time_s", "wall time", lambda v: f"{v:.2f}s"),
 ]
+
+
+PART_WORDS = {"queue": "queue", "service": "device", "cbw_read": "CBW read",
+              "cache_write": "CBW local write", "target_write": "CBW target write",
+              "inflight_wait": "in-flight wait", "frozen_wait": "frozen wait",
+              "cache_full_wait": "room wait", "error": "error"}
+
+
+def _top_part(parts: dict) -> str:
+    """The component most of the time went to, and its share (metrics.COMPONENTS)."""
+    total = sum(parts.values())
+    if not parts or total <= 0:
+        return "-"
+    k = max(parts, key=parts.get)
+    return f"{PART_WORDS.get(k, k)} {100 * parts[k] / total:.0f}%"
 
 
 def _fmt(f, v) -> str:
@@ -113,13 +129,15 @@ def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
 # More variants than this: one row per variant with the key metrics (a
 # side-by-side table would not fit a terminal).
 WIDE_MAX = 6
-LONG_KEYS = ("scheme", "backup_duration_s", "write_p50_s", "write_p99_s", "read_p99_s",
+LONG_KEYS = ("scheme", "backup_duration_s", "write_p50_s", "write_p99_s",
+             "write_tail_attribution_s", "read_p99_s",
              "cbw_count", "fleecing_peak_bytes", "ram_peak_bytes", "spill_bytes",
              "local_write_bytes", "local_read_bytes", "writes_failed", "longest_stall_s",
              "guest_requests_over_1s", "guest_requests_over_60s", "backup_outcome",
              "oracle_ok")
 SHORT = {"backup duration": "duration", "write p50 (backup)": "write p50",
-         "write p99 (backup)": "write p99", "read p99 (backup)": "read p99"}
+         "write p99 (backup)": "write p99", "read p99 (backup)": "read p99",
+         "slowest 1% writes: in": "slowest 1% writes: in"}
 
 
 def _long_table(summaries: list[dict], rows) -> str:

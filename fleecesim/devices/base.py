@@ -6,6 +6,24 @@ import heapq
 from heapq import heappop, heappush, heapreplace
 
 
+class _Last:
+    """The service time of the request submitted last, on any device: what
+    that request would have taken on an idle device (access time, positioning,
+    transfer; plus the host's per-request cost and memory copy behind a
+    HostDevice). The rest of its time on the device was queueing. Read at once
+    after the synchronous submit that set it (the guest's latency attribution,
+    issue 13 item 2: workloads/driver.py and the leaf nodes); a device kind
+    that does not set it leaves the request all queue."""
+
+    __slots__ = ("service",)
+
+    def __init__(self):
+        self.service = 0.0
+
+
+LAST = _Last()
+
+
 class Device:
     """``slots`` parallel request slots in front of one shared bandwidth.
 
@@ -106,6 +124,7 @@ class Device:
         self.ops += 1
         self.bytes += length
         self.busy += dur
+        LAST.service = xfer - start + dur
         return end
 
     @classmethod

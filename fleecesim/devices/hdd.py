@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from .base import Device
+from .base import LAST, Device
 
 # Ruemmler & Wilkes 1994, HP 97560: short-seek form below 383 of 1962 cylinders.
 KNEE = 383 / 1962
@@ -222,6 +222,7 @@ class HDD(Device):
         lat = self.write_latency if write else self.latency
         dur = length * (self.inv_wbw if write else self.inv_bw)
         end = start + lat + self._positioning(now, start, offset, write) + dur
+        LAST.service = end - start  # the rest of end - now waited for the head
         self._free_t = end
         self._head = offset + length
         self._head_t = end
@@ -240,6 +241,7 @@ class HDD(Device):
         if length == 0:  # write-zeroes / discard: metadata, the head does not move
             end = (self._free_t if self._free_t > now else now) + lat
             self._free_t = end
+            LAST.service = lat
             return end
         if write:
             if self._segs:  # the written range is no longer what the cache holds
@@ -264,6 +266,7 @@ class HDD(Device):
                 if offset + length <= seg.filled:  # all in the buffer
                     self.cache_hits += 1
                     seg.host = max(seg.host, offset + length)
+                    LAST.service = lat + length * self.iface_inv
                     return now + lat + length * self.iface_inv
                 if seg is self._ra and self._free_t <= now:
                     # the head is still streaming this segment: it reads on
@@ -272,7 +275,9 @@ class HDD(Device):
                     self.busy += rest * self.inv_bw
                     self._free_t = self._head_t = self._idle_from = end
                     seg.filled = seg.host = self._head = offset + length
-                    return max(end, now + lat + length * self.iface_inv)
+                    end = max(end, now + lat + length * self.iface_inv)
+                    LAST.service = end - now  # the head streams on: no queue
+                    return end
         end = self._head_op(now, offset, length, False)
         if self.read_ahead:
             seg = _Segment(offset, offset + length)
@@ -297,6 +302,7 @@ class HDD(Device):
                 break
         dq.append((head_end, length))
         self._dirty_bytes += length
+        LAST.service = lat + length * self.iface_inv  # into the cache; the rest waited for room
         return t
 
     def describe(self) -> str:

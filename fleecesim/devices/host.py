@@ -38,6 +38,7 @@ modelled: source and target here are different devices.
 """
 from __future__ import annotations
 
+from . import base
 from .base import Device
 
 
@@ -90,8 +91,14 @@ class HostDevice:
         return getattr(self.device, name)
 
     def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
-        t = self.host.charge(now, length if self.copy else 0)
-        return self.device.submit(t, offset, length, write)
+        host = self.host
+        n = length if self.copy else 0
+        t = host.charge(now, n)
+        end = self.device.submit(t, offset, length, write)
+        # the request's own host time: its CPU cost and its memory copy
+        base.LAST.service += host.request_cost + (n / host.memcpy_bandwidth
+                                                  if n and host.memcpy_bandwidth else 0.0)
+        return end
 
     def describe(self) -> str:
         return self.device.describe()

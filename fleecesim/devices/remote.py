@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 
-from .base import Device
+from .base import LAST, Device
 
 # NBD protocol (doc/proto.md): request header 28 bytes, simple reply 16 bytes.
 NBD_REQUEST_HEADER = 28
@@ -132,6 +132,7 @@ class RemoteDevice:
         if self.copy_s_per_byte:
             start += length * self.copy_s_per_byte
         arrive = self.link.submit(start, offset, wire, write)
+        s_link = LAST.service + length * self.copy_s_per_byte  # unloaded: link + socket copy
         if self._win_s_per_byte:
             win_end = (start if start > conn.pipe_free else conn.pipe_free) \
                 + wire * self._win_s_per_byte
@@ -140,6 +141,7 @@ class RemoteDevice:
                 arrive = win_end
                 self.window_limited += 1
         end = self.backend.submit(arrive, offset, length, write)
+        LAST.service += s_link
         heapq.heapreplace(conn.free, end)  # the slot is released when the reply arrives
         return end
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import PATH_ERROR, Level
+from ..metrics import (A_CACHE_WRITE, A_CBW_READ, A_FULL, A_INFLIGHT, A_TARGET_WRITE,
+                       PATH_ERROR, Level)
 from ..bitmap import widen
 from ..nodes.base import REQ_CBW, REQ_ZERO, at, drive
 
@@ -43,13 +44,17 @@ class CopyTask:
     Asked for after the copy ended, it is an event already processed, as the
     event made at claim time would be by then."""
 
-    __slots__ = ("env", "ev", "urgent", "result")
+    __slots__ = ("env", "ev", "urgent", "result", "read_end", "end", "room")
 
     def __init__(self, env):
         self.env = env
         self.ev = None
         self.urgent = False  # a guest write waits for it: its target write goes as REQ_CBW
         self.result = None   # True/False once it ended
+        # for the latency attribution of the guest write that made it (copy())
+        self.read_end = None  # when its data was read (None: not yet)
+        self.end = None       # when it ended
+        self.room = 0.0       # seconds its write waited for room in the fleecing image
 
     def event(self):
         if self.ev is None:
@@ -106,6 +111,10 @@ class BlockCopy:
         self._idle_waiters: list = []
         self.copied_bytes = 0
         self.copies = 0
+        # a guest write's time in this copy's target write: the backup target's,
+        # or a local image's (fleecing cache, overlay, a 2018 scratch image)
+        self.write_part = A_TARGET_WRITE if getattr(target, "is_target", False) \
+            else A_CACHE_WRITE
 
     # ------------------------------------------------------------ queries
     def pending(self, c0: int, c1: int) -> bool:
@@ -263,10 +272,12 @@ class BlockCopy:
             offloaded = True
         else:
             data = yield from self.source.read(off, ln)
+        ev.read_end = env.now
         ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
         if ok and not offloaded:
             res = yield from self.target.write(off, ln, data, flags)
             ok = res != PATH_ERROR
+            self._room(ev, off)
         self._task_end(a, b, ev, ln, ok)
         return ok
 
@@ -282,7 +293,14 @@ class BlockCopy:
             flags |= REQ_CBW
         return ok, flags
 
+    def _room(self, ev, off) -> None:
+        """Take what the target reports its write of ``off`` waited for room."""
+        st = getattr(self.target, "stalled", None)
+        if st:
+            ev.room = st.pop(off, 0.0)
+
     def _task_end(self, a, b, ev, ln, ok) -> None:
+        ev.end = self.env.now
         self.inflight_level.add(-ln)
         self._mem_release(ln)
         infl = self.inflight
@@ -343,13 +361,16 @@ class BlockCopy:
                     a, b, False, ev, flags, done, off, ln, fin(), False))
 
     def _t_write(self, a, b, zero, ev, flags, done, off, ln, data, offloaded) -> None:
+        ev.read_end = self.env.now
         ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
         if ok and not offloaded:
             tgt = self.target
             w = tgt.write_at(off, ln, data, flags)
             if w is None:
-                drive(tgt.write(off, ln, data, flags), lambda res: self._t_done(
-                    a, b, ev, done, ln, res != PATH_ERROR))
+                def written(res):
+                    self._room(ev, off)
+                    self._t_done(a, b, ev, done, ln, res != PATH_ERROR)
+                drive(tgt.write(off, ln, data, flags), written)
             else:
                 end, fin = w
                 at(self.env, end, lambda: self._t_done(a, b, ev, done, ln, fin() != PATH_ERROR))
@@ -419,12 +440,13 @@ class BlockCopy:
             self.mem_used += need
             w.succeed()
 
-    def copy(self, c0: int, c1: int):
+    def copy(self, c0: int, c1: int, att=None):
         """Make sure [c0, c1) is copied: claim what is unclaimed, wait for what
         others have in flight. Returns (ok, bytes this call copied, waited).
         This is the copy-before-write path (block/copy-before-write.c:
         cbw_do_copy_before_write -> block_copy), so its writes carry REQ_CBW;
-        the job's copies (run_tasks from BackupJob) do not."""
+        the job's copies (run_tasks from BackupJob) do not. ``att``
+        (metrics.Attr): the guest write's time here, by phase (_attribute)."""
         env = self.env
         copied = 0
         waited = False
@@ -433,6 +455,7 @@ class BlockCopy:
             mine = [t[3] for t in tasks]
             waits = self.tasks_in(c0, c1, mine)
             ok = True
+            t_own = env.now
             if len(tasks) == 1 or (tasks and not self.parallel):
                 ok = (yield from self.run_tasks(tasks, flags=REQ_CBW)) is not None
             elif tasks and self.analytic:
@@ -450,6 +473,8 @@ class BlockCopy:
                 ok = all(res.values())
             if tasks:
                 copied += sum(min(t[1] * self.cs, self.disk_size) - t[0] * self.cs for t in tasks)
+                if att is not None:
+                    self._attribute(att.c, mine, t_own)
             if not ok:
                 return False, copied, waited
             if waits:
@@ -459,11 +484,40 @@ class BlockCopy:
                 for t in waits:
                     t.urgent = True
                 self.target.promote(c0 * self.cs, (c1 - c0) * self.cs)
+                t_wait = env.now
                 yield env.all_of([t.event() for t in waits])
+                if att is not None:
+                    att.c[A_INFLIGHT] += env.now - t_wait
                 if not self.pending(c0, c1):
                     return True, copied, waited
                 continue  # a copy we waited for failed: try ourselves
             return True, copied, waited
+
+    def _attribute(self, c, tasks, t0) -> None:
+        """Split [t0, now], the time a guest write spent on its own copies
+        ``tasks`` (CopyTasks), into the source read, the wait for fleecing room
+        and the write (``write_part``). Run in parallel, the reads' part lasts
+        until the last read ended; run one after the other, each task's own."""
+        now = self.env.now
+        w = self.write_part
+        if self.parallel and len(tasks) > 1:
+            rd = max((t.read_end for t in tasks if t.read_end is not None), default=t0)
+            rest = now - rd
+            room = min(max(t.room for t in tasks), rest)
+            c[A_CBW_READ] += rd - t0
+            c[A_FULL] += room
+            c[w] += rest - room
+            return
+        start = t0
+        for t in tasks:
+            if t.end is None:  # given back after an earlier one failed
+                break
+            rd = t.read_end if t.read_end is not None else start
+            c[A_CBW_READ] += rd - start
+            c[A_FULL] += t.room
+            c[w] += t.end - rd - t.room
+            start = t.end
+        c[w] += now - start  # nothing, unless an after-step ran (not on this path)
 
     def wait_idle(self):
         """Wait until no copy is in flight."""

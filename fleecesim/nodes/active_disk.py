@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
+from ..devices.base import LAST
 from ..devices.host import copy_range
 from ..metrics import PATH_DIRECT
 from .base import Node
@@ -60,9 +61,11 @@ class ActiveDisk(Node):
             return self.device.submit(now, offset, 0, True)
         return now  # flush: the model keeps no volatile cache
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         env = self.env
         end = self.device.submit(env.now, offset, length)
+        if att is not None:
+            att.svc = LAST.service
         yield env.timeout(end - env.now)
         c0, c1 = self.clusters(offset, length)
         return self.gen[c0:c1].copy()
@@ -84,16 +87,20 @@ class ActiveDisk(Node):
         target.store(offset, length, data)
         return data
 
-    def write(self, offset, length, data=None, flags=0):
+    def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         self._written(offset, length)
         end = self.device.submit(env.now, offset, length, True)
+        if att is not None:
+            att.svc = LAST.service
         yield env.timeout(end - env.now)
         return PATH_DIRECT
 
-    def discard(self, offset, length, flags=0):
+    def discard(self, offset, length, flags=0, att=None):
         env = self.env
         self._discarded(offset, length)
         end = self.device.submit(env.now, offset, 0, True)
+        if att is not None:
+            att.svc = LAST.service
         yield env.timeout(end - env.now)
         return PATH_DIRECT

@@ -7,6 +7,11 @@ range, which is how copies carry content for the data oracle. ``write`` takes
 such data (``None`` for new guest data); ``write`` and ``discard`` return the
 path the request took (metrics.PATH_*): PATH_ERROR means it failed.
 
+``att`` (metrics.Attr, or None): a guest request's latency attribution
+(issue 13 item 2). The node that submits the guest's own device request sets
+``att.svc`` from devices.base.LAST right after the submit; the copy-before-
+write filter adds its phases (copy, waits). Other nodes pass it on or ignore it.
+
 ``fast`` is the optional synchronous path: when a request needs nothing but
 device time, a node can apply it at once and return its completion time, so
 the guest driver records it without a SimPy process. It returns None when the
@@ -35,15 +40,15 @@ class Node:
     def fast(self, op: int, offset: int, length: int, now: float) -> float | None:
         return None
 
-    def read(self, offset: int, length: int, flags: int = 0):
+    def read(self, offset: int, length: int, flags: int = 0, att=None):
         raise NotImplementedError
         yield  # pragma: no cover
 
-    def write(self, offset: int, length: int, data=None, flags: int = 0):
+    def write(self, offset: int, length: int, data=None, flags: int = 0, att=None):
         raise NotImplementedError
         yield  # pragma: no cover
 
-    def discard(self, offset: int, length: int, flags: int = 0):
+    def discard(self, offset: int, length: int, flags: int = 0, att=None):
         raise NotImplementedError
         yield  # pragma: no cover
 

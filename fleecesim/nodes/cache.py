@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..devices.base import LAST
 from ..metrics import PATH_DIRECT, PATH_ERROR, Level
 from ..workloads.records import OP_READ
 from .base import REQ_UNNECESSARY, REQ_ZERO, Node
@@ -73,6 +74,9 @@ class FleecingCache(Node):
         self.closed = False
         self._flushing = False
         self._room_ev = env.event()
+        # offset -> seconds a write waited for room (full image, thin volume),
+        # taken by the copy that made it (its guest's cache-full wait, issue 13)
+        self.stalled: dict[int, float] = {}
         if self.ram is not None:
             cap = tiers[self.ram].capacity // cluster_size
             self.stamp = np.zeros(n_clusters, dtype=np.uint32)
@@ -195,10 +199,12 @@ class FleecingCache(Node):
             return self.tiers[self.ram].device.submit(now, offset, length)
         return None
 
-    def serve(self, offset, length):
+    def serve(self, offset, length, att=None):
         """Generator twin of ``fast``: a guest read from the RAM tier."""
         env = self.env
         end = self.tiers[self.ram].device.submit(env.now, offset, length)
+        if att is not None:
+            att.svc = LAST.service
         yield env.timeout(end - env.now)
         return True
 
@@ -233,7 +239,7 @@ class FleecingCache(Node):
         self._maybe_flush(now)
         return take
 
-    def write(self, offset, length, data=None, flags=0):
+    def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         c0, c1 = self.clusters(offset, length)
         if flags & REQ_UNNECESSARY:
@@ -248,6 +254,7 @@ class FleecingCache(Node):
             self.changed[c0:c1] = True
             return PATH_DIRECT
         need = (c1 - c0) * self.cs
+        t_in = env.now
         while True:
             if self.closed:
                 return PATH_DIRECT  # the image is gone: nothing to keep
@@ -279,6 +286,8 @@ class FleecingCache(Node):
                 return PATH_DIRECT
         if self.ram is not None and i != self.ram:  # spilled: RAM had no room
             self.stats.spill_bytes += need
+        if env.now > t_in:  # waited for room or for the volume to grow: the copier asks
+            self.stalled[offset] = env.now - t_in
         end = tier.device.submit(env.now, offset, length, True)
         yield env.timeout(end - env.now)
         if not self.closed:
@@ -347,13 +356,13 @@ class FleecingCache(Node):
         self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
         return (end if end > env.now else None), lambda: data
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         end, data = self.read_at(offset, length)  # the content is captured at submission
         if end is not None:
             yield self.env.timeout(end - self.env.now)
         return data()
 
-    def discard(self, offset, length, flags=0):
+    def discard(self, offset, length, flags=0, att=None):
         self.drop(*self.clusters(offset, length))
         return PATH_DIRECT
         yield  # a generator like every node method; freeing is metadata only

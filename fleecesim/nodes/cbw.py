@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..bitmap import widen
-from ..metrics import PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT
+from ..metrics import A_CBW_READ, A_FROZEN, PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT, Attr
 from ..workloads.records import OP_DISCARD, OP_READ
 from .base import Node
 
@@ -88,17 +88,17 @@ class CBWFilter(Node):
             return None
         return self.file.fast(op, offset, length, now)
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         if self.active and not self._plain_reads:
             c0, c1 = self.span(offset, length)
             if self.serve_reads and self.cache.ram_clean_all(c0, c1):
                 self.stats.ram_read_hits += 1
-                return (yield from self.cache.serve(offset, length))
+                return (yield from self.cache.serve(offset, length, att=att))
             if self.cor and self._cor_mask(c0, c1) is not None:
-                data = yield from self.file.read(offset, length, flags)
+                data = yield from self.file.read(offset, length, flags, att=att)
                 self._cor(c0, c1)  # stored once read, never before (issue 10 item 5)
                 return data
-        return (yield from self.file.read(offset, length, flags))
+        return (yield from self.file.read(offset, length, flags, att=att))
 
     def span(self, offset, length) -> tuple[int, int]:
         """Units of the whole CBW clusters a byte range touches."""
@@ -191,13 +191,16 @@ class CBWFilter(Node):
         self.stats.deferred_discards_applied += applied
         return applied
 
-    def write(self, offset, length, data=None, flags=0):
-        return (yield from self._guarded(False, offset, length, data, flags))
+    def write(self, offset, length, data=None, flags=0, att=None):
+        return (yield from self._guarded(False, offset, length, data, flags, att))
 
-    def discard(self, offset, length, flags=0):
-        return (yield from self._guarded(True, offset, length, None, flags))
+    def discard(self, offset, length, flags=0, att=None):
+        return (yield from self._guarded(True, offset, length, None, flags, att))
 
-    def _guarded(self, discard, offset, length, data, flags):
+    def _guarded(self, discard, offset, length, data, flags, att=None):
+        """A guest write or discard: copy before it, then let it through.
+        ``att`` (metrics.Attr): where its time goes — the copy's phases
+        (BlockCopy.copy), the frozen wait, then its own device request."""
         path = PATH_DIRECT
         if self.active:
             c0, c1 = self.span(offset, length)
@@ -207,7 +210,7 @@ class CBWFilter(Node):
                 self._defer(offset, length, c0, c1)
                 return PATH_DIRECT
             if self.copier.pending(c0, c1):
-                ok, copied, waited = yield from self._copy_before_write(c0, c1)
+                ok, copied, waited = yield from self._copy_before_write(c0, c1, att)
                 if copied:
                     path = PATH_CBW
                     self.stats.cbw_count += 1
@@ -225,21 +228,34 @@ class CBWFilter(Node):
                                                f"on-cbw-error={self.on_cbw_error})"))
                         return PATH_ERROR
                     self.break_snapshot()
-            while self.frozen and self._is_frozen(c0, c1):
-                yield self._unfrozen
+            if self.frozen and self._is_frozen(c0, c1):
+                t = self.env.now
+                while self.frozen and self._is_frozen(c0, c1):
+                    yield self._unfrozen
+                if att is not None:
+                    att.c[A_FROZEN] += self.env.now - t
         if discard:
-            yield from self.file.discard(offset, length, flags)
+            yield from self.file.discard(offset, length, flags, att=att)
         else:
-            yield from self.file.write(offset, length, data, flags)
+            yield from self.file.write(offset, length, data, flags, att=att)
         return path
 
-    def _copy_before_write(self, c0, c1):
+    def _copy_before_write(self, c0, c1, att=None):
         if not self.cbw_timeout:
-            return (yield from self.copier.copy(c0, c1))
+            return (yield from self.copier.copy(c0, c1, att))
         env = self.env
-        proc = env.process(self.copier.copy(c0, c1))
+        t0 = env.now
+        mine = Attr() if att is not None else None  # the copy may outlive the request
+        proc = env.process(self.copier.copy(c0, c1, mine))
         timer = env.timeout(self.cbw_timeout)
         yield proc | timer
+        if att is not None:
+            c = mine.c
+            if not proc.triggered:  # the rest is in the phase the copy is in
+                part = A_CBW_READ if not c[A_CBW_READ] else self.copier.write_part
+                c[part] += env.now - t0 - sum(c)
+            for i, v in enumerate(c):
+                att.c[i] += v
         if proc.triggered:
             return proc.value
         self.stats.cbw_timeouts += 1

@@ -28,7 +28,7 @@ class NBDExport(Node):
     def peek(self, c0, c1):
         return self.child.peek(c0, c1)
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         env = self.env
         data = yield from self.child.read(offset, length, flags)
         if data is None:
@@ -38,7 +38,7 @@ class NBDExport(Node):
         self.read_bytes += length
         return data
 
-    def discard(self, offset, length, flags=0):
+    def discard(self, offset, length, flags=0, att=None):
         env = self.env
         end = self.link.submit(env.now, offset, 0, True)
         yield env.timeout(end - env.now)

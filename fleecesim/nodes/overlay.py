@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..devices.base import LAST
 from ..metrics import PATH_DIRECT, Level
 from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
 from .base import REQ_ZERO, Node
@@ -45,7 +46,7 @@ class TargetOverlay(Node):
     def peek(self, c0, c1):
         return self.gen[c0:c1].copy()
 
-    def write(self, offset, length, data=None, flags=0):
+    def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         zero = bool(flags & REQ_ZERO)
         end = self.device.submit(env.now, offset, 0 if zero else length, True)
@@ -62,7 +63,7 @@ class TargetOverlay(Node):
             self.on_dirty(c0, c1)
         return PATH_DIRECT
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         env = self.env
         c0, c1 = self.clusters(offset, length)
         if not self.zero[c0:c1].all():
@@ -134,7 +135,7 @@ class Overlay(Node):
             return None
         return now
 
-    def read(self, offset, length, flags=0, cor=None):
+    def read(self, offset, length, flags=0, cor=None, att=None):
         env = self.env
         cs = self.cs
         cor = self.cor if cor is None else cor
@@ -156,6 +157,8 @@ class Overlay(Node):
                     self.cor_bytes += nbytes
                     self.stats.local_write_bytes += nbytes
                 self._alloc_unallocated(c0, c1, al)  # zero clusters: metadata only
+        if att is not None:  # the last device request's (the other ran alongside)
+            att.svc = LAST.service
         if end > env.now:
             yield env.timeout(end - env.now)
         return self.backing.peek(c0, c1)
@@ -166,7 +169,7 @@ class Overlay(Node):
         self.alloc[idx] = True
         self.level.add(new * self.cs)
 
-    def write(self, offset, length, data=None, flags=0):
+    def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         cs = self.cs
         c0, c1 = self.clusters(offset, length)
@@ -197,9 +200,13 @@ class Overlay(Node):
         elif self.on_write is not None:
             self.on_write(c0, c1)
         end = self.device.submit(env.now, offset, length + fill, True)
+        if att is not None:
+            att.svc = LAST.service
         if through:
             end = max(end, self.backing.device.submit(env.now, offset, length, True))
             self.stats.local_write_bytes += length
+            if att is not None:  # both at once: the slower one's service
+                att.svc = max(att.svc, LAST.service)
         yield env.timeout(end - env.now)
         return PATH_DIRECT
 
@@ -210,7 +217,7 @@ class Overlay(Node):
                 return
             yield self.env.all_of(evs)
 
-    def discard(self, offset, length, flags=0):
+    def discard(self, offset, length, flags=0, att=None):
         """The active disk node bumps the generation of every cluster a discard
         touches (partly covered ones too: their content is taken to change), so
         the overlay takes all of them (zero clusters, metadata only) and a
@@ -225,6 +232,8 @@ class Overlay(Node):
         self.backing._discarded(offset, length)
         self._alloc(c0, c1)
         end = self.device.submit(env.now, offset, 0, True)
+        if att is not None:
+            att.svc = LAST.service
         if through:
             if image is not None:
                 image.record(c0, c1, self.backing.gen[c0:c1])
@@ -260,7 +269,7 @@ class _NoCOR(Node):
     def peek(self, c0, c1):
         return self.ov.peek(c0, c1)
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         ov = self.ov
         c0, c1 = self.clusters(offset, length)
         k = int(ov.alloc[c0:c1].sum()) * self.cs
@@ -282,7 +291,7 @@ class _Layer(Node):
     def peek(self, c0, c1):
         return self.ov.peek(c0, c1)
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         env = self.env
         ov = self.ov
         end = ov.device.submit(env.now, offset, length)
@@ -310,7 +319,7 @@ class DeviceWriter(Node):
         if self.gen is not None:
             self.gen[c0:c1] = data
 
-    def write(self, offset, length, data=None, flags=0):
+    def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         zero = bool(flags & REQ_ZERO)
         end = self.device.submit(env.now, offset, 0 if zero else length, True)

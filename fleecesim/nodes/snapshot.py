@@ -20,11 +20,11 @@ class SnapshotView(Node):
     def peek(self, c0, c1):
         return self.cbw.snapshot_peek(c0, c1)
 
-    def read(self, offset, length, flags=0):
+    def read(self, offset, length, flags=0, att=None):
         return (yield from self.cbw.snapshot_read(offset, length))
 
     def read_at(self, offset, length):
         return self.cbw.snapshot_read_at(offset, length)
 
-    def discard(self, offset, length, flags=0):
+    def discard(self, offset, length, flags=0, att=None):
         return (yield from self.cbw.snapshot_discard(offset, length))

@@ -40,6 +40,8 @@ class BackupTarget(Node):
     and are served by the device FIFO as before.
     """
 
+    is_target = True  # a copy written here is a target write (latency attribution)
+
     def __init__(self, env, device, n_clusters: int, cluster_size: int, stats,
                  cbw_priority: bool = False):
         super().__init__(env, "target", cluster_size)
@@ -54,7 +56,7 @@ class BackupTarget(Node):
         # faults.py: a FaultyDevice says whether each request failed (EIO)
         self._faulty = getattr(device, "faulty", False)
 
-    def write(self, offset, length, data=None, flags=0):
+    def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         zero = bool(flags & REQ_ZERO)
         if self.cbw_priority:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from ..metrics import PATH_DIRECT
+from ..devices.base import LAST
+from ..metrics import A_ERROR, PATH_DIRECT, PATH_ERROR, Attr
 from ..nodes.base import drive
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
@@ -60,8 +61,10 @@ class GuestDriver:
         graph = self.graph
         peek = env.peek
         rec = self.rec
-        at, aop, aoff, aln, alat, apath = (rec.t.append, rec.op.append, rec.off.append,
-                                           rec.len.append, rec.lat.append, rec.path.append)
+        at, aop, aoff, aln, alat, apath, asvc = (
+            rec.t.append, rec.op.append, rec.off.append, rec.len.append, rec.lat.append,
+            rec.path.append, rec.svc.append)
+        last = LAST  # the service time of the fast path's device request (attribution)
         for t, op, off, ln in self._records():
             if self.stopped:
                 return
@@ -73,6 +76,7 @@ class GuestDriver:
                 yield env.timeout(t - env.now)
             now = t if t > env.now else env.now
             self.issued += 1
+            last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if fast_path else None
             if end is not None:
                 at(now)
@@ -81,6 +85,7 @@ class GuestDriver:
                 aln(ln)
                 alat(end - now)
                 apath(PATH_DIRECT)
+                asvc(last.service)
             else:
                 if now > env.now:
                     yield env.timeout(now - env.now)
@@ -92,35 +97,46 @@ class GuestDriver:
     def _closed(self, it):
         env = self.env
         graph = self.graph
-        rec_add = self.rec.add
+        rec_fast = self.rec.add_fast
+        last = LAST
         for _t, op, off, ln in it:
             if self.stopped:
                 return
             now = env.now
             self.issued += 1
+            last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if self.fast_path else None
             if end is not None:
-                rec_add(now, op, off, ln, end - now, PATH_DIRECT)
+                rec_fast(now, op, off, ln, end - now, last.service)
                 yield env.timeout(end - now)
             else:
                 yield from self._slow(op, off, ln)
 
-    def _dispatch(self, op, off, ln):
-        """The general path: the request through the top node's generators."""
+    def _dispatch(self, op, off, ln, att):
+        """The general path: the request through the top node's generators;
+        ``att`` (metrics.Attr) collects where its time goes."""
         top = self.graph.top
         if op == OP_READ:
-            yield from top.read(off, ln)
+            yield from top.read(off, ln, att=att)
             return PATH_DIRECT
         if op == OP_WRITE:
-            return (yield from top.write(off, ln))
+            return (yield from top.write(off, ln, att=att))
         if op == OP_DISCARD:
-            return (yield from top.discard(off, ln))
+            return (yield from top.discard(off, ln, att=att))
         return PATH_DIRECT
+
+    def _record(self, t, op, off, ln, path, att):
+        lat = self.env.now - t
+        if path == PATH_ERROR:  # a failed request: all its time is the error's
+            att.c = [0.0] * len(att.c)
+            att.c[A_ERROR] = lat
+        self.rec.add(t, op, off, ln, lat, path, att)
 
     def _slow(self, op, off, ln):
         t = self.env.now
-        path = yield from self._dispatch(op, off, ln)
-        self.rec.add(t, op, off, ln, self.env.now - t, path)
+        att = Attr()
+        path = yield from self._dispatch(op, off, ln, att)
+        self._record(t, op, off, ln, path, att)
 
     # --- open loop with at most ``max_inflight`` requests outstanding ---------
     # A separate path so the unlimited one above keeps its speed. One process
@@ -135,7 +151,8 @@ class GuestDriver:
         fast_path = self.fast_path
         graph = self.graph
         peek = env.peek
-        rec_add = self.rec.add
+        rec_fast = self.rec.add_fast
+        last = LAST
         ends = self._ends           # heap: end times of fast-path requests in flight
         now = env.now               # issue time of the last request (>= env.now)
         for t, op, off, ln in self._records():
@@ -160,9 +177,10 @@ class GuestDriver:
                 while ends and ends[0] <= now:
                     heappop(ends)
             self.issued += 1
+            last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if fast_path else None
             if end is not None:
-                rec_add(t, op, off, ln, end - t, PATH_DIRECT)
+                rec_fast(t, op, off, ln, end - t, last.service)
                 heappush(ends, end)
             else:
                 if now > env.now:
@@ -176,8 +194,9 @@ class GuestDriver:
     def _slow_limited(self, arrival, op, off, ln):
         """A slow-path request holding a slot; latency counts from ``arrival``
         (as qemu-io counts from submission), not from the issue."""
-        path = yield from self._dispatch(op, off, ln)
-        self.rec.add(arrival, op, off, ln, self.env.now - arrival, path)
+        att = Attr()
+        path = yield from self._dispatch(op, off, ln, att)
+        self._record(arrival, op, off, ln, path, att)
         self.slow_inflight -= 1
         if self._freed is not None and not self._freed.triggered:
             self._freed.succeed()
