@@ -604,12 +604,24 @@ class Variant(Model):
 
 # --- issue 13 item 4: many VMs, one target ---------------------------------
 VM_SECTIONS = ("disk", "workload", "backup")
+# Where a workload's requests come from: giving one of these (a VM's workload,
+# --set, a variant's set) drops the keys it cannot stand with from the config
+# it overrides. A trace replays open loop (no iops) or closed loop (iodepth);
+# a synthetic workload has either iops or iodepth.
+SOURCE_REPLACES = {"trace": {"iops"}, "iops": {"trace", "iodepth"}, "iodepth": {"iops"}}
+
+
+def _drop_replaced(workload: dict, given) -> dict:
+    """``workload`` without the source keys that keys ``given`` replace."""
+    gone = set().union(*(SOURCE_REPLACES.get(k, set()) for k in given)) - set(given)
+    return {k: v for k, v in workload.items() if k not in gone}
 
 
 class VMSpec(Model):
     """One VM of a fleet: its own disk, workload and backup (each key given
-    replaces the shared section's key), its backup starting ``start`` seconds
-    after the common warm-up."""
+    replaces the shared section's key; a workload naming its own trace, iops or
+    iodepth replaces the shared one's source: SOURCE_REPLACES), its backup starting ``start``
+    seconds after the common warm-up. A trace path is relative to the config."""
     name: str
     start: Seconds = Field(0.0, ge=0)
     disk: dict[str, Any] = {}
@@ -704,7 +716,11 @@ class Config(Model):
         for i, vm in enumerate(self.vms):
             raw = copy.deepcopy(base)
             for sec in VM_SECTIONS:
-                raw[sec] = {**raw[sec], **getattr(vm, sec)}
+                own = getattr(vm, sec)
+                shared = raw[sec]
+                if sec == "workload":  # the VM's own request source replaces the shared one
+                    shared = _drop_replaced(shared, own)
+                raw[sec] = {**shared, **own}
             raw["run"]["seed"] = vm_seed(self.run.seed, vm.name)
             if isinstance(raw["backup"].get("scheme"), list):
                 raise ValueError(f"vms[{i}].backup.scheme: one scheme per VM (use variants "
@@ -1019,8 +1035,11 @@ def read_yaml(path: str | Path) -> dict:
 def resolve(raw: dict, overrides: list[str] | dict | None = None) -> Config:
     """Validate a raw config dict after applying ``key=value`` overrides."""
     raw = copy.deepcopy(raw)
-    items = overrides.items() if isinstance(overrides, dict) else (
-        _split_override(o) for o in (overrides or []))
+    items = list(overrides.items() if isinstance(overrides, dict) else (
+        _split_override(o) for o in (overrides or [])))
+    if isinstance(raw.get("workload"), dict):  # a new request source replaces the old
+        raw["workload"] = _drop_replaced(raw["workload"], [
+            k.removeprefix("workload.") for k, _v in items if k.startswith("workload.")])
     for k, v in items:
         parts = k.split(".")
         if len(parts) == 3 and parts[0] == "devices" and parts[2] == "preset" \
@@ -1070,12 +1089,25 @@ def variants(cfg: Config) -> list[tuple[str, Config]]:
     return out
 
 
+def _relative_to(base: Path, value):
+    """A trace path as written in a config file: relative to that file."""
+    if not isinstance(value, str):
+        return value
+    t = Path(value).expanduser()
+    return value if t.is_absolute() else str((base / t).resolve())
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     raw = read_yaml(path)
-    # A trace path in a config file is relative to that file.
-    wl = raw.get("workload")
-    if isinstance(wl, dict) and isinstance(wl.get("trace"), str):
-        t = Path(wl["trace"]).expanduser()
-        if not t.is_absolute():
-            wl["trace"] = str((Path(path).parent / t).resolve())
+    # A trace path in a config file is relative to that file: the workload's,
+    # each VM's (vms[i].workload.trace) and each variant's (set: workload.trace).
+    base = Path(path).parent
+    for wl in [raw.get("workload")] + [vm.get("workload") for vm in raw.get("vms") or []
+                                       if isinstance(vm, dict)]:
+        if isinstance(wl, dict) and "trace" in wl:
+            wl["trace"] = _relative_to(base, wl["trace"])
+    for v in raw.get("variants") or []:
+        st = v.get("set") if isinstance(v, dict) else None
+        if isinstance(st, dict) and "workload.trace" in st:
+            st["workload.trace"] = _relative_to(base, st["workload.trace"])
     return resolve(raw, overrides)

@@ -157,3 +157,39 @@ def test_a_fleet_runs_as_a_sweep_point():
     assert rows[1]["vm_b_backup_start_s"] == pytest.approx(10.5)
     assert rows[0]["backup_window_s"] > rows[1]["vm_a_backup_duration_s"]
     assert not math.isnan(rows[0]["write_p99_s"])
+
+
+def test_a_vms_trace_path_is_relative_to_the_config_file(tmp_path, monkeypatch):
+    """vms[i].workload.trace and a variant's workload.trace are resolved against
+    the config's folder, like the top-level workload.trace: the run does not
+    depend on the directory it is started from."""
+    import json
+
+    from fleecesim.config import load_config, variants
+    conf = tmp_path / "cfg"
+    conf.mkdir()
+    (conf / "t.log").write_text("fio version 3 iolog\n0 /dev/vdb add\n0 /dev/vdb open\n"
+                                + "".join(f"{i * 1000} /dev/vdb write {i * 65536} 4096\n"
+                                          for i in range(50)))
+    raw = {**BASE, "vms": [{"name": "a"}, {"name": "b", "workload": {"trace": "t.log"}}],
+           "variants": [{"name": "v", "set": {"workload.trace": "t.log"}}]}
+    (conf / "fleet.yaml").write_text(json.dumps(raw))
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    cfg = load_config(conf / "fleet.yaml")
+    trace = str((conf / "t.log").resolve())
+    assert cfg.vm_configs()[1][2].workload.trace == trace
+    assert [c.workload.trace for _n, c in variants(cfg)] == [trace]
+    s = simulate(cfg.vm_configs()[1][2]).summary
+    assert s["guest_ios"] == 50 and s["oracle_ok"]
+
+
+def test_a_new_request_source_replaces_the_old_one():
+    """--set / a VM / a variant naming a trace, a rate or a depth: the keys it
+    cannot stand with go; a depth on a trace keeps the trace (closed loop)."""
+    from fleecesim.config import _drop_replaced
+    synth = {"iops": 400, "mix": {"read": 1}}
+    assert _drop_replaced(synth, ["trace"]) == {"mix": {"read": 1}}
+    assert _drop_replaced({"trace": "t", "iodepth": 2}, ["iops"]) == {}
+    assert _drop_replaced({"trace": "t"}, ["iodepth"]) == {"trace": "t"}
+    assert _drop_replaced({"iodepth": 4, "mix": 1}, ["iops"]) == {"mix": 1}
+    assert _drop_replaced(synth, ["mix"]) == synth
