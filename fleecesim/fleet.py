@@ -17,6 +17,7 @@ import simpy
 
 from . import __version__
 from .devices import build_device
+from .devices.remote import RemoteDevice
 from .run import VM, Result, check_fits, timeline_frame
 
 # per-VM keys copied into the fleet's summary as vm_<name>_<key> (sweep columns)
@@ -45,6 +46,17 @@ def combined_peak(levels) -> float:
     return float(total.max())
 
 
+def own_clients(devices: dict, i: int) -> dict:
+    """VM ``i``'s view of the shared devices: the same objects, except that a
+    remote (NBD) device gets a client of its own — each VM's QEMU opens its
+    own NBD connection(s) to the server (devices/remote.py: client), sharing
+    the link and the server's disks but not the request slots."""
+    if i == 0:
+        return devices
+    return {k: d.client(f"{k}@vm{i}") if isinstance(d, RemoteDevice) else d
+            for k, d in devices.items()}
+
+
 def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = True) -> Result:
     vm_cfgs = cfg.vm_configs()
     for _n, _s, c in vm_cfgs:
@@ -52,7 +64,9 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
     env = simpy.Environment()
     env.analytic = analytic
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}  # shared
-    vms = [VM(env, c, devices, fast_path=fast_path, analytic=analytic) for _n, _s, c in vm_cfgs]
+    views = [own_clients(devices, i) for i in range(len(vm_cfgs))]  # all before any VM
+    vms = [VM(env, c, views[i], fast_path=fast_path, analytic=analytic)
+           for i, (_n, _s, c) in enumerate(vm_cfgs)]
     if cfg.run.warmup > 0:
         env.run(until=cfg.run.warmup)
 

@@ -74,7 +74,9 @@ class RemoteDevice:
         self.backend = backend
         self.latency = link.latency + backend.latency
         self.bandwidth = min(link.bandwidth, backend.bandwidth)
-        self.slots = link.slots  # per connection
+        # per connection: the link has a slot for every request that can be in
+        # flight, ``connections`` x queue-depth (build_remote)
+        self.slots = max(1, link.slots // connections)
         self.connections = connections
         self.window = window
         self.overhead = int(overhead)
@@ -88,6 +90,27 @@ class RemoteDevice:
         # it has its slot (set by devices/host.py: with_host); a delay of the
         # sending coroutine, not a shared queue
         self.copy_s_per_byte = 0.0
+        self.link_shared = False  # another client uses the link too (client())
+
+    def client(self, name: str | None = None) -> "RemoteDevice":
+        """Another NBD client of the same server: its own connections (slots,
+        TCP window) over the same link and backend. Each VM's QEMU has its own
+        NBD client (block/nbd.c: one BDRVNBDState per blockdev, its own
+        socket), so VMs backing up to one server share the wire and the
+        server's disks, not their request slots. The link gets room for the
+        new client's requests in flight."""
+        other = RemoteDevice(name or self.name, self.link, self.backend,
+                             connections=self.connections, window=self.window,
+                             overhead=self.overhead)
+        other.copy_s_per_byte = self.copy_s_per_byte
+        link = self.link
+        for _ in range(self.slots * self.connections):
+            heapq.heappush(link._free, 0.0)
+        link.slots += self.slots * self.connections
+        other.slots = self.slots  # not the grown link's share
+        other._conns = [_Connection(self.slots) for _ in range(self.connections)]
+        self.link_shared = other.link_shared = True  # nodes/target.py: its own queue
+        return other
 
     @property
     def ops(self) -> int:

@@ -50,7 +50,13 @@ class BackupTarget(Node):
         self.gen = np.full(n_clusters, UNWRITTEN, dtype=np.uint32)
         self.copies = np.zeros(n_clusters, dtype=np.uint8)  # > 1 is a bug; counts wrap at 256
         self.cbw_priority = cbw_priority
-        self._slots = device.slots
+        # Several NBD clients on one link (VMs backing up to one server,
+        # fleet.py): a write waiting for one of this client's slots is not on
+        # the wire yet, so it must reach the shared link only when it has one
+        # (else its reserved place in the link's FIFO would hold up the other
+        # clients' writes that could go now). This node keeps that queue.
+        self.queued = cbw_priority or bool(getattr(device, "link_shared", False))
+        self._slots = device.slots * getattr(device, "connections", 1)
         self._outstanding = 0
         self._waiting = (deque(), deque())  # copy-before-write first, then the job
         # faults.py: a FaultyDevice says whether each request failed (EIO)
@@ -59,12 +65,13 @@ class BackupTarget(Node):
     def write(self, offset, length, data=None, flags=0, att=None):
         env = self.env
         zero = bool(flags & REQ_ZERO)
-        if self.cbw_priority:
-            yield from self._take_slot(bool(flags & REQ_CBW), offset, length)
+        if self.queued:
+            yield from self._take_slot(self.cbw_priority and bool(flags & REQ_CBW),
+                                       offset, length)
         end = self.device.submit(env.now, offset, 0 if zero else length, True)
         failed = self._faulty and self.device.failed
         yield env.timeout(end - env.now)
-        if self.cbw_priority:
+        if self.queued:
             self._release_slot()
         if failed:
             return PATH_ERROR  # nothing landed
@@ -72,7 +79,7 @@ class BackupTarget(Node):
         return PATH_DIRECT
 
     def write_at(self, offset, length, data=None, flags=0):
-        if self.cbw_priority or self._faulty:  # may wait for a slot in this node's own
+        if self.queued or self._faulty:  # may wait for a slot in this node's own
             return None  # queue, or fail (faults.py): the generator path handles both
         zero = bool(flags & REQ_ZERO)
         end = self.device.submit(self.env.now, offset, 0 if zero else length, True)
