@@ -370,9 +370,10 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str | list[str], by=None
             fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4),
                        fontsize=9, title=legend_title(by), title_fontsize=9)
     n = int(ci["n"].max()) if len(ci) else 0
-    what = metric_label(metrics[0]) if n_panels == 1 else \
-        ", ".join(metric_label(m).split(" (")[0] for m in metrics)
-    default = (f"How does {what} depend on {param_label(x).split(' (')[0]}?\n"
+    names = [metric_label(m).split(" (")[0] for m in metrics]
+    what = (f"does {metric_label(metrics[0])}" if n_panels == 1 else
+            f"do {', '.join(names[:-1])} and {names[-1]}")
+    default = (f"How {what} depend on {param_label(x).split(' (')[0]}?\n"
                f"(mean, {'bars' if many else 'band'}: 95 % CI over {n} replications)")
     if n_panels == 1:
         axes[0].set_title(title or default, fontsize=11)
