@@ -3,7 +3,7 @@ matplotlib Figure (no pyplot state: safe in loops, notebooks and workers).
 
 * ``latency_cdf``     — guest-write latency CDF per scheme/policy, baseline vs backup
 * ``occupancy``       — fleecing-cache bytes over time, one panel per tier
-* ``metric_vs_param`` — a metric against a swept parameter, CI bands
+* ``metric_vs_param`` — metrics against a swept parameter, a panel each, CI bands
 * ``policy_bars``     — metrics per scheme/policy as bars with CI error bars
 * ``attribution``     — where a guest write's time goes, per scheme: stacked bars
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .summarize import ci_table, quiet_on_broken_pipe
+from .summarize import NO_LIMIT_AT_ZERO, ci_table, quiet_on_broken_pipe
 
 # ------------------------------------------------------------------ labels and units
 METRIC_LABELS = {
@@ -51,7 +51,7 @@ KEY_LABELS = {
     "backup.cache.ram.size": "RAM tier size",
     "backup.cache.size": "disk tier size",
     "backup.max-chunk": "max-chunk (bytes per copy task)",
-    "backup.speed": "backup speed limit",
+    "backup.speed": "backup job speed limit",
     "devices.target.rtt": "target round-trip time",
     "devices.target.backend.bandwidth": "target backend bandwidth",
     "devices.target.link-bandwidth": "target link bandwidth",
@@ -105,6 +105,8 @@ def _with_unit(label: str, unit: str) -> str:
 
 def _fmt(key: str, v) -> str:
     if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)):
+        if v == 0 and key in NO_LIMIT_AT_ZERO:
+            return NO_LIMIT_AT_ZERO[key]
         f, u = unit_for(key, [v])
         x = v / f
         return f"{x:g}{u}" if u in ("B", "KiB", "MiB", "GiB", "TiB", "s", "ms", "µs") or \
@@ -265,58 +267,119 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
     return fig
 
 
-def metric_vs_param(runs: pd.DataFrame, x: str, metric: str, by=None,
+def _x_positions(x: str, xv: np.ndarray, logx: bool) -> tuple[np.ndarray, str | None]:
+    """Where each x value is drawn. A key whose 0 means "no limit"
+    (``NO_LIMIT_AT_ZERO``, e.g. ``backup.speed``) draws 0 one step past the
+    largest limit, not at 0: the limit grows towards it."""
+    word = NO_LIMIT_AT_ZERO.get(x)
+    pos = xv.astype(float).copy()
+    finite = np.unique(pos[pos > 0])
+    if word is None or not (pos == 0).any() or not finite.size:
+        return pos, None
+    if logx:
+        step = finite[-1] / finite[-2] if finite.size > 1 else 2.0
+        pos[pos == 0] = finite[-1] * step
+    else:
+        step = np.diff(finite).min() if finite.size > 1 else finite[-1]
+        pos[pos == 0] = finite[-1] + step
+    return pos, word
+
+
+def metric_vs_param(runs: pd.DataFrame, x: str, metric: str | list[str], by=None,
                     logx: bool | None = None, title: str | None = None) -> Figure:
     """``metric`` (mean over replications, 95 % CI band) against the swept
-    parameter ``x``, one line per scheme/policy/other axis value."""
+    parameter ``x``, one line per scheme/policy/other axis value. A list of
+    metrics draws one panel each, side by side, sharing x and the legend; a
+    panel whose means span a factor of 50 or more gets a log y axis."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
     by = default_by(runs, exclude=(x,)) if by is None else (
         [by] if isinstance(by, str) else list(by))
-    ci = ci_table(runs, [metric], by=[x] + by)
+    ci = ci_table(runs, metrics, by=[x] + by)
     ci.attrs["axes"] = by
-    ci["_label"] = group_labels(ci, by) if by else metric_label(metric)
-    fx, ux = unit_for(x, ci[x])
-    fy, uy = unit_for(metric, ci["mean"])
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.subplots()
-    labels = list(dict.fromkeys(ci["_label"]))
-    colors = _colors(labels)
+    ci["_label"] = group_labels(ci, by) if by else ci["metric"].map(metric_label)
+    fx, ux = unit_for(x, ci[x][ci[x] != 0] if (ci[x] != 0).any() else ci[x])
     xv = ci[x].to_numpy(dtype=float)
     if logx is None:
-        logx = bool(len(xv) and (xv > 0).all() and xv.max() / xv.min() >= 8)
+        pos = xv[xv > 0] if x in NO_LIMIT_AT_ZERO else xv
+        logx = bool(len(pos) and (pos > 0).all() and pos.max() / pos.min() >= 8)
+    ci["_x"], no_limit = _x_positions(x, xv, logx)
+    labels = list(dict.fromkeys(ci["_label"]))
+    colors = _colors(labels)
     many = len(labels) > 4  # overlapping bands turn to mud: dodged error bars instead
-    for i, lab in enumerate(labels):  # markers too: coinciding lines stay visible
-        g = ci[ci["_label"] == lab].sort_values(x)
-        xs = g[x].to_numpy(dtype=float) / fx
-        mean = (g["mean"] / fy).to_numpy()
-        lo, hi = (g["ci_low"] / fy).to_numpy(), (g["ci_high"] / fy).to_numpy()
-        style = dict(color=colors[lab], lw=2, label=lab, marker=_MARKERS[i % len(_MARKERS)],
-                     ms=7 - 0.4 * (i % 6))
-        if many:
-            span = np.ptp(np.log(xs)) if logx and len(xs) > 1 else np.ptp(xs)
-            shift = (i - (len(labels) - 1) / 2) * 0.012 * (span or 1.0)
-            xd = xs * np.exp(shift) if logx else xs + shift
-            err = np.vstack([np.nan_to_num(mean - np.maximum(lo, 0) if (mean >= 0).all()
-                                           else mean - lo), np.nan_to_num(hi - mean)])
-            ax.errorbar(xd, mean, yerr=err, capsize=3, elinewidth=1, **style)
+    n_panels = len(metrics)
+    fig = Figure(figsize=(8, 5) if n_panels == 1 else (4.6 * n_panels, 4.8),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n_panels, squeeze=False)[0])
+    for ax, m in zip(axes, metrics):
+        cm = ci[ci["metric"] == m]
+        fy, uy = unit_for(m, cm["mean"])
+        means = cm["mean"].to_numpy(dtype=float)
+        means = means[np.isfinite(means)]
+        logy = n_panels > 1 and bool(len(means) and (means > 0).all()
+                                     and means.max() / means.min() >= 50)
+        for i, lab in enumerate(labels):  # markers too: coinciding lines stay visible
+            g = cm[cm["_label"] == lab].sort_values("_x")
+            xs = g["_x"].to_numpy(dtype=float) / fx
+            mean = (g["mean"] / fy).to_numpy()
+            lo, hi = (g["ci_low"] / fy).to_numpy(), (g["ci_high"] / fy).to_numpy()
+            style = dict(color=colors[lab], lw=2, label=lab,
+                         marker=_MARKERS[i % len(_MARKERS)], ms=7 - 0.4 * (i % 6))
+            if many:
+                span = np.ptp(np.log(xs)) if logx and len(xs) > 1 else np.ptp(xs)
+                shift = (i - (len(labels) - 1) / 2) * 0.012 * (span or 1.0)
+                xd = xs * np.exp(shift) if logx else xs + shift
+                err = np.vstack([np.nan_to_num(mean - np.maximum(lo, 0) if (mean >= 0).all()
+                                               else mean - lo), np.nan_to_num(hi - mean)])
+                ax.errorbar(xd, mean, yerr=err, capsize=3, elinewidth=1, **style)
+            else:
+                last = len(xs) - 1 if no_limit and (g[x] == 0).any() else len(xs)
+                ax.plot(xs[:last], mean[:last], **style)
+                if last < len(xs):  # to "no limit": dotted, the spacing is not a scale
+                    ax.plot(xs[last - 1:], mean[last - 1:], color=colors[lab], lw=1.5, ls=":")
+                    ax.plot(xs[last:], mean[last:], ls="", marker=style["marker"],
+                            ms=style["ms"], color=colors[lab])
+                if np.isfinite(lo).any():
+                    ax.fill_between(xs, np.maximum(lo, mean * 1e-3) if logy else lo, hi,
+                                    color=colors[lab], alpha=0.25, lw=0)
+        if logx:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        if logx or no_limit:  # a tick at each swept value, "unlimited" by name
+            ticks = np.unique(ci["_x"].to_numpy(dtype=float))
+            ax.set_xticks(ticks / fx, [f"{t / fx:g}" if t in xv else no_limit for t in ticks])
+        ax.set_xlabel(_with_unit(param_label(x), ux))
+        if logy:
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+            ax.set_yscale("log")  # labelled at 1, 2, 5 per decade: values stay readable
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         else:
-            ax.plot(xs, mean, **style)
-            if np.isfinite(lo).any():
-                ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.25, lw=0)
-    if logx:
-        ax.set_xscale("log")
-        ticks = np.unique(xv / fx)
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-    ax.set_xlabel(_with_unit(param_label(x), ux))
-    ax.set_ylabel(_with_unit(metric_label(metric), uy))
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
+            ax.set_ylim(bottom=0)
+        if n_panels == 1:
+            ax.set_ylabel(_with_unit(metric_label(m), uy))
+        else:  # the panel's title names it in full; the label stays short
+            ax.set_title(metric_label(m), fontsize=10)
+            scale = ", ".join(p for p in (uy, "log scale" if logy else "") if p)
+            ax.set_ylabel(_with_unit(metric_label(m).split(" (")[0], scale))
+        ax.grid(True, which="both" if logy else "major", alpha=0.3)
     if by:
-        ax.legend(fontsize=9, title=legend_title(by), title_fontsize=9)
+        if n_panels == 1:
+            axes[0].legend(fontsize=9, title=legend_title(by), title_fontsize=9)
+        else:
+            handles, names = axes[0].get_legend_handles_labels()
+            fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4),
+                       fontsize=9, title=legend_title(by), title_fontsize=9)
     n = int(ci["n"].max()) if len(ci) else 0
-    ax.set_title(title or f"How does {metric_label(metric)} depend on "
-                          f"{param_label(x).split(' (')[0]}?\n(mean, {'bars' if many else 'band'}: 95 % CI over {n} replications)",
-                 fontsize=11)
+    names = [metric_label(m).split(" (")[0] for m in metrics]
+    what = (f"does {metric_label(metrics[0])}" if n_panels == 1 else
+            f"do {', '.join(names[:-1])} and {names[-1]}")
+    default = (f"How {what} depend on {param_label(x).split(' (')[0]}?\n"
+               f"(mean, {'bars' if many else 'band'}: 95 % CI over {n} replications)")
+    if n_panels == 1:
+        axes[0].set_title(title or default, fontsize=11)
+    else:
+        fig.suptitle(title or default, fontsize=11)
     return fig
 
 
@@ -656,7 +719,7 @@ def cmd_plot(args) -> int:
             if x is None or x not in runs:
                 raise UserError("--x: name a numeric swept parameter"
                                 + (f" ({', '.join(axes)})" if axes else ""))
-            fig = metric_vs_param(runs, x, metrics[0], by=by, title=args.title)
+            fig = metric_vs_param(runs, x, metrics, by=by, title=args.title)
         else:
             fig = policy_bars(runs, metrics, by=by, title=args.title)
     stem = Path(args.out) if args.out else d / "plots" / stem_name(args)
@@ -675,9 +738,11 @@ def add_plot_subcommand(sub) -> None:
                                "for --kind cdf/occupancy/attribution)")
     p.add_argument("--kind", choices=KINDS, required=True,
                    help="cdf: write-latency CDF; occupancy: cache bytes over time; "
-                        "metric: metric vs --x with CI bands; bars: --metric(s) per --by; "
+                        "metric: --metric(s) vs --x with CI bands, a panel each; "
+                        "bars: --metric(s) per --by; "
                         "attribution: where a guest write's time goes, per scheme")
-    p.add_argument("--metric", action="append", help="summary key (repeat for bars)")
+    p.add_argument("--metric", action="append",
+                   help="summary key (repeat for several panels: metric, bars)")
     p.add_argument("--x", help="swept parameter for --kind metric (default: first numeric axis)")
     p.add_argument("--by", help="comma-separated columns, one line/bar each "
                                 "(default: variant and other varying axes)")

@@ -31,6 +31,10 @@ def t975(df: int) -> float:
             + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
+# Swept keys whose 0 turns the limit off (QEMU's meaning): shown by name, and
+# plotted past the largest limit rather than at 0.
+NO_LIMIT_AT_ZERO = {"backup.speed": "unlimited", "backup.cbw-timeout": "no timeout"}
+
 DEFAULT_METRICS = ("backup_duration_s", "write_p50_s", "write_p99_s",
                    "write_p99_ratio_vs_baseline", "cbw_count", "fleecing_peak_bytes",
                    "ram_peak_bytes", "spill_bytes", "target_write_bytes", "oracle_ok")
@@ -148,6 +152,8 @@ def _fmt_axis(col: str, v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+        if v == 0 and col in NO_LIMIT_AT_ZERO:
+            return NO_LIMIT_AT_ZERO[col]
         c = col.lower()
         if any(w in c for w in ("bandwidth", "speed")):
             return fmt_size(v) + "/s"

@@ -131,3 +131,35 @@ def test_cdf_of_a_run_directory_reads_only_the_write_latencies(tmp_path, monkeyp
     assert len(tl) == 0 and set(lat["phase"]) == {"baseline", "backup"}
     assert main(["plot", str(tmp_path / "one"), "--kind", "cdf", "--out",
                  str(tmp_path / "cdf"), "--quiet", "--format", "png"]) == 0
+
+
+def test_metric_vs_param_draws_a_panel_per_metric(sweep_dir):
+    runs = load_runs(sweep_dir)
+    metrics = ["backup_duration_s", "write_p99_s", "cbw_count"]
+    fig = plots.metric_vs_param(runs, "backup.max-workers", metrics)
+    assert len(fig.axes) == 3
+    assert [ax.get_title() for ax in fig.axes] == [plots.metric_label(m) for m in metrics]
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)  # one line per scheme each
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["fleecing-pull", "fleecing-push"]
+
+
+def test_a_speed_of_zero_is_drawn_as_unlimited_past_the_largest_limit():
+    # backup.speed 0 is QEMU's "no limit": it must not sit at x = 0
+    rows = [{"backup.speed": sp, "backup.scheme": sc, "replication": r, "point": i,
+             "backup_duration_s": (sp and 1 / sp or 0.5) + r * 1e-3}
+            for i, (sp, sc) in enumerate((sp, sc) for sp in (0, 2**20, 2**21, 2**23)
+                                         for sc in ("backup", "fleecing-push"))
+            for r in range(2)]
+    import pandas as pd
+    runs = pd.DataFrame(rows)
+    runs.attrs["axes"] = ["backup.speed", "backup.scheme"]
+    fig = plots.metric_vs_param(runs, "backup.speed", ["backup_duration_s"])
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["1", "2", "8", "unlimited"] and ax.get_xscale() == "log"
+    assert ax.get_xlabel() == "backup job speed limit (MiB/s)"
+    # the unlimited point is one step (the last ratio, x4) past 8 MiB/s, joined
+    # by a dotted segment
+    xs = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
+    assert xs == [1, 2, 8, 32]
+    assert any(line.get_linestyle() == ":" for line in ax.get_lines())
