@@ -7,8 +7,18 @@ from ..nodes.base import at
 class BackupJob:
     """Copies every set bit of a BlockCopy's bitmap, in the order a copy-ordering
     policy gives, with ``workers`` concurrent tasks of up to one chunk each and
-    an optional ``speed`` limit (bytes/s) that, as in QEMU, throttles only this
-    background copying, never CBW."""
+    an optional ``speed`` limit (bytes/s) that, as in QEMU, delays only this
+    background copying, never a CBW.
+
+    A CBW that shares the job's BlockCopy (backup, legacy-backup, overlay-cor:
+    the filter copies through the job's own copy state) still uses up the
+    job's quota: block/block-copy.c block_copy_dirty_clusters skips the wait
+    for a call with ``ignore_ratelimit`` (the CBW's) but charges every task,
+    ``ratelimit_calculate_delay(&s->rate_limit, task->req.bytes)``; and 2018's
+    block/backup.c backup_do_cow added the notifier's copies to the
+    ``bytes_read`` that yield_and_check rate-limits. So there the job ends at
+    about (job + CBW bytes) / speed. A fleecing CBW copies through a block-copy
+    state of its own (to the fleecing image) and charges nothing here."""
 
     def __init__(self, env, copier, policy, workers: int, stats, speed: float = 0.0,
                  name: str = "backup", after_copy=None):
@@ -27,6 +37,13 @@ class BackupJob:
         self.t_start = None
         self.t_end = None
         self._next_slot = 0.0
+        if speed:  # the CBW copies of this copy state charge the quota too
+            copier.rate_charge = self.charge
+
+    def charge(self, nbytes: int) -> None:
+        """``nbytes`` more against the speed limit: the job's next claim waits
+        until they would have passed at ``speed``."""
+        self._next_slot = max(self.env.now, self._next_slot) + nbytes / self.speed
 
     def start(self):
         self.t_start = self.env.now
@@ -65,8 +82,7 @@ class BackupJob:
             return None
         tasks = copier.claim(*run)
         if self.speed:
-            nbytes = sum((b - a) * copier.cs for a, b, _z, _e in tasks)
-            self._next_slot = max(self.env.now, self._next_slot) + nbytes / self.speed
+            self.charge(sum((b - a) * copier.cs for a, b, _z, _e in tasks))
         return tasks
 
     def _worker(self):

@@ -115,6 +115,9 @@ class BlockCopy:
         # or a local image's (fleecing cache, overlay, a 2018 scratch image)
         self.write_part = A_TARGET_WRITE if getattr(target, "is_target", False) \
             else A_CACHE_WRITE
+        # fn(bytes): a rate-limited job on this copy state (BackupJob.charge);
+        # copy() charges its tasks without waiting, as QEMU charges a CBW's
+        self.rate_charge = None
 
     # ------------------------------------------------------------ queries
     def pending(self, c0: int, c1: int) -> bool:
@@ -456,6 +459,8 @@ class BlockCopy:
             waits = self.tasks_in(c0, c1, mine)
             ok = True
             t_own = env.now
+            if tasks and self.rate_charge is not None:
+                self.rate_charge(sum((t[1] - t[0]) * self.cs for t in tasks))
             if len(tasks) == 1 or (tasks and not self.parallel):
                 ok = (yield from self.run_tasks(tasks, flags=REQ_CBW)) is not None
             elif tasks and self.analytic:
