@@ -66,29 +66,24 @@ class Recorder:
         self.x_c = array("f")   # ... and their ATTR_NAMES components, row-major
 
     def add(self, t, op, off, ln, lat, path, att=None):
+        svc = 0.0
         if att is not None:
             c = att.c
             if any(c):
                 self.x_i.append(len(self.t))
                 self.x_c.extend(c)
-            self.svc.append(att.svc)
-        else:
-            self.svc.append(0.0)
+            svc = att.svc
+        self.add_fast(t, op, off, ln, lat, svc, path)
+
+    def add_fast(self, t, op, off, ln, lat, svc, path=PATH_DIRECT):
+        """A request with no attribution beyond its device request (the fast
+        path's: all its time was there)."""
         self.t.append(t)
         self.op.append(op)
         self.off.append(off)
         self.len.append(ln)
         self.lat.append(lat)
         self.path.append(path)
-
-    def add_fast(self, t, op, off, ln, lat, svc):
-        """A fast-path request: all its time was on its device request."""
-        self.t.append(t)
-        self.op.append(op)
-        self.off.append(off)
-        self.len.append(ln)
-        self.lat.append(lat)
-        self.path.append(PATH_DIRECT)
         self.svc.append(svc)
 
     def arrays(self) -> dict[str, np.ndarray]:
