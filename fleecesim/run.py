@@ -303,6 +303,11 @@ class VM:
         self.job_ok = job_ok = (bool(graph.done.value) if completed else False) \
             and not stats.snapshot_broken
         self.t_end = t_end = self.env.now
+        # an overlay scheme's commit, as of now: done, or still running after
+        # the backup reached the target (None: no commit)
+        commit, job = getattr(graph, "commit", None), getattr(graph, "job", None)
+        self.commit_converged = None if commit is None else commit.done.triggered
+        self.job_end = job.t_end if job is not None else None
         if completed and not job_ok:
             faults.job_failed_event(stats, graph, t_end)
         if cfg.backup.sync == "none":
@@ -394,6 +399,16 @@ class VM:
                 f"the guest's offered load exceeds what the devices deliver: its latency grew "
                 f"from {over[0] * 1e3:.3g}ms to {over[1] * 1e3:.3g}ms over the {t0:.3g}s "
                 f"warm-up (a queue that grows with run length: not a steady state)")
+        summary["commit_converged"] = self.commit_converged
+        if self.commit_converged is False and self.job_end is not None:
+            # mirror in background copy mode becomes ready only when nothing is
+            # dirty (block/mirror.c: mirror_run); a guest that dirties the
+            # overlay faster than the commit drains it never lets it complete
+            stats.warnings.append(
+                f"the backup reached the target at {self.job_end - t0:.3g}s, but the overlay's "
+                f"commit had not converged by run.max-time (copy-mode background: the "
+                f"guest dirties the overlay faster than the commit drains it; QEMU's mirror "
+                f"would not become ready either; copy-mode write-blocking converges)")
         counters = getattr(guest_source, "counters", None)
         if counters and counters.get("ignored"):
             from .workloads.traces.stats import ignored_text

@@ -63,7 +63,14 @@ def test_oracle_holds_in_random_scenarios(over):
     # Liveness, when the guest leaves the devices room (20k IOPS of 128 KiB
     # writes can saturate the local NVMe, and then nothing need finish).
     if over["workload.iops"] <= 3000 and fault is None:
-        assert s["backup_completed"]
+        if s["commit_converged"] is False and over.get("backup.overlay.copy-mode") \
+                == "background":
+            # a faithful non-convergence (mirror's background mode: the guest
+            # dirties the overlay faster than the commit drains it), said so
+            assert any("not converged" in w for w in s["warnings"])
+            assert s["backup_outcome"] == "unfinished" and not s["oracle_ok"]
+        else:
+            assert s["backup_completed"]
     if s["backup_completed"]:
         assert s["oracle_violations"] == 0 and s["oracle_ok"]
         # overlay schemes: the commit carried everything down (the active disk's

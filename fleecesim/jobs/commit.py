@@ -13,7 +13,7 @@ from __future__ import annotations
 
 class CommitJob:
     def __init__(self, env, copier, policy, workers: int, stats, source_done=None,
-                 name: str = "commit"):
+                 name: str = "commit", drain=None, on_complete=None):
         self.env = env
         self.copier = copier      # BlockCopy(overlay -> backing); its ``needed`` is the dirty map
         self.policy = policy
@@ -27,6 +27,14 @@ class CommitJob:
         self.t_end = None
         self._wake = env.event()
         self.copied_bytes = 0
+        # Completing an active commit (block/mirror.c: mirror_run) drains the
+        # source first (bdrv_drained_begin: no guest request in flight), then
+        # checks that nothing is dirty, and changes the graph before anything
+        # else runs. ``drain``: a generator fn that waits until the overlay's
+        # writer has no request in flight; ``on_complete(ok)``: that graph
+        # change, called in the same instant the commit decides it is done.
+        self.drain = drain
+        self.on_complete = on_complete
 
     def mark_dirty(self, c0: int, c1: int) -> None:
         """The overlay got a write on [c0, c1): copy it (again)."""
@@ -64,8 +72,14 @@ class CommitJob:
                 break
             yield from copier.wait_idle()
             if copier.remaining == 0 and self._writer_done():
+                if self.drain is not None:
+                    yield from self.drain()
+                    if copier.remaining or copier.inflight:
+                        continue  # what was in flight dirtied clusters: copy them
                 break
         self.t_end = env.now
+        if self.on_complete is not None:
+            self.on_complete(not self.failed)
         self.done.succeed(not self.failed)
 
     def _worker(self):
@@ -79,6 +93,13 @@ class CommitJob:
                 if self._writer_done():
                     return
                 yield self._sleep()
+                continue
+            waits = copier.waits_in(*run)
+            if waits:
+                # a copy of these clusters is still in flight (they were
+                # dirtied again meanwhile): a second copy must not overtake it
+                # (block/mirror.c: mirror_iteration -> mirror_wait_on_conflicts)
+                yield self.env.all_of(waits)
                 continue
             copied = yield from copier.run_tasks(copier.claim(*run))
             if copied is None:

@@ -100,6 +100,8 @@ class Overlay(Node):
         self.conflicts = None
         self.cor_bytes = 0
         self.cow_bytes = 0
+        self.writes = 0          # guest writes and discards in flight here
+        self._quiet_ev = None    # fires when ``writes`` drops to 0 (quiet())
 
     # ------------------------------------------------------------ content
     def zero_map(self, c0, c1):
@@ -170,6 +172,25 @@ class Overlay(Node):
         self.level.add(new * self.cs)
 
     def write(self, offset, length, data=None, flags=0, att=None):
+        self.writes += 1
+        path = yield from self._write(offset, length, att)
+        self._written_out()
+        return path
+
+    def _written_out(self) -> None:
+        self.writes -= 1
+        if not self.writes and self._quiet_ev is not None:
+            ev, self._quiet_ev = self._quiet_ev, None
+            ev.succeed()
+
+    def quiet(self):
+        """Wait until no guest write or discard is in flight here (a drain)."""
+        while self.writes:
+            if self._quiet_ev is None:
+                self._quiet_ev = self.env.event()
+            yield self._quiet_ev
+
+    def _write(self, offset, length, att):
         env = self.env
         cs = self.cs
         c0, c1 = self.clusters(offset, length)
@@ -218,6 +239,12 @@ class Overlay(Node):
             yield self.env.all_of(evs)
 
     def discard(self, offset, length, flags=0, att=None):
+        self.writes += 1
+        path = yield from self._discard(offset, length, att)
+        self._written_out()
+        return path
+
+    def _discard(self, offset, length, att):
         """The active disk node bumps the generation of every cluster a discard
         touches (partly covered ones too: their content is taken to change), so
         the overlay takes all of them (zero clusters, metadata only) and a

@@ -89,7 +89,8 @@ def build(ctx):
         ccopier = BlockCopy(env, "commit", overlay.layer(), image, dirty, cs, ctx.disk_size, max_chunk=cfg.max_chunk, stats=ctx.stats,
                             count_source_reads=False)
         commit = CommitJob(env, ccopier, make_ordering("ascending"), workers=b.max_workers,
-                           stats=ctx.stats, name="commit")
+                           stats=ctx.stats, name="commit", drain=overlay.quiet,
+                           on_complete=lambda _ok: drop_overlay(graph))
         overlay.on_write = commit.mark_dirty
         overlay.write_through = b.overlay.copy_mode == "write-blocking"
         overlay.image = image
@@ -97,15 +98,19 @@ def build(ctx):
         graph.commit = commit
         commit.start()
         ok_commit = yield commit.done
-        # the overlay is dropped now: the image must hold what the guest sees
-        graph.image_lost = image_lost()
+        graph.done.succeed(bool(ok) and bool(ok_commit))
+
+    def drop_overlay(graph):
+        """The commit is done (nothing dirty, nothing in flight): the overlay
+        goes and the guest writes the active disk again, in the same instant
+        (no guest write can land in the overlay in between)."""
+        graph.image_lost = image_lost()  # the image must hold what the guest sees
         overlay.on_write = None
         overlay.write_through = False
         overlay.image = None
         overlay.conflicts = None
         graph.top = ctx.active
         overlay.clear()
-        graph.done.succeed(bool(ok) and bool(ok_commit))
 
     def image_lost() -> int:
         """Clusters whose image content is not the guest's latest generation."""
