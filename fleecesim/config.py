@@ -488,6 +488,10 @@ class RunSpec(Model):
     warmup: Seconds = 2.0
     tail: Seconds = 1.0
     max_time: Seconds = 3600.0
+    # Per-cluster state (fleecesim/sparse.py): numpy arrays (dense), or pages
+    # allocated on first touch (sparse); auto: sparse beyond 2^23 clusters. Both
+    # give the same results; sparse makes multi-TiB disks fit.
+    state: Literal["auto", "dense", "sparse"] = "auto"
 
     @field_validator("warmup", "tail", "max_time")
     @classmethod
@@ -673,6 +677,8 @@ class Config(Model):
             # a one-VM config dumps (and hashes) as before fleets
             d.pop("vms", None)
             d.pop("fleet", None)
+        if self.run.state == "auto":  # results do not depend on it: dumps (and hashes) as before
+            d["run"].pop("state", None)
         return d
 
     @model_validator(mode="after")

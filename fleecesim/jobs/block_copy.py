@@ -127,6 +127,8 @@ class BlockCopy:
         n = self.n
         if start < n and nd[start]:
             return start
+        if type(nd) is not np.ndarray:  # sparse state: page by page (sparse.py)
+            return nd.first(start, n) if start < n else -1
         while start < n:
             seg = nd[start:start + window]
             i = int(seg.argmax())

@@ -1,0 +1,182 @@
+"""fleecesim.sparse: a SparseArray equals a dense numpy array under any sequence
+of the operations the model uses (hypothesis), page forms included."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fleecesim import sparse
+from fleecesim.bitmap import widen
+from fleecesim.sparse import PAGE, SparseArray
+
+N = 3 * PAGE + 123  # a short last page
+DTYPES = [np.bool_, np.uint8, np.uint32, np.int8]
+
+
+def ranges(n=N):
+    return st.tuples(st.integers(0, n), st.integers(0, 2 * PAGE + 50)).map(
+        lambda t: (t[0], min(n, t[0] + t[1])))
+
+
+def value(dtype):
+    if dtype == np.bool_:
+        return st.booleans()
+    info = np.iinfo(dtype)
+    return st.integers(int(info.min), int(info.max))
+
+
+def ops(dtype):
+    v = value(dtype)
+    return st.lists(st.one_of(
+        st.tuples(st.just("set1"), st.integers(0, N - 1), v),
+        st.tuples(st.just("setr"), ranges(), v),
+        st.tuples(st.just("seta"), ranges(), st.integers(0, 2**31)),
+        st.tuples(st.just("inc"), ranges(), st.just(1)),
+        st.tuples(st.just("add"), ranges(), st.integers(0, 3)),
+        st.tuples(st.just("fancy"), st.lists(st.integers(0, N - 1), max_size=20), v),
+        st.tuples(st.just("scatter"), st.integers(0, 2**31), st.integers(1, 400)),
+    ), max_size=40)
+
+
+def apply(op, dense, sp, dtype):
+    kind, a, b = op
+    if kind == "set1":
+        dense[a] = b
+        sp[a] = b
+    elif kind == "setr":
+        dense[a[0]:a[1]] = b
+        sp[a[0]:a[1]] = b
+    elif kind == "seta":  # an array of few distinct values (as copies carry)
+        vals = np.random.default_rng(b).integers(0, 3, a[1] - a[0]).astype(dtype)
+        dense[a[0]:a[1]] = vals
+        sp[a[0]:a[1]] = vals
+    elif kind in ("inc", "add"):
+        if dtype == np.bool_:
+            return
+        dense[a[0]:a[1]] += np.array(b).astype(dtype)
+        if kind == "inc":
+            sp[a[0]:a[1]] += np.array(b).astype(dtype)
+        else:
+            sp.add(a[0], a[1], b)
+    elif kind == "fancy":
+        idx = np.array(sorted(set(a)), dtype=np.int64)
+        dense[idx] = b
+        sp[idx] = b
+    elif kind == "scatter":  # many single writes: exception pages turning dense
+        rng = np.random.default_rng(a)
+        for c in rng.integers(0, N, b).tolist():
+            with np.errstate(over="ignore"):
+                x = dense[c] + dtype(1) if dtype != np.bool_ else not dense[c]
+            dense[c] = x
+            sp[c] = x
+
+
+def check(dense, sp, rng):
+    assert np.array_equal(sp.to_dense(), dense)
+    for _ in range(5):
+        lo = int(rng.integers(0, N))
+        hi = int(rng.integers(lo, N + 1))
+        assert np.array_equal(sp[lo:hi], dense[lo:hi])
+        assert sp.count(lo, hi) == int(np.count_nonzero(dense[lo:hi]))
+        for nz in (True, False):
+            want = np.flatnonzero(dense[lo:hi] != 0 if nz else dense[lo:hi] == 0)
+            assert sp.first(lo, hi, nz) == (lo + int(want[0]) if want.size else -1)
+        c = int(rng.integers(0, N))
+        assert sp[c] == dense[c]
+        v = dense[c]
+        assert np.array_equal(sp.nonfill(lo, hi, v), lo + np.flatnonzero(dense[lo:hi] != v))
+    cp = sp.copy()
+    assert np.array_equal(cp.to_dense(), dense)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_equals_dense(dtype):
+    @settings(max_examples=60, deadline=None)
+    @given(ops(dtype), st.sampled_from([0, 1]))
+    def run(seq, fill):
+        dense = np.full(N, fill, dtype=dtype)
+        sp = SparseArray(N, dtype, fill)
+        rng = np.random.default_rng(len(seq))
+        for op in seq:
+            apply(op, dense, sp, dtype)
+        check(dense, sp, rng)
+    run()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=N // 64 + 1), st.sampled_from([1, 2, 8, 64]),
+       st.lists(st.tuples(st.integers(0, N - 1), st.booleans()), max_size=30))
+def test_zero_map_pages_and_widen(ext, per, writes):
+    """The t0 zero map built as coarse pages equals run.initial_zero_map's dense
+    layout, stays equal under writes, and widens as bitmap.widen does."""
+    n = min(N, len(ext) * per)
+    ext = np.array(ext, dtype=bool)[:-(-n // per)]
+    dense = np.repeat(ext, per)[:n].copy()
+    sp = sparse.zero_map_from_extents(n, per, ext)
+    for c, v in writes:
+        if c < n:
+            dense[c] = v
+            sp[c] = v
+    assert np.array_equal(sp.to_dense(), dense)
+    for k in (1, 4, 64):
+        for all_ in (False, True):
+            assert np.array_equal(sp.widen(k, all_).to_dense(), widen(dense, k, all_))
+    runs = list(sp.runs(0, n))
+    back = np.zeros(n, dtype=bool)
+    for s, e in runs:
+        back[s:e] = True
+    assert np.array_equal(back, dense)
+
+
+def test_segment_and_differs():
+    rng = np.random.default_rng(3)
+    dense = rng.integers(0, 2, N).astype(np.uint32)
+    dense[PAGE:2 * PAGE] = 0
+    src = SparseArray.from_dense(dense)
+    seg = src.segment(100, N - 7)
+    src[500] = 99  # the segment is a copy, not a view
+    idx = np.array([200, PAGE + 5, 2 * PAGE + 9])
+    seg.put(idx, np.array([7, 8, 9]))
+    want = dense[100:N - 7].copy()
+    want[idx - 100] = [7, 8, 9]
+    assert np.array_equal(seg.to_dense(), want)
+    dst = SparseArray(N, np.uint32, 0xFFFFFFFF)
+    dst[100:N - 7] = seg
+    full = np.full(N, 0xFFFFFFFF, dtype=np.uint32)
+    full[100:N - 7] = want
+    assert np.array_equal(dst.to_dense(), full)
+    d = sparse.differs(dst, src)
+    assert np.array_equal(d.to_dense(), full != src.to_dense())
+
+
+def test_memory_follows_touch():
+    """2^30 entries untouched cost the page lists only; scattered writes cost an
+    exception each, not a page; a front leaves uniform pages behind."""
+    n = 1 << 30
+    a = SparseArray(n, np.uint32, 0)
+    before = a.nbytes()
+    assert before < 12 * 2**20
+    rng = np.random.default_rng(1)
+    for c in rng.integers(0, n, 10_000).tolist():
+        a[c] += 1
+    assert a.nbytes() - before < 10_000 * 200
+    b = SparseArray(n, bool, True)
+    for c in range(0, 3 * PAGE, 16):  # the job clearing bits in ascending chunks
+        b[c:c + 16] = False
+    assert b.pages[0] is None and b.pages[1] is None and b.uval[0] is False
+    assert b.count(0, 3 * PAGE) == 0 and b.first(0) == 3 * PAGE
+
+
+def test_helpers_on_both():
+    dense = np.zeros(N, dtype=bool)
+    dense[[5, PAGE + 3, N - 1]] = True
+    sp = SparseArray.from_dense(dense)
+    for a in (dense, sp):
+        assert sparse.count(a, 0, N) == 3
+        assert sparse.first(a, 6) == PAGE + 3
+        assert sparse.first(a, 0, nz=False) == 0
+        assert sparse.first(a, N - 1, N, nz=False) == -1
+    with pytest.raises(IndexError):
+        sp[dense]
+    assert sparse.state_mode("auto", 10) == "dense"
+    assert sparse.state_mode("auto", 1 << 30) == "sparse"
+    assert sparse.state_mode("sparse", 10) == "sparse"
