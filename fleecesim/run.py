@@ -103,6 +103,8 @@ def oracle_counts(target_gen, copies, t0_gen, mask, block: int = 1 << 22):
     clusters asked for whose target content is not their t0 content; clusters
     copied more than once; clusters copied though not asked for; clusters
     written with anything but their t0 content."""
+    if sparse.is_sparse(t0_gen):  # page by page (sparse.py)
+        return sparse.oracle_pages(target_gen, copies, t0_gen, mask)
     violations = multi = outside = wrong = 0
     for i in range(0, len(t0_gen), block):
         sl = slice(i, i + block)

@@ -180,3 +180,22 @@ def test_helpers_on_both():
     assert sparse.state_mode("auto", 10) == "dense"
     assert sparse.state_mode("auto", 1 << 30) == "sparse"
     assert sparse.state_mode("sparse", 10) == "sparse"
+
+
+def test_oracle_pages_equals_blocks():
+    from fleecesim.run import oracle_counts
+    rng = np.random.default_rng(5)
+    n = 5 * PAGE + 7
+    t0 = np.zeros(n, np.uint32)
+    t0[rng.integers(0, n, 50)] = 3
+    tg = np.full(n, 0xFFFFFFFF, np.uint32)
+    tg[:3 * PAGE] = t0[:3 * PAGE]
+    tg[rng.integers(0, n, 20)] = 9
+    cp = (tg != 0xFFFFFFFF).astype(np.uint8)
+    cp[rng.integers(0, n, 10)] = 2
+    m = np.ones(n, bool)
+    m[4 * PAGE:] = False
+    m[rng.integers(0, n, 30)] = False
+    want = oracle_counts(tg, cp, t0, m)
+    got = oracle_counts(*(SparseArray.from_dense(x) for x in (tg, cp, t0, m)))
+    assert got == want and want[0] > 0 and all(want)
