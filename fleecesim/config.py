@@ -492,6 +492,9 @@ class RunSpec(Model):
     # allocated on first touch (sparse); auto: sparse beyond 2^23 clusters. Both
     # give the same results; sparse makes multi-TiB disks fit.
     state: Literal["auto", "dense", "sparse"] = "auto"
+    # A long run of zero clusters as one bulk of write-zeroes standing for all
+    # the job's workers (jobs/bulk.py) instead of one task per chunk.
+    bulk_zeroes: bool = True
 
     @field_validator("warmup", "tail", "max_time")
     @classmethod
@@ -679,6 +682,8 @@ class Config(Model):
             d.pop("fleet", None)
         if self.run.state == "auto":  # results do not depend on it: dumps (and hashes) as before
             d["run"].pop("state", None)
+        if self.run.bulk_zeroes:  # the default: configs dump (and hash) as before it existed
+            d["run"].pop("bulk-zeroes", None)
         return d
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from .deadlines import deadline_stats
 from .errors import UserError
 from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
 from .bitmap import widen
+from .jobs.bulk import attach as attach_bulk
 from .nodes import ActiveDisk
 from . import sparse
 from .rng import stream
@@ -334,6 +335,7 @@ class VM:
         needed = widen(needed_at_t0(cfg, n, cs, self.sparse), cfg.cluster_size // cs)
         self.mask = needed.copy()
         self.graph.start(needed)
+        attach_bulk(self.graph, self.env, cfg)  # long zero runs as one bulk (jobs/bulk.py)
 
     def until_done(self):
         """The event that ends the backup: the job's end or run.max-time."""
@@ -495,6 +497,7 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar)
     check_fits(cfg)
     env = simpy.Environment()
     env.sparse = state_is_sparse(cfg)  # per-cluster state: numpy arrays or sparse pages
+    env.bulk_zeroes = True  # one VM: its backup job is its target's only writer (jobs/bulk.py)
     # The copy engine (read by BlockCopy and the guest driver): copies and slow
     # guest requests as callbacks on device completions, or as processes.
     env.analytic = analytic
