@@ -17,7 +17,8 @@ runs. ``SparseArray`` keeps an array of ``n`` values as pages of
   t0 is uniform over its allocation extents, so a page of it is 64 entries,
   not 4096). A coarse page is refined when a write breaks that uniformity;
   a dense page that a range write leaves uniform becomes uniform again (the
-  backup job's front leaves uniform pages behind it).
+  target behind the backup job is uniform pages, whatever order its copies
+  land in).
 
 It answers the subset of numpy indexing the model uses, with numpy's results:
 ``a[i]`` (a Python scalar), ``a[i] = v``, ``a[lo:hi]`` (a new ndarray: never a
@@ -470,8 +471,7 @@ class SparseArray:
                         continue
                     pg = self._make_dense(p)
                 pg[lo:hi] = value[c - a:e - a] if arr else v
-                if lo == 0 or hi == PAGE:  # a front crossing a page edge may leave it uniform
-                    self._maybe_uniform(p)
+                self._maybe_uniform(p)  # the write that completes a page (cheap when it does not)
             c = e
 
     # ------------------------------------------------------------ whole-range work

@@ -64,3 +64,61 @@ def test_long_run_is_skipped_not_looped():
     per = 2e-3 + 0.2e-3 + 44 / (1.1 * 2**30)
     assert ends[-1] == pytest.approx(m / 16 * per, rel=1e-3)
     assert d.device.ops == m and d.host.requests == m
+
+
+# ---------------------------------------------------------------- the job's bulk
+from fleecesim.jobs import bulk as jbulk  # noqa: E402
+from fleecesim.run import simulate  # noqa: E402
+from tests.conftest import small  # noqa: E402
+
+# 4 GiB in 64 MiB extents, a quarter allocated: zero runs of 256 MiB and more (at t0:
+# warm-up writes split them, so the guest keeps to the first GiB)
+SPARSE = {"disk.size": "4GiB", "disk.allocation-granularity": "64MiB", "disk.allocated": 0.25,
+          "workload.iops": 1000, "workload.span": 0.25}  # the guest keeps to the first GiB
+
+
+@pytest.fixture
+def bulks(monkeypatch):
+    """Counts the bulks claimed by the runs of a test."""
+    seen = []
+    orig = jbulk.ZeroBulk.claim
+
+    def claim(self, run):
+        t = orig(self, run)
+        if t is not None:
+            seen.append(t[0][1] - t[0][0])
+        return t
+    monkeypatch.setattr(jbulk.ZeroBulk, "claim", claim)
+    return seen
+
+
+def test_bulk_costs_what_tasks_cost(bulks):
+    """The same run with and without the bulk: bytes exact, duration and the
+    guest's CBWs within a fraction of a percent (the bulk's edges)."""
+    on = simulate(small(**SPARSE)).summary
+    assert bulks, "no zero run was long enough for a bulk"
+    off = simulate(small(**SPARSE, **{"run.bulk-zeroes": False})).summary
+    assert on["oracle_ok"] and off["oracle_ok"]
+    for k in ("target_zero_bytes", "target_write_bytes", "source_read_bytes"):
+        assert on[k] == off[k], k
+    assert on["target_zero_bytes"] + on["target_write_bytes"] == 4 * 2**30
+    assert on["backup_duration_s"] == pytest.approx(off["backup_duration_s"], rel=0.01)
+    assert on["host_requests"] == pytest.approx(off["host_requests"], rel=0.01)
+    assert on["cbw_count"] == pytest.approx(off["cbw_count"], rel=0.03)
+
+
+@pytest.mark.parametrize("state", ["dense", "sparse"])
+def test_bulk_same_in_both_engines(bulks, state):
+    cfg = small(**SPARSE, **{"run.state": state})
+    a = simulate(cfg).summary
+    b = simulate(cfg, fast_path=False).summary
+    assert bulks
+    for k in ("backup_duration_s", "target_zero_bytes", "cbw_count", "write_p99_s",
+              "host_requests", "oracle_ok"):
+        assert a[k] == b[k], k
+
+
+def test_no_bulk_where_cbw_writes_the_target(bulks):
+    """blockdev-backup's copy-before-write shares the job's block-copy and target."""
+    s = simulate(small(**SPARSE, **{"backup.scheme": "backup"})).summary
+    assert s["oracle_ok"] and not bulks

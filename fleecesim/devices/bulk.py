@@ -144,7 +144,7 @@ def submit_many(dev, now: float, m: int, offset: int, step: int, length: int,
     submit = raw.submit
     i = 0
     wave = _wave(raw)
-    if wave is not None and m > (HEAD_WAVES // 8 + 2) * wave + keep:
+    if wave is not None and m > 4 * wave:
         tried = 0
         while i + 2 * wave <= m and tried < HEAD_WAVES:
             s0 = _state(raw)

@@ -15,15 +15,15 @@ with QEMU's 16 NBD request slots (block/nbd.c MAX_NBD_REQUESTS) and a 2 ms
 round trip, ~2.5 hours of backup for no data. The model keeps that cost.
 
 What it does not keep is one Python task per request. When the job's next
-run starts ``BULK_MIN_REQUESTS`` or more chunks of clusters that are still
-needed and zero at t0 (the snapshot of a cluster still needed *is* its t0
+run starts ``BULK_MIN_REQUESTS`` (64) or more chunks of clusters that are
+still needed and zero at t0 (the snapshot of a cluster still needed *is* its t0
 content: every write to it copied it first), one worker claims the whole
 run and its write-zeroes go to the target at once (devices/bulk.py:
-``submit_many``, the schedule of that many submits). The run stands for all
-the job's workers, as in QEMU all of them take its tasks: the others wait
-(``hold``) and are released one by one at the completion times of the
-bulk's last requests, as each QEMU worker finishes its last task of the run
-and moves on. Differences from per-task copying, all at the bulk's edges:
+``submit_many``, the schedule of that many submits). The run stands for as
+many of the job's workers as it has requests, as in QEMU they all take its
+tasks: the others of them wait (``hold``) and are released one by one at
+the completion times of the bulk's last requests, as each QEMU worker
+finishes its last task of the run and moves on. Differences from per-task copying, all at the bulk's edges:
 its requests enter the target's queue at its start (a worker's other write
 submitted meanwhile queues behind all of them, not behind ``max-workers``);
 they pay the host's per-request cost without taking the host's queue from
@@ -45,7 +45,7 @@ from ..nodes.base import at
 from ..sparse import first
 from .block_copy import CopyTask
 
-BULK_MIN_REQUESTS = 256  # chunks: shorter zero runs are copied task by task
+BULK_MIN_REQUESTS = 64  # chunks: shorter zero runs go task by task
 
 
 class ZeroBulk:
@@ -85,16 +85,18 @@ class ZeroBulk:
         if c1 - c0 < ch or cp.zero_detect != "block-status" or not self.zero0[c0]:
             return None
         n = cp.n
+        least = BULK_MIN_REQUESTS
+        e = first(self.zero0, c0, min(n, c0 + least * ch), nz=False)
+        if e >= 0:  # too short (the usual case: checked within ``least`` chunks)
+            return None
         e = first(self.zero0, c0, n, nz=False)
         e = n if e < 0 else e
-        if e - c0 < BULK_MIN_REQUESTS * ch:
-            return None
         en = first(cp.needed, c0, e, nz=False)
         if en >= 0:
             e = en
         if e < n:
             e = e // cp.k * cp.k
-        if -(-(e - c0) // ch) < BULK_MIN_REQUESTS:
+        if -(-(e - c0) // ch) < least:
             return None
         cp.needed[c0:e] = False
         cp.remaining -= e - c0
