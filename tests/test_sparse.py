@@ -249,3 +249,43 @@ def test_64tib_incremental_with_guest():
     assert s.get("error") is None and s["oracle_ok"]
     assert s["clusters_to_copy"] == 2**20
     assert s["target_zero_bytes"] + s["target_write_bytes"] == 64 * 2**30
+
+
+# ---------------------------------------------------------------- dense == sparse
+SCENARIOS = [
+    {},
+    {"backup.scheme": "backup"},
+    {"backup.scheme": "legacy-backup"},
+    {"backup.scheme": "fleecing-pull", "backup.client.discard": True},
+    {"backup.scheme": "fleecing-push-2018"},
+    {"backup.sync": "incremental", "backup.incremental.granularity": "256KiB",
+     "backup.target.cluster-size": "128KiB"},
+    {"backup.scheme": "backup", "backup.sync": "none", "backup.window": "1s"},
+    {"backup.cache.ram.size": "4MiB", "backup.cache.cor": True,
+     "backup.cache.serve-reads-from-ram": True,
+     "backup.cache.flush": {"high": 0.75, "low": 0.25}, "backup.discard-source": True,
+     "backup.lazy-discard": True, "backup.order": "ram-first",
+     "workload.mix": {"read": 0.5, "write": 0.45, "discard": 0.05}},
+    {"backup.order": "zero-last", "disk.allocated": 0.6},
+    {"backup.order": "hot-first", "backup.discard-source": True},
+    {"backup.order": "disk-cached-first", "backup.cache.cluster-size": "256KiB"},
+]
+
+
+@pytest.mark.parametrize("ov", SCENARIOS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
+                         or "fleecing-push")
+def test_summaries_equal_dense_and_sparse(ov):
+    """The same run on numpy arrays and on sparse pages: every summary value equal."""
+    import json
+    from fleecesim.run import simulate
+    from tests.conftest import small
+    base = {"disk.size": "128MiB", "disk.allocated": 0.8, "disk.allocation-granularity": "1MiB",
+            "workload.iops": 1500}
+    out = []
+    for state in ("dense", "sparse"):
+        s = simulate(small(**{**base, **ov, "run.state": state})).summary
+        assert s.get("error") is None, s.get("traceback")
+        s.pop("wall_time_s")
+        s["config"]["run"].pop("state")
+        out.append(json.dumps(s, sort_keys=True, default=str))
+    assert out[0] == out[1]
