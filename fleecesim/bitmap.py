@@ -8,6 +8,8 @@ def widen(mask: np.ndarray, k: int, all_: bool = False) -> np.ndarray:
     """A per-unit mask made uniform over aligned groups of ``k`` units (the last
     group may be short): a group is set if any unit is set, or with ``all_`` if
     every unit is. ``mask`` must start at a group boundary."""
+    if not isinstance(mask, np.ndarray):  # a SparseArray (sparse.py): page by page
+        return mask.widen(k, all_)
     n = len(mask)
     if k <= 1 or n == 0:
         return mask.copy()

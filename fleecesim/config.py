@@ -488,6 +488,13 @@ class RunSpec(Model):
     warmup: Seconds = 2.0
     tail: Seconds = 1.0
     max_time: Seconds = 3600.0
+    # Per-cluster state (fleecesim/sparse.py): numpy arrays (dense), or pages
+    # allocated on first touch (sparse); auto: sparse beyond 2^23 clusters. Both
+    # give the same results; sparse makes multi-TiB disks fit.
+    state: Literal["auto", "dense", "sparse"] = "auto"
+    # A long run of zero clusters as one bulk of write-zeroes standing for all
+    # the job's workers (jobs/bulk.py) instead of one task per chunk.
+    bulk_zeroes: bool = True
 
     @field_validator("warmup", "tail", "max_time")
     @classmethod
@@ -685,6 +692,10 @@ class Config(Model):
             # a one-VM config dumps (and hashes) as before fleets
             d.pop("vms", None)
             d.pop("fleet", None)
+        if self.run.state == "auto":  # results do not depend on it: dumps (and hashes) as before
+            d["run"].pop("state", None)
+        if self.run.bulk_zeroes:  # the default: configs dump (and hash) as before it existed
+            d["run"].pop("bulk-zeroes", None)
         return d
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ import simpy
 from . import __version__
 from .devices import build_device
 from .devices.remote import RemoteDevice
-from .run import VM, Result, check_fits, timeline_frame
+from .run import VM, Result, check_fits, state_is_sparse, timeline_frame
 
 # per-VM keys copied into the fleet's summary as vm_<name>_<key> (sweep columns)
 PER_VM_KEYS = ("backup_start_s", "backup_duration_s", "write_p99_s", "read_p99_s",
@@ -63,6 +63,7 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
         check_fits(c)
     env = simpy.Environment()
     env.analytic = analytic
+    env.sparse = all(state_is_sparse(c) for _n, _s, c in vm_cfgs)  # one kind per environment
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}  # shared
     views = [own_clients(devices, i) for i in range(len(vm_cfgs))]  # all before any VM
     vms = [VM(env, c, views[i], fast_path=fast_path, analytic=analytic)

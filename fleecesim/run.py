@@ -26,7 +26,9 @@ from .deadlines import deadline_stats
 from .errors import UserError
 from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
 from .bitmap import widen
+from .jobs.bulk import attach as attach_bulk
 from .nodes import ActiveDisk
+from . import sparse
 from .rng import stream
 from .schemes import BuildContext, build
 from .sync import changed_mask, needed_at_t0
@@ -102,6 +104,8 @@ def oracle_counts(target_gen, copies, t0_gen, mask, block: int = 1 << 22):
     clusters asked for whose target content is not their t0 content; clusters
     copied more than once; clusters copied though not asked for; clusters
     written with anything but their t0 content."""
+    if sparse.is_sparse(t0_gen):  # page by page (sparse.py)
+        return sparse.oracle_pages(target_gen, copies, t0_gen, mask)
     violations = multi = outside = wrong = 0
     for i in range(0, len(t0_gen), block):
         sl = slice(i, i + block)
@@ -115,12 +119,14 @@ def oracle_counts(target_gen, copies, t0_gen, mask, block: int = 1 << 22):
     return violations, multi, outside, wrong
 
 
-def initial_zero_map(cfg: Config, n: int, cs: int) -> np.ndarray:
+def initial_zero_map(cfg: Config, n: int, cs: int, sparse_state: bool = False):
     """Which clusters read as zeroes at start: whole extents of
     ``allocation-granularity`` are allocated with probability ``allocated``."""
     per = max(1, cfg.disk.allocation_granularity // cs)
     extents = -(-n // per)
     alloc = stream(cfg.run.seed, "disk.layout").random(extents) < cfg.disk.allocated
+    if sparse_state:  # pages of whole extents (sparse.py): no array per cluster
+        return sparse.zero_map_from_extents(n, per, ~alloc)
     return np.repeat(~alloc, per)[:n].copy()
 
 
@@ -138,18 +144,57 @@ def make_source(cfg: Config):
 # copy/access bitmaps, cache state, the target's copy and the oracle's t0
 # copy), measured in benchmarks/bench_memory.py as ~22 B; with headroom.
 STATE_BYTES_PER_CLUSTER = 32
+# Sparse state (sparse.py): per page of PAGE clusters, each of ~12 arrays keeps a
+# list slot and a value; an exception (a cluster that differs from its page,
+# e.g. one a guest wrote) ~50 B in each of the ~6 arrays that follow it.
+SPARSE_PAGE_BYTES = 12 * 16
+SPARSE_EXCEPTION_BYTES = 6 * 50
+# Schemes whose nodes keep dense arrays of their own (nodes/overlay.py).
+DENSE_ONLY_SCHEMES = frozenset({"overlay-cor", "overlay-commit"})
+
+
+def state_is_sparse(cfg: Config) -> bool:
+    """Does this config run on sparse per-cluster state (``run.state``)?"""
+    n = -(-cfg.disk.size // cfg.unit)
+    if cfg.scheme in DENSE_ONLY_SCHEMES:
+        if cfg.run.state == "sparse":
+            raise UserError(f"run.state: sparse is not supported by the {cfg.scheme!r} scheme "
+                            f"(its overlay keeps dense per-cluster arrays); use auto or dense")
+        return False
+    return sparse.state_mode(cfg.run.state, n) == "sparse"
+
+
+def state_estimate(cfg: Config) -> int:
+    """Bytes of per-cluster state a run starts with: dense arrays, or for sparse
+    state its pages plus what the layout and the sync bitmap make non-uniform
+    (what the guest touches later adds ~SPARSE_EXCEPTION_BYTES per cluster)."""
+    n = -(-cfg.disk.size // cfg.unit)
+    if not state_is_sparse(cfg):
+        return n * STATE_BYTES_PER_CLUSTER
+    npg = -(-n // sparse.PAGE)
+    per = max(1, cfg.disk.allocation_granularity // cfg.unit)
+    a = cfg.disk.allocated
+    mixed = 0.0
+    if per < sparse.PAGE:  # pages holding both zero and data extents: coarse pages
+        epp = sparse.PAGE // per
+        mixed = npg * (1 - a ** epp - (1 - a) ** epp) * (epp + 112) * 3  # zero map, t0, job's
+    dirty = 0.0
+    if cfg.backup.sync == "incremental":  # dirty clusters: bits in ~5 bitmaps
+        dirty = min(n, cfg.backup.incremental.dirty * n) * 5 * 50
+    return int(npg * SPARSE_PAGE_BYTES + mixed + dirty)
 
 
 def check_fits(cfg: Config) -> None:
     """Refuse up front a scenario whose per-cluster state would not fit in this
     machine's available memory (one line, with the estimate)."""
     n = -(-cfg.disk.size // cfg.unit)
-    need = n * STATE_BYTES_PER_CLUSTER
+    need = state_estimate(cfg)
     avail = _available_memory()
     if avail is not None and need > 0.8 * avail:
         from .units import fmt_size
+        how = "sparse" if state_is_sparse(cfg) else "dense"
         raise UserError(f"disk.size: {fmt_size(cfg.disk.size)} in {fmt_size(cfg.unit)} "
-                        f"clusters is {n:,} clusters, ~{fmt_size(need)} of per-cluster "
+                        f"clusters is {n:,} clusters, ~{fmt_size(need)} of {how} per-cluster "
                         f"state; this machine has {fmt_size(avail)} available")
 
 
@@ -262,7 +307,8 @@ class VM:
         faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}
-        zero = initial_zero_map(cfg, n, cs)
+        self.sparse = sparse.env_sparse(env)  # run.py: state_is_sparse (sparse.py)
+        zero = initial_zero_map(cfg, n, cs, self.sparse)
         self.active = active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
         ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
                            job_cluster_size=cfg.cluster_size,
@@ -286,9 +332,10 @@ class VM:
         self.t0_gen = self.active.gen.copy()
         # The job's bitmap in whole clusters of its granularity (block-copy merges a
         # finer bitmap into its own: a cluster is copied if any part is dirty).
-        needed = widen(needed_at_t0(cfg, n, cs), cfg.cluster_size // cs)
+        needed = widen(needed_at_t0(cfg, n, cs, self.sparse), cfg.cluster_size // cs)
         self.mask = needed.copy()
         self.graph.start(needed)
+        attach_bulk(self.graph, self.env, cfg)  # long zero runs as one bulk (jobs/bulk.py)
 
     def until_done(self):
         """The event that ends the backup: the job's end or run.max-time."""
@@ -436,7 +483,7 @@ class VM:
         summary.update({
             "clusters": n, "unit_size": cs,
             "cluster_size": cfg.cluster_size, "cbw_cluster_size": cfg.cbw_cluster_size,
-            "clusters_to_copy": int(mask.sum()),
+            "clusters_to_copy": sparse.count(mask),
             "oracle_ok": bool(oracle_ok),
             "oracle_violations": violations,
             # overlay schemes: clusters the commit should have carried into the image
@@ -469,6 +516,8 @@ class VM:
 def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar) -> Result:
     check_fits(cfg)
     env = simpy.Environment()
+    env.sparse = state_is_sparse(cfg)  # per-cluster state: numpy arrays or sparse pages
+    env.bulk_zeroes = True  # one VM: its backup job is its target's only writer (jobs/bulk.py)
     # The copy engine (read by BlockCopy and the guest driver): copies and slow
     # guest requests as callbacks on device completions, or as processes.
     env.analytic = analytic

@@ -17,12 +17,15 @@ from __future__ import annotations
 import numpy as np
 
 from .rng import stream
+from .sparse import SparseArray, differs, full
 
 
-def dirty_bitmap(n: int, cluster_size: int, dirty: float, extent: int, seed: int) -> np.ndarray:
-    """A seeded dirty bitmap of ``round(dirty * n)`` clusters in extents of mean ``extent``."""
+def dirty_bitmap(n: int, cluster_size: int, dirty: float, extent: int, seed: int,
+                 sparse: bool = False):
+    """A seeded dirty bitmap of ``round(dirty * n)`` clusters in extents of mean
+    ``extent`` (a SparseArray with ``sparse``: the same bits)."""
     want = int(round(dirty * n))
-    bm = np.zeros(n, dtype=bool)
+    bm = full(n, bool, False, sparse)
     if want <= 0:
         return bm
     if want >= n:
@@ -39,20 +42,20 @@ def dirty_bitmap(n: int, cluster_size: int, dirty: float, extent: int, seed: int
         for s, ln in zip(starts.tolist(), lens.tolist()):
             e = min(n, s + ln)
             seg = bm[s:e]
-            new = int(e - s - seg.sum())
+            new = int(e - s - np.count_nonzero(seg))
             if have + new > want:  # trim the last extent to the exact fraction
                 free = np.flatnonzero(~seg)[:want - have]
-                seg[free] = True
+                bm[free + s] = True
                 have = want
                 break
-            seg[:] = True
+            bm[s:e] = True
             have += new
             if have >= want:
                 break
     return bm
 
 
-def needed_at_t0(cfg, n: int, cluster_size: int) -> np.ndarray:
+def needed_at_t0(cfg, n: int, cluster_size: int, sparse: bool = False):
     """The copy bitmap the backup starts with (bool per cluster of ``cluster_size``,
     the model's unit). An incremental bitmap is drawn at its own granularity."""
     b = cfg.backup
@@ -60,11 +63,18 @@ def needed_at_t0(cfg, n: int, cluster_size: int) -> np.ndarray:
         g = b.incremental.granularity
         k = max(1, g // cluster_size)
         bm = dirty_bitmap(-(-n // k), g, b.incremental.dirty, b.incremental.extent,
-                          cfg.run.seed)
-        return np.repeat(bm, k)[:n] if k > 1 else bm
-    return np.ones(n, dtype=bool)  # full; none: CBW guards everything, the job idles
+                          cfg.run.seed, sparse)
+        if k == 1:
+            return bm
+        if isinstance(bm, SparseArray):  # each run of dirty granules, k units each
+            out = SparseArray(n, bool, False)
+            for s, e in bm.runs():
+                out[s * k:min(n, e * k)] = True
+            return out
+        return np.repeat(bm, k)[:n]
+    return full(n, bool, True, sparse)  # full; none: CBW guards everything, the job idles
 
 
-def changed_mask(t0_gen: np.ndarray, gen_at_end: np.ndarray) -> np.ndarray:
+def changed_mask(t0_gen, gen_at_end):
     """sync=none: the clusters the guest changed during the window."""
-    return gen_at_end != t0_gen
+    return differs(gen_at_end, t0_gen)

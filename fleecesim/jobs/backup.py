@@ -33,6 +33,7 @@ class BackupJob:
         # (a pull client's read-once TRIM)
         self.after_copy = after_copy
         self.done = env.event()
+        self.bulk = None  # jobs/bulk.py: long zero runs as one bulk (set at t0 by run.py)
         self.failed = False
         self.t_start = None
         self.t_end = None
@@ -72,15 +73,26 @@ class BackupJob:
         self.t_end = env.now
         self.done.succeed(not self.failed)
 
-    def _claim_next(self):
+    def _claim_next(self, released: bool = False):
         """Claim the policy's next run as copy tasks (None: nothing left) and
         charge ``speed`` for them: QEMU charges every task's bytes, write-zeroes
-        included."""
+        included. A float: wait until then, a bulk of zeroes in flight stands
+        for this worker too (jobs/bulk.py; ``released``: it has waited)."""
         copier = self.copier
+        bulk = self.bulk
+        if bulk is not None:
+            if released:
+                bulk.release()
+            else:
+                t = bulk.hold(self.env.now)
+                if t is not None:
+                    return t
         run = self.policy.next_run(copier, copier.chunk)
         if run is None:
             return None
-        tasks = copier.claim(*run)
+        tasks = bulk.claim(run) if bulk is not None else None
+        if tasks is None:
+            tasks = copier.claim(*run)
         if self.speed:
             self.charge(sum((b - a) * copier.cs for a, b, _z, _e in tasks))
         return tasks
@@ -88,6 +100,7 @@ class BackupJob:
     def _worker(self):
         env = self.env
         copier = self.copier
+        released = False
         while not self.failed:
             if self.speed and self._next_slot > env.now:
                 # As QEMU's block_copy_dirty_clusters: a rate-limited job sleeps
@@ -95,9 +108,14 @@ class BackupJob:
                 # and a guest write to them copies them itself (CBW is not limited).
                 yield env.timeout(self._next_slot - env.now)
                 continue
-            tasks = self._claim_next()
+            tasks = self._claim_next(released)
+            released = False
             if tasks is None:
                 return
+            if type(tasks) is float:  # held by a bulk of zeroes (jobs/bulk.py)
+                yield env.timeout(tasks - env.now)
+                released = True
+                continue
             copied = yield from copier.run_tasks(tasks, self.after_copy)
             if copied is None:
                 self.failed = True
@@ -105,16 +123,20 @@ class BackupJob:
             self.stats.job_copied_bytes += copied
 
     # --- the analytic worker (issue 12): _worker's loop, resumed by callbacks
-    def _work(self):
+    def _work(self, released: bool = False):
         env = self.env
         copier = self.copier
         while not self.failed:
             if self.speed and self._next_slot > env.now:
                 at(env, self._next_slot, self._work)
                 return
-            tasks = self._claim_next()
+            tasks = self._claim_next(released)
+            released = False
             if tasks is None:
                 break
+            if type(tasks) is float:  # held by a bulk of zeroes (jobs/bulk.py)
+                at(env, tasks, lambda: self._work(True))
+                return
             # Trampoline: tasks that end at once (nothing to wait for) return
             # here instead of recursing into the next iteration.
             box = []

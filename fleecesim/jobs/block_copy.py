@@ -118,6 +118,7 @@ class BlockCopy:
         # fn(bytes): a rate-limited job on this copy state (BackupJob.charge);
         # copy() charges its tasks without waiting, as QEMU charges a CBW's
         self.rate_charge = None
+        self.bulk = None  # jobs/bulk.py: a task longer than a chunk is a bulk of zeroes
 
     # ------------------------------------------------------------ queries
     def pending(self, c0: int, c1: int) -> bool:
@@ -139,6 +140,8 @@ class BlockCopy:
         n = self.n
         if start < n and nd[start]:
             return start
+        if type(nd) is not np.ndarray:  # sparse state: page by page (sparse.py)
+            return nd.first(start, n) if start < n else -1
         while start < n:
             seg = nd[start:start + window]
             i = int(seg.argmax())
@@ -255,6 +258,8 @@ class BlockCopy:
     def run_task(self, a: int, b: int, zero: bool, ev, flags: int = 0):
         """Copy clusters [a, b) (already claimed). Returns True on success.
         ``flags`` go with the target write (REQ_CBW for a copy-before-write)."""
+        if b - a > self.chunk:  # a bulk of write-zeroes (jobs/bulk.py)
+            return (yield from self.bulk.run(a, b, ev))
         env = self.env
         cs = self.cs
         off = a * cs
@@ -334,6 +339,9 @@ class BlockCopy:
     # snapshot read, ...) runs its generator without a process (nodes.base.drive).
     def start_task(self, a: int, b: int, zero: bool, ev, flags: int, done) -> None:
         """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends."""
+        if b - a > self.chunk:  # a bulk of write-zeroes (jobs/bulk.py)
+            self.bulk.start(a, b, ev, done)
+            return
         off = a * self.cs
         ln = min(b * self.cs, self.disk_size) - off
         if self.mem_used + ln > self.mem_limit and self.mem_used:

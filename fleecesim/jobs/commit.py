@@ -41,7 +41,7 @@ class CommitJob:
         nd = self.copier.needed[c0:c1]
         new = int((~nd).sum())
         if new:
-            nd[:] = True
+            self.copier.needed[c0:c1] = True
             self.copier.remaining += new
             self._kick()
 

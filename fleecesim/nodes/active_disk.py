@@ -7,6 +7,7 @@ from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
 from ..devices.base import LAST
 from ..devices.host import copy_range
 from ..metrics import PATH_DIRECT
+from ..sparse import env_sparse, full
 from .base import Node
 
 
@@ -19,7 +20,7 @@ class ActiveDisk(Node):
         super().__init__(env, "active-disk", cluster_size)
         self.device = device
         self.n = n_clusters
-        self.gen = np.zeros(n_clusters, dtype=np.uint32)
+        self.gen = full(n_clusters, np.uint32, 0, env_sparse(env))
         self.zero = zero  # bool per cluster: reads as zeroes (unallocated)
 
     def _written(self, offset, length):
@@ -49,6 +50,21 @@ class ActiveDisk(Node):
     def peek(self, c0: int, c1: int):
         """Content identity without I/O (used for zero clusters, which need no read)."""
         return self.gen[c0:c1].copy()
+
+    def zero_state(self):
+        """The whole zero map (a copy: numpy or sparse, as the run keeps state)."""
+        return self.zero.copy()
+
+    def peek_state(self):
+        """The whole content (a copy: numpy or sparse)."""
+        return self.gen.copy()
+
+    def peek_extent(self, c0: int, c1: int):
+        """``peek`` of a range of any length: sparse state gives a Segment
+        (sparse.py) instead of an array as long as the range."""
+        if isinstance(self.gen, np.ndarray):
+            return self.gen[c0:c1].copy()
+        return self.gen.segment(c0, c1)
 
     def fast(self, op, offset, length, now):
         if op == OP_READ:

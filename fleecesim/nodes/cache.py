@@ -25,6 +25,7 @@ import numpy as np
 
 from ..devices.base import LAST
 from ..metrics import PATH_DIRECT, PATH_ERROR, Level
+from ..sparse import env_sparse, full
 from ..workloads.records import OP_READ
 from .base import REQ_UNNECESSARY, REQ_ZERO, Node
 
@@ -60,9 +61,10 @@ class FleecingCache(Node):
         self.tiers = tiers
         self.stats = stats
         self.n = n_clusters
-        self.where = np.full(n_clusters, NOT_CACHED, dtype=np.int8)
-        self.gen = np.zeros(n_clusters, dtype=np.uint32)
-        self.changed = np.zeros(n_clusters, dtype=bool)
+        sp = env_sparse(env)
+        self.where = full(n_clusters, np.int8, NOT_CACHED, sp)
+        self.gen = full(n_clusters, np.uint32, 0, sp)
+        self.changed = full(n_clusters, bool, False, sp)
         self.level = Level(env, "fleecing_bytes")
         self.ram = next((i for i, t in enumerate(tiers) if t.kind == "ram"), None)
         self.disk = next((i for i, t in enumerate(tiers) if t.kind != "ram"), None)
@@ -79,7 +81,7 @@ class FleecingCache(Node):
         self.stalled: dict[int, float] = {}
         if self.ram is not None:
             cap = tiers[self.ram].capacity // cluster_size
-            self.stamp = np.zeros(n_clusters, dtype=np.uint32)
+            self.stamp = full(n_clusters, np.uint32, 0, sp)
             self._rc = np.empty(2 * cap + 64, dtype=np.int64)
             self._rs = np.empty(2 * cap + 64, dtype=np.uint32)
             self._rh = self._rt = 0

@@ -27,6 +27,7 @@ from ..bitmap import widen
 from ..metrics import A_CBW_READ, A_FROZEN, PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT, Attr
 from ..workloads.records import OP_DISCARD, OP_READ
 from .base import Node
+from .cache import NOT_CACHED, ZERO
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
@@ -164,7 +165,7 @@ class CBWFilter(Node):
             m = widen(m, self.k, all_=True)
         k = int(m.sum())
         if k:
-            nd[m] = False
+            self.copier.needed[c0:c1] = nd & ~m  # a slice of sparse state is a copy
             self.copier.remaining -= k
             self.cache.mark_changed(c0, c1, m)
             self.stats.cbw_absorbed += 1
@@ -319,6 +320,41 @@ class CBWFilter(Node):
             g[cached] = self.cache.peek(c0, c1)[cached]
         return g
 
+    # The whole snapshot at once (policies at t0, a bulk of write-zeroes): the
+    # active disk's state with the cache's clusters over it; sparse state stays
+    # sparse (only cached clusters are visited).
+    def _cached_idx(self, c0: int, c1: int) -> np.ndarray:
+        if self.cache is None:
+            return np.zeros(0, dtype=np.int64)
+        where = self.cache.where
+        if isinstance(where, np.ndarray):
+            return np.flatnonzero(where[c0:c1] != NOT_CACHED) + c0
+        return where.nonfill(c0, c1, NOT_CACHED)
+
+    def snapshot_zero_state(self):
+        z = self.file.zero_state()
+        idx = self._cached_idx(0, self.n)
+        if idx.size:
+            z[idx] = self.cache.where[idx] == ZERO
+        return z
+
+    def snapshot_peek_state(self):
+        g = self.file.peek_state()
+        idx = self._cached_idx(0, self.n)
+        if idx.size:
+            g[idx] = self.cache.gen[idx]
+        return g
+
+    def snapshot_peek_extent(self, c0, c1):
+        g = self.file.peek_extent(c0, c1)
+        idx = self._cached_idx(c0, c1)
+        if idx.size:
+            if isinstance(g, np.ndarray):
+                g[idx - c0] = self.cache.gen[idx]
+            else:
+                g.put(idx, self.cache.gen[idx])
+        return g
+
     def snapshot_read(self, offset, length):
         """Read the point-in-time content; None (EACCES) if the snapshot is
         broken or any of the range is not accessible (outside the sync bitmap,
@@ -398,10 +434,9 @@ class CBWFilter(Node):
             return PATH_DIRECT
         if self.access is not None:
             self.access[c0:c1] = False
-        nd = self.copier.needed[c0:c1]
-        k = int(nd.sum())
+        k = int(cnz(self.copier.needed[c0:c1]))
         if k:
-            nd[:] = False
+            self.copier.needed[c0:c1] = False
             self.copier.remaining -= k
         if self.cache is not None:
             self.cache.drop(c0, c1)

@@ -28,6 +28,15 @@ class NBDExport(Node):
     def peek(self, c0, c1):
         return self.child.peek(c0, c1)
 
+    def zero_state(self):
+        return self.child.zero_state()
+
+    def peek_state(self):
+        return self.child.peek_state()
+
+    def peek_extent(self, c0, c1):
+        return self.child.peek_extent(c0, c1)
+
     def read(self, offset, length, flags=0, att=None):
         env = self.env
         data = yield from self.child.read(offset, length, flags)

@@ -20,6 +20,15 @@ class SnapshotView(Node):
     def peek(self, c0, c1):
         return self.cbw.snapshot_peek(c0, c1)
 
+    def zero_state(self):
+        return self.cbw.snapshot_zero_state()
+
+    def peek_state(self):
+        return self.cbw.snapshot_peek_state()
+
+    def peek_extent(self, c0, c1):
+        return self.cbw.snapshot_peek_extent(c0, c1)
+
     def read(self, offset, length, flags=0, att=None):
         return (yield from self.cbw.snapshot_read(offset, length))
 

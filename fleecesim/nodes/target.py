@@ -6,6 +6,7 @@ from collections import deque
 import numpy as np
 
 from ..metrics import PATH_DIRECT, PATH_ERROR
+from ..sparse import env_sparse, full
 from .base import REQ_CBW, REQ_ZERO, Node
 
 UNWRITTEN = np.uint32(0xFFFFFFFF)
@@ -47,8 +48,9 @@ class BackupTarget(Node):
         super().__init__(env, "target", cluster_size)
         self.device = device
         self.stats = stats
-        self.gen = np.full(n_clusters, UNWRITTEN, dtype=np.uint32)
-        self.copies = np.zeros(n_clusters, dtype=np.uint8)  # > 1 is a bug; counts wrap at 256
+        sp = env_sparse(env)
+        self.gen = full(n_clusters, np.uint32, UNWRITTEN, sp)
+        self.copies = full(n_clusters, np.uint8, 0, sp)  # > 1 is a bug; counts wrap at 256
         self.cbw_priority = cbw_priority
         # Several NBD clients on one link (VMs backing up to one server,
         # fleet.py): a write waiting for one of this client's slots is not on
@@ -98,7 +100,10 @@ class BackupTarget(Node):
             self.copies[c0] += 1
         else:
             self.gen[c0:c1] = data
-            self.copies[c0:c1] += 1
+            if isinstance(self.copies, np.ndarray):
+                self.copies[c0:c1] += 1
+            else:  # sparse state: page by page, whatever the length (a bulk of zeroes)
+                self.copies.add(c0, c1, 1)
         if zero:
             self.stats.target_zero_bytes += length
         else:

@@ -10,6 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nodes.cache import NOT_CACHED
+
+
+def zero_state(node, n: int):
+    """``node``'s whole zero map now (a copy, of the run's array kind)."""
+    f = getattr(node, "zero_state", None)
+    return f() if f is not None else node.zero_map(0, n).copy()
+
+
+def peek_state(node, n: int):
+    """``node``'s whole content (generations) now (a copy, of the run's array kind)."""
+    f = getattr(node, "peek_state", None)
+    return f() if f is not None else node.peek(0, n)
+
 
 def cache_view(graph):
     """The fleecing cache's state for policies (``where``, tier codes, version), or None."""
@@ -38,6 +52,11 @@ class Ascending:
 
     def next_run(self, copier, max_clusters):
         nd, n, start, window = copier.needed, copier.n, self.cursor, 65536
+        if self.cls is None and type(nd) is not np.ndarray:  # sparse state (sparse.py)
+            start = nd.first(start, n) if start < n else -1
+            if start < 0:
+                self.cursor = n
+                return None
         while start < n:
             end = min(start + window, n)
             seg = nd[start:end] if self.cls is None else nd[start:end] & self.cls(start, end)
@@ -87,7 +106,11 @@ class InTier:
             if v == self.seen:
                 return None
             self.seen = v
-            self.q = np.flatnonzero(nd & (where == code))
+            if isinstance(where, np.ndarray):
+                self.q = np.flatnonzero(nd & (where == code))
+            else:  # sparse state: only cached clusters differ from NOT_CACHED
+                q = where.nonfill(0, len(where), NOT_CACHED)
+                self.q = q[(where[q] == code) & nd[q]]
             self.qi = 0
             if not self.q.size:
                 return None

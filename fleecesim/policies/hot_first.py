@@ -19,27 +19,31 @@ from __future__ import annotations
 import numpy as np
 
 from . import register_ordering
-from ._passes import Ascending, Passes
+from ._passes import Ascending, Passes, peek_state
 
 
 class _Hot:
-    def __init__(self, heat: np.ndarray):
-        hot = np.flatnonzero(heat)
-        self.order = hot[np.argsort(-heat[hot], kind="stable")]
-        self.hot = heat > 0
+    def __init__(self, heat):
+        if isinstance(heat, np.ndarray):
+            heat = heat.astype(np.int64)
+            hot = np.flatnonzero(heat)
+        else:  # sparse state: the clusters written before t0 are its exceptions
+            hot = heat.nonfill(0, len(heat), 0)
+        self.order = hot[np.argsort(-heat[hot].astype(np.int64), kind="stable")]
+        self.heat = heat
         self.i = 0
 
     def rewind(self):
         self.i = 0
 
     def next_run(self, copier, max_clusters):
-        nd, order, hot = copier.needed, self.order, self.hot
+        nd, order, heat = copier.needed, self.order, self.heat
         while self.i < len(order):
             c = int(order[self.i])
             self.i += 1
             if nd[c]:
                 e = min(c + max_clusters, copier.n)
-                r = nd[c:e] & hot[c:e]
+                r = nd[c:e] & (heat[c:e] > 0)
                 return c, c + (len(r) if r.all() else int(r.argmin()))
         return None
 
@@ -49,7 +53,6 @@ class HotFirst(Passes):
     needs = frozenset({"heat"})  # what it must know per cluster (policies/__init__.py)
 
     def make_passes(self, copier, graph):
-        peek = getattr(copier.source, "peek", None)
-        if peek is None:
+        if getattr(copier.source, "peek", None) is None:
             return [Ascending()]
-        return [_Hot(np.asarray(peek(0, copier.n)).astype(np.int64)), Ascending()]
+        return [_Hot(peek_state(copier.source, copier.n)), Ascending()]

@@ -10,7 +10,7 @@ backup still needs).
 from __future__ import annotations
 
 from . import register_ordering
-from ._passes import Ascending, Passes
+from ._passes import Ascending, Passes, zero_state
 
 
 @register_ordering("zero-last")
@@ -18,5 +18,5 @@ class ZeroLast(Passes):
     needs = frozenset({"zero"})  # what it must know per cluster (policies/__init__.py)
 
     def make_passes(self, copier, graph):
-        zero0 = copier.source.zero_map(0, copier.n).copy()
+        zero0 = zero_state(copier.source, copier.n)
         return [Ascending(lambda a, b: ~zero0[a:b]), Ascending()]
