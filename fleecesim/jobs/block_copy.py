@@ -23,7 +23,7 @@ import numpy as np
 
 from ..metrics import PATH_ERROR, Level
 from ..bitmap import widen
-from ..nodes.base import REQ_CBW, REQ_ZERO, at, drive
+from ..nodes.base import REQ_CBW, REQ_ZERO, call_at, drive
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
 
@@ -64,6 +64,71 @@ class CopyTask:
         self.result = ok
         if self.ev is not None:
             self.ev.succeed(ok)
+
+
+class _Copy:
+    """One task of the analytic copy engine (BlockCopy.start_task), from its
+    read to its write's completion: run_task's steps, each device completion
+    one timer callback (nodes' read_at / write_at). A slotted object with
+    bound methods rather than a closure per step: the job makes one per chunk."""
+
+    __slots__ = ("bc", "a", "b", "zero", "ev", "flags", "done", "sized", "off", "ln", "fin")
+
+    def mem_granted(self, _ev) -> None:
+        self.read()
+
+    def read(self) -> None:
+        bc = self.bc
+        bc.inflight_level.add(self.ln)
+        src = bc.source
+        if self.zero:
+            self.write(src.peek(self.a, self.b), False)
+        elif bc.copy_range:
+            drive(src.copy_range(self.off, self.ln, bc.target), self._offloaded)
+        else:
+            r = src.read_at(self.off, self.ln)
+            if r is None:
+                drive(src.read(self.off, self.ln), self._read)
+            else:
+                end, self.fin = r
+                call_at(bc.env, end, self._read_end)
+
+    def _read_end(self, _ev) -> None:
+        self.write(self.fin(), False)
+
+    def _read(self, data) -> None:
+        self.write(data, False)
+
+    def _offloaded(self, data) -> None:
+        self.write(data, True)
+
+    def write(self, data, offloaded: bool) -> None:
+        bc = self.bc
+        ok, flags = bc._after_read(self.a, self.b, self.zero, data, self.ln, self.flags,
+                                   self.ev.urgent)
+        if ok and not offloaded:
+            tgt = bc.target
+            w = tgt.write_at(self.off, self.ln, data, flags)
+            if w is None:
+                drive(tgt.write(self.off, self.ln, data, flags), self._written)
+            else:
+                end, self.fin = w
+                call_at(bc.env, end, self._write_end)
+            return
+        self.end(ok)
+
+    def _write_end(self, _ev) -> None:
+        self.end(self.fin() != PATH_ERROR)
+
+    def _written(self, res) -> None:
+        self.end(res != PATH_ERROR)
+
+    def end(self, ok: bool) -> None:
+        self.bc._task_end(self.a, self.b, self.ev, self.ln, ok)
+        if self.sized:
+            self.done(self.ln if ok else None)
+        else:
+            self.done(ok)
 
 
 class BlockCopy:
@@ -311,58 +376,36 @@ class BlockCopy:
     # process resumed through nested generators. A node that cannot submit
     # analytically right now (a full cache, a target queue, a partly cached
     # snapshot read, ...) runs its generator without a process (nodes.base.drive).
-    def start_task(self, a: int, b: int, zero: bool, ev, flags: int, done) -> None:
-        """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends."""
-        off = a * self.cs
-        ln = min(b * self.cs, self.disk_size) - off
+    def start_task(self, a: int, b: int, zero: bool, ev, flags: int, done,
+                   sized: bool = False) -> None:
+        """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends
+        (``sized``: ``done(bytes copied)`` on success, ``done(None)`` on failure)."""
+        t = _Copy()
+        t.bc = self
+        t.a = a
+        t.b = b
+        t.zero = zero
+        t.ev = ev
+        t.flags = flags
+        t.done = done
+        t.sized = sized
+        t.off = off = a * self.cs
+        t.ln = ln = min(b * self.cs, self.disk_size) - off
         if self.mem_used + ln > self.mem_limit and self.mem_used:
             wait = self.env.event()
             self._mem_waiters.append((ln, wait))
-            wait.callbacks.append(
-                lambda _e: self._t_read(a, b, zero, ev, flags, done, off, ln))
+            wait.callbacks.append(t.mem_granted)
             return
         self.mem_used += ln
-        self._t_read(a, b, zero, ev, flags, done, off, ln)
-
-    def _t_read(self, a, b, zero, ev, flags, done, off, ln) -> None:
-        self.inflight_level.add(ln)
-        src = self.source
-        if zero:
-            self._t_write(a, b, True, ev, flags, done, off, ln, src.peek(a, b), False)
-        elif self.copy_range:
-            drive(src.copy_range(off, ln, self.target), lambda data: self._t_write(
-                a, b, False, ev, flags, done, off, ln, data, True))
-        else:
-            r = src.read_at(off, ln)
-            if r is None:
-                drive(src.read(off, ln), lambda data: self._t_write(
-                    a, b, False, ev, flags, done, off, ln, data, False))
-            else:
-                end, fin = r
-                at(self.env, end, lambda: self._t_write(
-                    a, b, False, ev, flags, done, off, ln, fin(), False))
-
-    def _t_write(self, a, b, zero, ev, flags, done, off, ln, data, offloaded) -> None:
-        ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
-        if ok and not offloaded:
-            tgt = self.target
-            w = tgt.write_at(off, ln, data, flags)
-            if w is None:
-                drive(tgt.write(off, ln, data, flags), lambda res: self._t_done(
-                    a, b, ev, done, ln, res != PATH_ERROR))
-            else:
-                end, fin = w
-                at(self.env, end, lambda: self._t_done(a, b, ev, done, ln, fin() != PATH_ERROR))
-            return
-        self._t_done(a, b, ev, done, ln, ok)
-
-    def _t_done(self, a, b, ev, done, ln, ok) -> None:
-        self._task_end(a, b, ev, ln, ok)
-        done(ok)
+        t.read()
 
     def start_tasks(self, tasks, done, after=None, flags: int = 0) -> None:
         """``run_tasks`` without a process: the tasks one after the other,
         ``after(a, b)`` (a generator) after each; ``done(bytes copied or None)``."""
+        if len(tasks) == 1 and after is None:  # the job's common case: no closures
+            a, b, z, ev = tasks[0]
+            self.start_task(a, b, z, ev, flags, done, True)
+            return
         cs, size = self.cs, self.disk_size
 
         def step(i, copied):

@@ -78,6 +78,15 @@ def at(env, end, fn) -> None:
         env.timeout(end - env.now).callbacks.append(lambda _ev: fn())
 
 
+def call_at(env, end, cb) -> None:
+    """``at`` for a callback that takes the event (a bound method: no wrapper
+    made per call); ``cb(None)`` at once if ``end`` is None."""
+    if end is None:
+        cb(None)
+    else:
+        env.timeout(end - env.now).callbacks.append(cb)
+
+
 def drive(gen, done, ev=None) -> None:
     """Run generator ``gen`` as a SimPy process would (resumed in the callbacks
     of the events it yields), but without a process: no Initialize event, no
