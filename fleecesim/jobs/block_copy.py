@@ -508,6 +508,26 @@ class BlockCopy:
                 continue  # a copy we waited for failed: try ourselves
             return True, copied, waited
 
+    def start_copy(self, c0: int, c1: int, done) -> None:
+        """Analytic twin of ``copy`` (issue 12) for a range with no copy in
+        flight (the caller checked: nothing to wait for): claim, run the tasks
+        as ``copy`` does -- one after the other, or all at once joined by one
+        event -- and call ``done(ok, bytes copied)`` at their end."""
+        tasks = self.claim(c0, c1)
+        cs, size = self.cs, self.disk_size
+        copied = sum(min(t[1] * cs, size) - t[0] * cs for t in tasks)
+        if len(tasks) == 1 or (tasks and not self.parallel):
+            self.start_tasks(tasks, lambda c: done(c is not None, copied), flags=REQ_CBW)
+        elif tasks:
+            env = self.env
+            evs = [env.event() for _ in tasks]
+            join = env.all_of(evs)
+            for t, e in zip(tasks, evs):
+                self.start_task(*t, REQ_CBW, e.succeed)
+            join.callbacks.append(lambda j: done(all(j._value.values()), copied))
+        else:
+            done(True, 0)
+
     def wait_idle(self):
         """Wait until no copy is in flight."""
         while self.inflight:

@@ -91,9 +91,18 @@ class ActiveDisk(Node):
         yield env.timeout(end - env.now)
         return PATH_DIRECT
 
+    def write_at(self, offset, length, data=None, flags=0):
+        """Analytic twin of ``write`` (nodes/base.py)."""
+        self._written(offset, length)
+        return self.device.submit(self.env.now, offset, length, True), _direct
+
     def discard(self, offset, length, flags=0):
         env = self.env
         self._discarded(offset, length)
         end = self.device.submit(env.now, offset, 0, True)
         yield env.timeout(end - env.now)
         return PATH_DIRECT
+
+
+def _direct():
+    return PATH_DIRECT

@@ -26,7 +26,7 @@ import numpy as np
 from ..bitmap import widen
 from ..metrics import PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT
 from ..workloads.records import OP_DISCARD, OP_READ
-from .base import Node
+from .base import Node, at, drive
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
@@ -208,29 +208,83 @@ class CBWFilter(Node):
                 return PATH_DIRECT
             if self.copier.pending(c0, c1):
                 ok, copied, waited = yield from self._copy_before_write(c0, c1)
-                if copied:
-                    path = PATH_CBW
-                    self.stats.cbw_count += 1
-                    self.stats.cbw_bytes += copied
-                elif waited:
-                    path = PATH_WAIT
-                    self.stats.cbw_waits += 1
-                if not ok:
-                    self.stats.cbw_errors += 1
-                    if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
-                        self.stats.guest_errors += 1
-                        if self.stats.guest_errors == 1:  # the summary says when it began
-                            self.stats.events.append(
-                                (self.env.now, f"first guest write failed (CBW error, "
-                                               f"on-cbw-error={self.on_cbw_error})"))
-                        return PATH_ERROR
-                    self.break_snapshot()
+                path = self._cbw_path(ok, copied, waited)
+                if path == PATH_ERROR:
+                    return PATH_ERROR
             while self.frozen and self._is_frozen(c0, c1):
                 yield self._unfrozen
         if discard:
             yield from self.file.discard(offset, length, flags)
         else:
             yield from self.file.write(offset, length, data, flags)
+        return path
+
+    def _cbw_path(self, ok, copied, waited) -> int:
+        """Count a finished copy-before-write; the guest request's path
+        (PATH_ERROR: the write fails, on-cbw-error break-guest-write)."""
+        path = PATH_DIRECT
+        if copied:
+            path = PATH_CBW
+            self.stats.cbw_count += 1
+            self.stats.cbw_bytes += copied
+        elif waited:
+            path = PATH_WAIT
+            self.stats.cbw_waits += 1
+        if not ok:
+            self.stats.cbw_errors += 1
+            if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
+                self.stats.guest_errors += 1
+                if self.stats.guest_errors == 1:  # the summary says when it began
+                    self.stats.events.append(
+                        (self.env.now, f"first guest write failed (CBW error, "
+                                       f"on-cbw-error={self.on_cbw_error})"))
+                return PATH_ERROR
+            self.break_snapshot()
+        return path
+
+    # ------------------------------------------------------------ analytic guest write
+    def write_now(self, offset, length, done) -> bool:
+        """Analytic twin of ``write`` for the guest driver (issue 12): the same
+        steps as ``_guarded``, each device completion one timer callback
+        instead of a generator resumed through five frames; ``done(path)`` at
+        the write's completion. Only when no copy of the range is in flight
+        elsewhere (nothing to wait for) and there is no cbw-timeout; otherwise
+        returns False having done nothing, and the generator path runs."""
+        if not self.active or self.cbw_timeout:
+            return False
+        c0, c1 = self.span(offset, length)
+        copier = self.copier
+        if copier.inflight and copier.tasks_in(c0, c1):
+            return False
+        if self.cache is not None and self.cache.clean:
+            self._absorb(c0, c1)
+        if copier.pending(c0, c1):
+            def copied(ok, nbytes):
+                self._land_at(offset, length, c0, c1, self._cbw_path(ok, nbytes, False), done)
+            copier.start_copy(c0, c1, copied)
+        else:
+            self._land_at(offset, length, c0, c1, PATH_DIRECT, done)
+        return True
+
+    def _land_at(self, offset, length, c0, c1, path, done) -> None:
+        """The guest write itself once its copy is done (``write_now``)."""
+        if path == PATH_ERROR:
+            done(path)
+            return
+        if self.frozen and self._is_frozen(c0, c1):
+            drive(self._land(offset, length, c0, c1, path), done)
+            return
+        w = self.file.write_at(offset, length)
+        if w is None:
+            drive(self.file.write(offset, length), lambda _r: done(path))
+            return
+        end, _fin = w
+        at(self.env, end, lambda: done(path))
+
+    def _land(self, offset, length, c0, c1, path):
+        while self.frozen and self._is_frozen(c0, c1):
+            yield self._unfrozen
+        yield from self.file.write(offset, length)
         return path
 
     def _copy_before_write(self, c0, c1):

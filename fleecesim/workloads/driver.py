@@ -86,8 +86,21 @@ class GuestDriver:
                     yield env.timeout(now - env.now)
                 if self.processes:
                     env.process(self._slow(op, off, ln))
-                else:  # the same generator, without a process (nodes/base.py)
+                elif op != OP_WRITE or not self._write_now(op, off, ln):
+                    # the same generator, without a process (nodes/base.py)
                     drive(self._slow(op, off, ln), _ignore)
+
+    def _write_now(self, op, off, ln) -> bool:
+        """A slow-path guest write as callbacks (the top node's ``write_now``,
+        e.g. a copy-before-write), recorded at its completion as ``_slow``
+        does; False if the top node cannot (the generator path runs)."""
+        write_now = getattr(self.graph.top, "write_now", None)
+        if write_now is None:
+            return False
+        env = self.env
+        t = env.now
+        rec_add = self.rec.add
+        return write_now(off, ln, lambda path: rec_add(t, op, off, ln, env.now - t, path))
 
     def _closed(self, it):
         env = self.env
