@@ -181,9 +181,11 @@ class BlockCopy:
                 return True
         elif cnz(nd[c0:c1]):
             return True
-        if self.inflight:
-            infl = self.inflight
-            return any(c in infl for c in range(c0, c1))
+        infl = self.inflight
+        if infl:  # a plain loop: a generator for any() costs more than a request's few clusters
+            for c in range(c0, c1):
+                if c in infl:
+                    return True
         return False
 
     def next_needed(self, start: int, window: int = 65536) -> int:

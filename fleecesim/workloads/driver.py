@@ -58,7 +58,7 @@ class GuestDriver:
         env = self.env
         fast_path = self.fast_path
         graph = self.graph
-        peek = env.peek
+        queue = env._queue  # env.peek() and env.now without their calls (hot loop)
         rec = self.rec
         at, aop, aoff, aln, alat, apath = (rec.t.append, rec.op.append, rec.off.append,
                                            rec.len.append, rec.lat.append, rec.path.append)
@@ -69,9 +69,9 @@ class GuestDriver:
             # own: nothing can change the graph's state in between, so the fast
             # path may act at time t directly (devices take the time as an
             # argument). Only a request that needs a process waits for its time.
-            if t > env.now and (not fast_path or t >= peek()):
-                yield env.timeout(t - env.now)
-            now = t if t > env.now else env.now
+            if t > env._now and (not fast_path or (queue and t >= queue[0][0])):
+                yield env.timeout(t - env._now)
+            now = t if t > env._now else env._now
             self.issued += 1
             end = graph.top.fast(op, off, ln, now) if fast_path else None
             if end is not None:
