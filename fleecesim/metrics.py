@@ -91,7 +91,7 @@ class Level:
         self.value = value
         if value > self.peak:
             self.peak = value
-        now = self.env.now if at is None else at
+        now = self.env._now if at is None else at
         if self.times[-1] == now:
             self.values[-1] = value
         else:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import PATH_ERROR, Level
-from ..bitmap import widen
+from ..bitmap import count_nonzero, widen
 from ..nodes.base import REQ_CBW, REQ_ZERO, call_at, drive
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
-cnz = np.count_nonzero
+cnz = count_nonzero
 
 
 def _all(m) -> bool:

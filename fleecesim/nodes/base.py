@@ -61,6 +61,8 @@ class Node:
 
 
 # --- analytic submission (issue 12) -----------------------------------------
+# (Hot paths read ``env._now``, SimPy's attribute behind the ``now`` property:
+# the property's call costs more than the arithmetic around it.)
 # A node may also offer ``read_at(offset, length)`` and ``write_at(offset,
 # length, data, flags)``: submit now, without a generator, and return
 # ``(end, finish)`` — ``finish()`` must be called at time ``end`` (or at once,
@@ -75,7 +77,7 @@ def at(env, end, fn) -> None:
     if end is None:
         fn()
     else:
-        env.timeout(end - env.now).callbacks.append(lambda _ev: fn())
+        env.timeout(end - env._now).callbacks.append(lambda _ev: fn())
 
 
 def call_at(env, end, cb) -> None:
@@ -84,7 +86,7 @@ def call_at(env, end, cb) -> None:
     if end is None:
         cb(None)
     else:
-        env.timeout(end - env.now).callbacks.append(cb)
+        env.timeout(end - env._now).callbacks.append(cb)
 
 
 def drive(gen, done, ev=None) -> None:
