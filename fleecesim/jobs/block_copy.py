@@ -88,7 +88,8 @@ class _Copy:
         else:
             r = src.read_at(self.off, self.ln)
             if r is None:
-                drive(src.read(self.off, self.ln), self._read)
+                if not src.read_cb(self.off, self.ln, self._read):
+                    drive(src.read(self.off, self.ln), self._read)
             else:
                 end, self.fin = r
                 call_at(bc.env, end, self._read_end)

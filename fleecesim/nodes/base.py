@@ -55,6 +55,12 @@ class Node:
         """Analytic twin of ``write`` (see the end of this module), or None."""
         return None
 
+    def read_cb(self, offset: int, length: int, done) -> bool:
+        """Analytic twin of a ``read`` that takes several device steps where
+        ``read_at`` returned None: ``done(data)`` at its end; False (nothing
+        done) if it needs the generator."""
+        return False
+
     def promote(self, offset: int, length: int) -> None:
         """Hint: someone now waits for writes queued here in this range. Only a
         node that keeps its own priority queue acts on it (BackupTarget)."""

@@ -26,7 +26,7 @@ import numpy as np
 from ..bitmap import count_nonzero, widen
 from ..metrics import PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT
 from ..workloads.records import OP_DISCARD, OP_READ
-from .base import Node, at, drive
+from .base import Node, at, call_at, drive
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
@@ -422,6 +422,21 @@ class CBWFilter(Node):
             return end, lambda: self._unless_broken(fin())
         return None
 
+    def snapshot_read_cb(self, offset, length, done) -> bool:
+        """Analytic twin of ``snapshot_read``'s mixed case (part of the range
+        cached, part on the active disk; nodes/base.py: read_cb): the same
+        reads one after the other, each completion a timer callback;
+        ``done(data)`` at the end. False (nothing done) for any other case."""
+        c0, c1 = self.clusters(offset, length)
+        if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
+            return False  # the generator counts the refusal
+        cached = self._cached(c0, c1)
+        k = cnz(cached)
+        if not k or k == len(cached):
+            return False
+        _MixedRead(self, c0, cached, done).next_uncached()
+        return True
+
     def _unless_broken(self, data):
         if self.broken:
             self.stats.snapshot_read_errors += 1
@@ -448,6 +463,76 @@ class CBWFilter(Node):
             self.cache.drop(c0, c1)
         return PATH_DIRECT
         yield  # metadata only
+
+
+class _MixedRead:
+    """``snapshot_read``'s mixed case as callbacks (CBWFilter.snapshot_read_cb):
+    the uncached runs from the active disk one after the other (frozen while
+    read), then the cached runs from the cache."""
+
+    __slots__ = ("cbw", "c0", "cached", "data", "unc", "runs", "i", "fin", "done")
+
+    def __init__(self, cbw, c0, cached, done):
+        self.cbw = cbw
+        self.c0 = c0
+        self.cached = cached
+        self.done = done
+        self.data = np.empty(len(cached), dtype=np.uint32)
+        unc = np.flatnonzero(~cached) + c0
+        self.unc = unc.tolist()
+        cbw._freeze(self.unc)
+        self.runs = _runs(unc)
+        self.i = 0
+
+    def next_uncached(self) -> None:
+        cbw = self.cbw
+        if self.i < len(self.runs):
+            a, b = self.runs[self.i]
+            cs = cbw.cs
+            r = cbw.file.read_at(a * cs, (b - a) * cs)
+            if r is None:
+                drive(cbw.file.read(a * cs, (b - a) * cs), self._uncached)
+            else:
+                end, self.fin = r
+                call_at(cbw.env, end, self._uncached_end)
+            return
+        cbw._thaw(self.unc)
+        self.runs = _runs(np.flatnonzero(self.cached) + self.c0)
+        self.i = 0
+        self.next_cached()
+
+    def _uncached_end(self, _ev) -> None:
+        self._uncached(self.fin())
+
+    def _uncached(self, d) -> None:
+        a, b = self.runs[self.i]
+        self.data[a - self.c0:b - self.c0] = d
+        self.cbw.stats.source_read_bytes += (b - a) * self.cbw.cs
+        self.i += 1
+        self.next_uncached()
+
+    def next_cached(self) -> None:
+        cbw = self.cbw
+        if self.i < len(self.runs):
+            a, b = self.runs[self.i]
+            cs = cbw.cs
+            r = cbw.cache.read_at(a * cs, (b - a) * cs)
+            if r is None:
+                drive(cbw.cache.read(a * cs, (b - a) * cs), self._cached)
+            else:
+                end, self.fin = r
+                call_at(cbw.env, end, self._cached_end)
+            return
+        self.done(cbw._unless_broken(self.data))
+
+    def _cached_end(self, _ev) -> None:
+        self._cached(self.fin())
+
+    def _cached(self, d) -> None:
+        a, b = self.runs[self.i]
+        self.data[a - self.c0:b - self.c0] = d
+        self.i += 1
+        self.next_cached()
 
 
 def _runs(idx: np.ndarray):
