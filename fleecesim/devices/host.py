@@ -38,8 +38,6 @@ modelled: source and target here are different devices.
 """
 from __future__ import annotations
 
-from heapq import heapreplace
-
 from .base import Device
 
 
@@ -63,17 +61,23 @@ class Host:
     def charge(self, now: float, nbytes: int) -> float:
         """One request submitted at ``now`` whose ``nbytes`` are copied once
         through memory: when it can reach the device."""
+        # Both queues are Device.submit's arithmetic, reduced: the CPU has one
+        # slot; the memory pipe is FIFO, so a copy starts at max(now, pipe):
+        # its 64 slots never bind (every slot frees no later than the pipe).
+        # Only their clocks are kept (requests and copied are the counters).
         self.requests += 1
-        if self.cpu is not None:  # a one-slot FIFO (Device.submit's arithmetic, inlined)
+        if self.cpu is not None:
             t = self._cpu_free if self._cpu_free > now else now
             t += self.request_cost
             self._cpu_free = t
-            self.cpu.ops += 1
         else:
             t = now
         if nbytes and self.memcpy is not None:
             self.copied += nbytes
-            t = self.memcpy.submit(t, 0, nbytes)
+            mc = self.memcpy
+            pipe = mc._pipe_free
+            t = (t if t > pipe else pipe) + nbytes * mc.inv_bw
+            mc._pipe_free = t
         return t
 
 
@@ -92,35 +96,25 @@ class HostDevice:
         return getattr(self.device, name)
 
     def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
-        # Host.charge, then the device: the hottest path of a run (every guest
-        # request and every copy), so charge and the memory pipe's Device.submit
-        # are inlined here -- the same arithmetic, so the same bits.
+        # Host.charge inlined, then the device: the hottest path of a run
+        # (every guest request and every copy); the same arithmetic.
         host = self.host
         host.requests += 1
-        cpu = host.cpu
-        if cpu is not None:
+        if host.cpu is not None:
             t = host._cpu_free
             if not t > now:
                 t = now
             t += host.request_cost
             host._cpu_free = t
-            cpu.ops += 1
         else:
             t = now
         if length and self.copy:
             mc = host.memcpy
-            if mc is not None:  # Device.submit of a 0-latency FIFO without IOPS caps
+            if mc is not None:
                 host.copied += length
-                free = mc._free
-                start = free[0] if free[0] > t else t
-                dur = length * mc.inv_bw
                 pipe = mc._pipe_free
-                t = (start if start > pipe else pipe) + dur
+                t = (t if t > pipe else pipe) + length * mc.inv_bw
                 mc._pipe_free = t
-                heapreplace(free, t)
-                mc.ops += 1
-                mc.bytes += length
-                mc.busy += dur
         return self.device.submit(t, offset, length, write)
 
     def describe(self) -> str:
