@@ -296,8 +296,7 @@ class BlockCopy:
         env = self.env
         for a, b, z in runs:
             ev = CopyTask(env)
-            for c in range(a, b):
-                infl[c] = ev
+            infl.update(dict.fromkeys(range(a, b), ev))  # one C loop, not a Python one
             tasks.append((a, b, z, ev))
         self.needed[c0:c1] = False
         self.remaining -= c1 - c0
@@ -357,10 +356,12 @@ class BlockCopy:
         if b - a == 1:
             if infl.get(a) is ev:
                 del infl[a]
-        else:
+        else:  # one dict operation a cluster (an entry not ours goes back)
+            pop = infl.pop
             for c in range(a, b):
-                if infl.get(c) is ev:
-                    del infl[c]
+                t = pop(c, None)
+                if t is not ev and t is not None:
+                    infl[c] = t
         if ok:
             self.copied_bytes += ln
             self.copies += 1

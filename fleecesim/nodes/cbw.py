@@ -51,7 +51,7 @@ class CBWFilter(Node):
         self.cbw_timeout = cbw_timeout
         self.active = True
         self.broken = False
-        self.frozen: dict[int, int] = {}
+        self.frozen: list[tuple[int, int]] = []  # cluster ranges being read from the file (a multiset)
         self._unfrozen = env.event()
         # --- tiered fleecing cache (issue 3): seed benefits 1, 2, 4, 5 ---
         has_ram = cache is not None and getattr(cache, "ram", None) is not None
@@ -318,25 +318,20 @@ class CBWFilter(Node):
 
     # ------------------------------------------------------------ snapshot API
     def _is_frozen(self, c0, c1) -> bool:
-        fr = self.frozen
-        for c in range(c0, c1):  # a plain loop: cheaper than any() over a generator here
-            if c in fr:
+        # a few snapshot reads in flight at most: ranges, not a dict per cluster
+        for a, b in self.frozen:
+            if a < c1 and c0 < b:
                 return True
         return False
 
-    def _freeze(self, cl) -> None:
-        fr = self.frozen
-        for c in cl:
-            fr[c] = fr.get(c, 0) + 1
+    def _freeze(self, runs) -> None:
+        """Snapshot reads of the file over cluster ranges ``runs`` [(a, b), ...] start."""
+        self.frozen += runs
 
-    def _thaw(self, cl) -> None:
+    def _thaw(self, runs) -> None:
         fr = self.frozen
-        for c in cl:
-            k = fr[c] - 1
-            if k:
-                fr[c] = k
-            else:
-                del fr[c]
+        for r in runs:
+            fr.remove(r)
         if self._unfrozen.callbacks:  # someone waits (an event nobody waits on is a cost)
             ev, self._unfrozen = self._unfrozen, self.env.event()
             ev.succeed()
@@ -371,7 +366,7 @@ class CBWFilter(Node):
         cs = self.cs
         cached = self._cached(c0, c1)
         if not cnz(cached):
-            cl = range(c0, c1)
+            cl = [(c0, c1)]
             self._freeze(cl)
             data = yield from self.file.read(offset, length)
             self._thaw(cl)
@@ -380,12 +375,12 @@ class CBWFilter(Node):
             data = yield from self.cache.read(offset, length)
         else:
             data = np.empty(c1 - c0, dtype=np.uint32)
-            unc = np.flatnonzero(~cached) + c0
-            self._freeze(unc.tolist())
-            for a, b in _runs(unc):
+            unc = _runs(np.flatnonzero(~cached) + c0)
+            self._freeze(unc)
+            for a, b in unc:
                 data[a - c0:b - c0] = yield from self.file.read(a * cs, (b - a) * cs)
                 self.stats.source_read_bytes += (b - a) * cs
-            self._thaw(unc.tolist())
+            self._thaw(unc)
             for a, b in _runs(np.flatnonzero(cached) + c0):
                 data[a - c0:b - c0] = yield from self.cache.read(a * cs, (b - a) * cs)
         if self.broken:  # broke while we read: in-flight snapshot requests fail too
@@ -405,7 +400,7 @@ class CBWFilter(Node):
             if r is None:
                 return None
             end, fin = r
-            cl = range(c0, c1)
+            cl = [(c0, c1)]
             self._freeze(cl)
 
             def finish():
@@ -470,7 +465,7 @@ class _MixedRead:
     the uncached runs from the active disk one after the other (frozen while
     read), then the cached runs from the cache."""
 
-    __slots__ = ("cbw", "c0", "cached", "data", "unc", "runs", "i", "fin", "done")
+    __slots__ = ("cbw", "c0", "cached", "data", "runs", "i", "fin", "done")
 
     def __init__(self, cbw, c0, cached, done):
         self.cbw = cbw
@@ -478,10 +473,8 @@ class _MixedRead:
         self.cached = cached
         self.done = done
         self.data = np.empty(len(cached), dtype=np.uint32)
-        unc = np.flatnonzero(~cached) + c0
-        self.unc = unc.tolist()
-        cbw._freeze(self.unc)
-        self.runs = _runs(unc)
+        self.runs = _runs(np.flatnonzero(~cached) + c0)
+        cbw._freeze(self.runs)
         self.i = 0
 
     def next_uncached(self) -> None:
@@ -496,7 +489,7 @@ class _MixedRead:
                 end, self.fin = r
                 call_at(cbw.env, end, self._uncached_end)
             return
-        cbw._thaw(self.unc)
+        cbw._thaw(self.runs)
         self.runs = _runs(np.flatnonzero(self.cached) + self.c0)
         self.i = 0
         self.next_cached()
