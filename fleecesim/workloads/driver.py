@@ -7,10 +7,13 @@ otherwise it gets a process of its own.
 """
 from __future__ import annotations
 
+from functools import partial
 from heapq import heappop, heappush
 
+from simpy.events import URGENT
+
 from ..metrics import PATH_DIRECT
-from ..nodes.base import drive
+from ..nodes.base import Timer, drive, timer
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
 
@@ -44,8 +47,12 @@ class GuestDriver:
                 self.env.process(self._closed(it))
         elif self.max_inflight:
             self.env.process(self._open_limited())
-        else:
+        elif self.processes:
             self.env.process(self._open())
+        else:  # the analytic engine: driven without a process, started as one is
+            kick = Timer()  # (Process's Initialize: an URGENT event now)
+            kick.callbacks = [lambda _ev: drive(self._open(), _ignore)]
+            self.env.schedule(kick, URGENT)
 
     def _records(self):
         for chunk in self.source:
@@ -56,6 +63,8 @@ class GuestDriver:
 
     def _open(self):
         env = self.env
+        # a Timeout for a process (the reference engine), else a bare Timer
+        wait = env.timeout if self.processes else partial(timer, env)
         fast_path = self.fast_path
         graph = self.graph
         queue = env._queue  # env.peek() and env.now without their calls (hot loop)
@@ -70,7 +79,7 @@ class GuestDriver:
             # path may act at time t directly (devices take the time as an
             # argument). Only a request that needs a process waits for its time.
             if t > env._now and (not fast_path or (queue and t >= queue[0][0])):
-                yield env.timeout(t - env._now)
+                yield wait(t - env._now)
             now = t if t > env._now else env._now
             self.issued += 1
             end = graph.top.fast(op, off, ln, now) if fast_path else None
@@ -82,8 +91,8 @@ class GuestDriver:
                 alat(end - now)
                 apath(PATH_DIRECT)
             else:
-                if now > env.now:
-                    yield env.timeout(now - env.now)
+                if now > env._now:
+                    yield wait(now - env._now)
                 if self.processes:
                     env.process(self._slow(op, off, ln))
                 elif op != OP_WRITE or not self._write_now(op, off, ln):
