@@ -239,6 +239,8 @@ class BlockCopy:
 
     def run_end(self, c0: int, max_clusters: int) -> int:
         """End of the run of set bits starting at c0, at most max_clusters long."""
+        if max_clusters == 1 and c0 < self.n:  # 2018's backup: one cluster a copy
+            return c0 + 1 if self.needed[c0] else c0
         seg = self.needed[c0:c0 + max_clusters]
         if cnz(seg) == len(seg):
             return c0 + len(seg)
@@ -417,7 +419,10 @@ class BlockCopy:
 
     def _task_end(self, a, b, ev, ln, ok) -> None:
         self.inflight_level.add(-ln)
-        self._mem_release(ln)
+        if self._mem_waiters:
+            self._mem_release(ln)
+        else:  # _mem_release without a call when nobody waits for memory
+            self.mem_used -= ln
         infl = self.inflight
         if b - a == 1:
             if infl.get(a) is ev:
