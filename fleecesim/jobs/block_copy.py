@@ -590,7 +590,10 @@ class BlockCopy:
         event -- and call ``done(ok, bytes copied)`` at their end."""
         tasks = self.claim(c0, c1)
         cs, size = self.cs, self.disk_size
-        copied = sum(min(t[1] * cs, size) - t[0] * cs for t in tasks)
+        if len(tasks) == 1:
+            copied = min(tasks[0][1] * cs, size) - tasks[0][0] * cs
+        else:
+            copied = sum(min(t[1] * cs, size) - t[0] * cs for t in tasks)
         if len(tasks) == 1 or (tasks and not self.parallel):
             self.start_tasks(tasks, lambda c: done(c is not None, copied), flags=REQ_CBW)
         elif tasks:
