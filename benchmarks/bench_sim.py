@@ -1,9 +1,10 @@
 """Simulator speed: simulated guest I/Os per wall second vs bare SimPy timeouts.
 
-Prints, for the reference config (configs/fleecing-vs-legacy.yaml, fleecing-push,
-shortened), guest requests per wall second, bare `env.timeout` events per second
-measured in the same process, and their ratio (target >= 0.3). Repeats and
-quotes medians.
+Prints, for the reference config (configs/fleecing-vs-legacy.yaml, shortened to
+``--size``, default 16 GiB) under fleecing-push and legacy-backup, and for the
+guest alone (scheme none, 50k IOPS), guest requests per wall second, bare
+`env.timeout` events per second measured in the same process, and their ratio
+(issue 12's target: >= 0.3). Repeats and quotes medians.
 
     python benchmarks/bench_sim.py [--repeat 5] [--size 64GiB] [--engine reference]
     python benchmarks/bench_sim.py --events     # SimPy events per guest I/O, by kind
@@ -12,10 +13,10 @@ quotes medians.
 ``--size 64GiB`` is the reference config unshortened (issue 12's P2: wall time
 per scheme). ``--engine reference`` measures the process-per-task engine
 (``fast_path=False``) for comparison. ``--profile`` runs each scheme once
-under cProfile and prints its self time by layer (SimPy, devices, nodes,
-jobs, guest driver, numpy, C builtins such as heapq and array appends)
-and the hottest functions; cProfile inflates
-small calls, so take shares, not seconds, from it.
+under cProfile and prints its self time by layer (SimPy, devices, nodes, jobs,
+guest driver, numpy, C builtins such as heapq and array appends) and the
+hottest functions; cProfile inflates small calls, so take shares, not
+seconds, from it.
 
 The machine is shared and noisy: compare ratios (each run's rate over the
 bare SimPy rate measured in the same process), not wall times across runs.
