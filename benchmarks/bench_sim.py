@@ -142,7 +142,7 @@ def main():
             walls.append(w)
         m = statistics.median(rates)
         print(f"{scheme:14s} {what:20s} guest I/Os per wall s: median {m:,.0f} over {n:,} I/Os "
-              f"-> ratio {m / b:.2f}; wall median {statistics.median(walls):.2f}s  "
+              f"-> ratio {m / b:.3f}; wall median {statistics.median(walls):.2f}s  "
               f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
 
 
