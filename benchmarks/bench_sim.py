@@ -104,7 +104,7 @@ def profile(scheme: str, size: str, fast: bool, top: int = 12) -> None:
         by[layer] += tt
         rows.append((tt, f"{path.split('/')[-1]}:{func}"))
     total = sum(by.values())
-    print(f"{scheme} {size}: self time by layer: " + ", ".join(
+    print(f"{scheme} {size}: {total:.1f}s profiled; self time by layer: " + ", ".join(
         f"{k} {v / total:.0%}" for k, v in by.most_common()))
     for tt, name in sorted(rows, reverse=True)[:top]:
         print(f"    {tt / total:5.1%}  {name}")
