@@ -1,16 +1,25 @@
 """Simulator speed: simulated guest I/Os per wall second vs bare SimPy timeouts.
 
-Prints, for the reference config (configs/fleecing-vs-legacy.yaml, fleecing-push,
-shortened), guest requests per wall second, bare `env.timeout` events per second
-measured in the same process, and their ratio (target >= 0.3). Repeats and
-quotes medians.
+Prints, for the reference config (configs/fleecing-vs-legacy.yaml, shortened to
+``--size``, default 16 GiB) under fleecing-push and legacy-backup, and for the
+guest alone (scheme none, 50k IOPS), guest requests per wall second, bare
+`env.timeout` events per second measured in the same process, and their ratio
+(issue 12's target: >= 0.3). Repeats and quotes medians.
 
     python benchmarks/bench_sim.py [--repeat 5] [--size 64GiB] [--engine reference]
     python benchmarks/bench_sim.py --events     # SimPy events per guest I/O, by kind
+    python benchmarks/bench_sim.py --profile    # where the time goes (cProfile, by layer)
 
 ``--size 64GiB`` is the reference config unshortened (issue 12's P2: wall time
 per scheme). ``--engine reference`` measures the process-per-task engine
-(``fast_path=False``) for comparison.
+(``fast_path=False``) for comparison. ``--profile`` runs each scheme once
+under cProfile and prints its self time by layer (SimPy, devices, nodes, jobs,
+guest driver, numpy, C builtins such as heapq and array appends) and the
+hottest functions; cProfile inflates small calls, so take shares, not
+seconds, from it.
+
+The machine is shared and noisy: compare ratios (each run's rate over the
+bare SimPy rate measured in the same process), not wall times across runs.
 """
 from __future__ import annotations
 
@@ -71,17 +80,52 @@ def count_events(scheme: str, size: str, fast: bool) -> None:
           f"{s['guest_ios']:,} guest I/Os = {n / s['guest_ios']:.2f} per I/O ({kinds})")
 
 
+LAYERS = (("simpy", "SimPy"), ("fleecesim/devices", "devices"), ("fleecesim/nodes", "nodes"),
+          ("fleecesim/jobs", "jobs"), ("fleecesim/policies", "jobs"),
+          ("fleecesim/workloads", "guest driver"), ("fleecesim/metrics", "metrics"),
+          ("numpy", "numpy"))
+
+
+def profile(scheme: str, size: str, fast: bool, top: int = 12) -> None:
+    """Self time of one run by layer, and the hottest functions."""
+    import cProfile
+    import pstats
+    cfg = load_config(REF, [f"backup.scheme={scheme}", f"disk.size={size}"])
+    pr = cProfile.Profile()
+    pr.enable()
+    simulate(cfg, fast_path=fast)
+    pr.disable()
+    st = pstats.Stats(pr)
+    by = collections.Counter()
+    rows = []
+    for (path, line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():
+        layer = "builtins" if path == "~" else \
+            next((name for key, name in LAYERS if key in path), "other")
+        by[layer] += tt
+        rows.append((tt, f"{path.split('/')[-1]}:{func}"))
+    total = sum(by.values())
+    print(f"{scheme} {size}: {total:.1f}s profiled; self time by layer: " + ", ".join(
+        f"{k} {v / total:.0%}" for k, v in by.most_common()))
+    for tt, name in sorted(rows, reverse=True)[:top]:
+        print(f"    {tt / total:5.1%}  {name}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--size", default="16GiB", help="disk size of the reference run")
     ap.add_argument("--engine", choices=("fast", "reference"), default="fast")
     ap.add_argument("--events", action="store_true", help="count events instead of timing")
+    ap.add_argument("--profile", action="store_true", help="where the time goes (cProfile)")
     args = ap.parse_args()
     fast = args.engine == "fast"
     if args.events:
         for scheme in ("fleecing-push", "legacy-backup"):
             count_events(scheme, args.size, fast)
+        return
+    if args.profile:
+        for scheme in ("fleecing-push", "legacy-backup"):
+            profile(scheme, args.size, fast)
         return
     bare = [bare_timeouts() for _ in range(args.repeat)]
     b = statistics.median(bare)
@@ -98,7 +142,7 @@ def main():
             walls.append(w)
         m = statistics.median(rates)
         print(f"{scheme:14s} {what:20s} guest I/Os per wall s: median {m:,.0f} over {n:,} I/Os "
-              f"-> ratio {m / b:.2f}; wall median {statistics.median(walls):.2f}s  "
+              f"-> ratio {m / b:.3f}; wall median {statistics.median(walls):.2f}s  "
               f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})")
 
 

@@ -3,6 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # numpy's C function itself: np.count_nonzero's Python wrapper costs more
+    from numpy._core.multiarray import count_nonzero  # than counting a chunk's few clusters
+except ImportError:  # numpy < 2
+    try:
+        from numpy.core.multiarray import count_nonzero
+    except ImportError:
+        count_nonzero = np.count_nonzero
+
 
 def widen(mask: np.ndarray, k: int, all_: bool = False) -> np.ndarray:
     """A per-unit mask made uniform over aligned groups of ``k`` units (the last

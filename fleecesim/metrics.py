@@ -160,7 +160,17 @@ class Level:
         self.values = array("d", [value])
 
     def add(self, delta: float, at: float | None = None) -> None:
-        self.set(self.value + delta, at)
+        # set(self.value + delta, at), inlined: every copy adds twice
+        self.value = value = self.value + delta
+        if value > self.peak:
+            self.peak = value
+        now = self.env._now if at is None else at
+        times = self.times
+        if times[-1] == now:
+            self.values[-1] = value
+        else:
+            times.append(now)
+            self.values.append(value)
 
     def set(self, value: float, at: float | None = None) -> None:
         """``at``: the time of a change made on the guest fast path, which may
@@ -168,7 +178,7 @@ class Level:
         self.value = value
         if value > self.peak:
             self.peak = value
-        now = self.env.now if at is None else at
+        now = self.env._now if at is None else at
         if self.times[-1] == now:
             self.values[-1] = value
         else:

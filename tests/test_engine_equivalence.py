@@ -127,3 +127,32 @@ def test_no_guest_request_waits_forever():
         r = simulate(cfg, analytic=analytic)
         assert r.summary["oracle_ok"]
         assert lost_requests(cfg, r) == 0
+
+
+WRITE_HEAVY = ["workload.mix.read=0.2", "workload.mix.write=0.8", "workload.pattern=uniform",
+               "workload.size={4KiB: 0.4, 64KiB: 0.6}", "disk.size=256MiB",
+               "run.warmup=0.5s"]
+
+
+def test_write_heavy_guest_copies_are_identical():
+    """Most guest writes copy before writing: the analytic guest write
+    (CBWFilter.write_now -> BlockCopy.start_copy, parallel tasks joined by
+    _Join, one after the other for legacy), partly cached snapshot reads
+    (snapshot_read_cb) and few-cluster claims (_claim_few) against the
+    reference engine's processes, on every push scheme and copy granularity."""
+    from fleecesim.config import load_config
+    from tests.conftest import REPO
+    for extra in (["backup.scheme=fleecing-push"],
+                  ["backup.scheme=fleecing-push", "backup.cache.cluster-size=128KiB"],
+                  ["backup.scheme=legacy-backup"],
+                  ["backup.scheme=backup", "backup.target.cluster-size=128KiB"],
+                  ["backup.scheme=fleecing-pull"]):
+        cfg = load_config(REPO / "configs" / "fleecing-vs-legacy.yaml", WRITE_HEAVY + extra)
+        a = simulate(cfg, fast_path=True).summary
+        b = simulate(cfg, fast_path=False).summary  # the whole reference
+        c = simulate(cfg, analytic=False).summary   # the copy engine alone
+        assert a.get("error") is None, a.get("traceback")
+        assert a["oracle_ok"] and b["oracle_ok"] and c["oracle_ok"]
+        assert a["cbw_count"] > 100, extra  # the paths under test ran
+        assert_same(a, b)
+        assert_same(a, c)

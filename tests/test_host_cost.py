@@ -28,6 +28,25 @@ def test_memcpy_bandwidth_binds_a_fast_device():
     assert end == pytest.approx(2**30 / (8 * 2**30))
 
 
+def test_host_queues_are_the_devices_they_reduce():
+    # Host.charge keeps only the clocks of its two queues: bit for bit what a
+    # one-slot CPU Device and a 64-slot FIFO memory Device would give (the
+    # memory pipe's slots never bind: each frees no later than the pipe).
+    import random
+    rnd = random.Random(7)
+    host = Host(request_cost=8e-6, memcpy_bandwidth=8 * 2**30)
+    cpu = Device("cpu", 8e-6, 1e300, 1)
+    mem = Device("mem", 0.0, 8 * 2**30, 64)
+    now = 0.0
+    for _ in range(20000):
+        now += rnd.expovariate(1 / 5e-6)
+        n = rnd.choice((0, 4096, 65536, MiB, 16 * MiB))
+        t = cpu.submit(now, 0, 0)
+        if n:
+            t = mem.submit(t, 0, n)
+        assert host.charge(now, n) == t
+
+
 def test_ram_device_pays_no_copy():
     host = Host(request_cost=1e-6, memcpy_bandwidth=1 * 2**30)
     from fleecesim.devices.host import with_host

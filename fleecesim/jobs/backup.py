@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..nodes.base import at
 
+_PENDING = object()  # _work: the tasks it started have not ended yet
+
 
 class BackupJob:
     """Copies every set bit of a BlockCopy's bitmap, in the order a copy-ordering
@@ -38,6 +40,8 @@ class BackupJob:
         self.t_start = None
         self.t_end = None
         self._next_slot = 0.0
+        self._starting = False
+        self._sync = _PENDING
         if speed:  # the CBW copies of this copy state charge the quota too
             copier.rate_charge = self.charge
 
@@ -138,24 +142,28 @@ class BackupJob:
                 at(env, tasks, lambda: self._work(True))
                 return
             # Trampoline: tasks that end at once (nothing to wait for) return
-            # here instead of recursing into the next iteration.
-            box = []
-            sync = [True]
-
-            def done(copied, box=box, sync=sync):
-                if sync[0]:
-                    box.append(copied)
-                elif self._account(copied):
-                    self._work()
-                else:
-                    self._worker_stop()
-            copier.start_tasks(tasks, done, self.after_copy)
-            sync[0] = False
-            if not box:
-                return  # continues in done()
-            if not self._account(box[0]):
+            # here (through _copied, which sees _starting) instead of recursing
+            # into the next iteration. Only this call's tasks can end while it
+            # runs: other copies end in event callbacks, never inside a call.
+            self._sync = _PENDING
+            self._starting = True
+            copier.start_tasks(tasks, self._copied, self.after_copy)
+            self._starting = False
+            copied = self._sync
+            if copied is _PENDING:
+                return  # continues in _copied()
+            if not self._account(copied):
                 break
         self._worker_stop()
+
+    def _copied(self, copied) -> None:
+        """A worker's tasks ended (``copied``: bytes, or None if one failed)."""
+        if self._starting:
+            self._sync = copied
+        elif self._account(copied):
+            self._work()
+        else:
+            self._worker_stop()
 
     def _account(self, copied) -> bool:
         if copied is None:

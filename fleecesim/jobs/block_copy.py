@@ -23,14 +23,14 @@ import numpy as np
 
 from ..metrics import (A_CACHE_WRITE, A_CBW_READ, A_FULL, A_INFLIGHT, A_TARGET_WRITE,
                        PATH_ERROR, Level)
-from ..bitmap import widen
-from ..nodes.base import REQ_CBW, REQ_ZERO, at, drive
+from ..bitmap import count_nonzero, widen
+from ..nodes.base import REQ_CBW, REQ_ZERO, Timer, call_at, drive
 
 BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 128 MiB
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
-cnz = np.count_nonzero
+cnz = count_nonzero
 
 
 def _all(m) -> bool:
@@ -69,6 +69,107 @@ class CopyTask:
         self.result = ok
         if self.ev is not None:
             self.ev.succeed(ok)
+
+
+class _Copy:
+    """One task of the analytic copy engine (BlockCopy.start_task), from its
+    read to its write's completion: run_task's steps, each device completion
+    one timer callback (nodes' read_at / write_at). A slotted object with
+    bound methods rather than a closure per step: the job makes one per chunk."""
+
+    __slots__ = ("bc", "a", "b", "zero", "ev", "flags", "done", "sized", "off", "ln", "fin")
+
+    def mem_granted(self, _ev) -> None:
+        self.read()
+
+    def read(self) -> None:
+        bc = self.bc
+        bc.inflight_level.add(self.ln)
+        src = bc.source
+        if self.zero:
+            self.write(src.peek(self.a, self.b), False)
+        elif bc.copy_range:
+            drive(src.copy_range(self.off, self.ln, bc.target), self._offloaded)
+        else:
+            r = src.read_at(self.off, self.ln)
+            if r is None:
+                if not src.read_cb(self.off, self.ln, self._read):
+                    drive(src.read(self.off, self.ln), self._read)
+            else:
+                end, self.fin = r
+                call_at(bc.env, end, self._read_end)
+
+    def _read_end(self, _ev) -> None:
+        self.write(self.fin(), False)
+
+    def _read(self, data) -> None:
+        self.write(data, False)
+
+    def _offloaded(self, data) -> None:
+        self.write(data, True)
+
+    def write(self, data, offloaded: bool) -> None:
+        bc = self.bc
+        self.ev.read_end = bc.env._now  # latency attribution (copy(): _attribute)
+        ok, flags = bc._after_read(self.a, self.b, self.zero, data, self.ln, self.flags,
+                                   self.ev.urgent)
+        if ok and not offloaded:
+            tgt = bc.target
+            w = tgt.write_at(self.off, self.ln, data, flags)
+            if w is None:
+                drive(tgt.write(self.off, self.ln, data, flags), self._written)
+            else:
+                end, self.fin = w
+                call_at(bc.env, end, self._write_end)
+            return
+        self.end(ok)
+
+    def _write_end(self, _ev) -> None:
+        self.end(self.fin() != PATH_ERROR)
+
+    def _written(self, res) -> None:
+        self.bc._room(self.ev, self.off)  # the generator path may have waited for room
+        self.end(res != PATH_ERROR)
+
+    def end(self, ok: bool) -> None:
+        self.bc._task_end(self.a, self.b, self.ev, self.ln, ok)
+        if self.sized:
+            self.done(self.ln if ok else None)
+        else:
+            self.done(ok)
+
+
+class _Join:
+    """``copy``'s join of parallel tasks (one event per task, ``env.all_of``
+    of them) without the events: each task's end is a Timer scheduled as its
+    event's ``succeed`` would be, counted in that Timer's callback as AllOf
+    counts; the last schedules one more, as AllOf's own ``succeed``; its
+    callback is the join's. So the order of events is the same."""
+
+    __slots__ = ("env", "left", "ok", "done", "copied")
+
+    def __init__(self, env, n, done, copied):
+        self.env = env
+        self.left = n
+        self.ok = True
+        self.done = done
+        self.copied = copied
+
+    def task_end(self, ok) -> None:
+        self.ok = self.ok and ok
+        t = Timer()
+        t.callbacks = [self._counted]
+        self.env.schedule(t)
+
+    def _counted(self, _ev) -> None:
+        self.left -= 1
+        if not self.left:
+            t = Timer()
+            t.callbacks = [self._joined]
+            self.env.schedule(t)
+
+    def _joined(self, _ev) -> None:
+        self.done(self.ok, self.copied)
 
 
 class BlockCopy:
@@ -129,9 +230,11 @@ class BlockCopy:
                 return True
         elif cnz(nd[c0:c1]):
             return True
-        if self.inflight:
-            infl = self.inflight
-            return any(c in infl for c in range(c0, c1))
+        infl = self.inflight
+        if infl:  # a plain loop: a generator for any() costs more than a request's few clusters
+            for c in range(c0, c1):
+                if c in infl:
+                    return True
         return False
 
     def next_needed(self, start: int, window: int = 65536) -> int:
@@ -153,6 +256,8 @@ class BlockCopy:
 
     def run_end(self, c0: int, max_clusters: int) -> int:
         """End of the run of set bits starting at c0, at most max_clusters long."""
+        if max_clusters == 1 and c0 < self.n:  # 2018's backup: one cluster a copy
+            return c0 + 1 if self.needed[c0] else c0
         seg = self.needed[c0:c0 + max_clusters]
         if cnz(seg) == len(seg):
             return c0 + len(seg)
@@ -181,6 +286,8 @@ class BlockCopy:
             # The job's common case: a whole run of needed clusters, one chunk
             # at most (split only where block status changes).
             return self._claim_run(c0, c1)
+        if k == 1 and len(sub) <= 16:
+            return self._claim_few(c0, sub)
         idx = np.flatnonzero(sub)
         if idx.size == 0:
             return []
@@ -210,6 +317,37 @@ class BlockCopy:
             start = end
         self.needed[idx] = False
         self.remaining -= idx.size
+        return tasks
+
+    def _claim_few(self, c0: int, sub) -> list:
+        """claim() of a few units (k == 1) in plain Python: a guest write's two
+        or three clusters cost less this way than through numpy's calls."""
+        zl = self.source.zero_map(c0, c0 + len(sub)).tolist() \
+            if self.zero_detect == "block-status" else None
+        runs = []  # [a, b, zero]: needed, contiguous, one kind
+        for i, need in enumerate(sub.tolist()):
+            if need:
+                c = c0 + i
+                z = bool(zl[i]) if zl is not None else False
+                if runs and runs[-1][1] == c and runs[-1][2] == z:
+                    runs[-1][1] = c + 1
+                else:
+                    runs.append([c, c + 1, z])
+        tasks = []
+        infl = self.inflight
+        env = self.env
+        chunk = self.chunk
+        nd = self.needed
+        for a, last, z in runs:
+            nd[a:last] = False
+            self.remaining -= last - a
+            while a < last:
+                b = min(a + chunk, last)
+                ev = CopyTask(env)
+                for c in range(a, b):
+                    infl[c] = ev
+                tasks.append((a, b, z, ev))
+                a = b
         return tasks
 
     def tasks_in(self, c0: int, c1: int, mine=()) -> list:
@@ -243,8 +381,7 @@ class BlockCopy:
         env = self.env
         for a, b, z in runs:
             ev = CopyTask(env)
-            for c in range(a, b):
-                infl[c] = ev
+            infl.update(dict.fromkeys(range(a, b), ev))  # one C loop, not a Python one
             tasks.append((a, b, z, ev))
         self.needed[c0:c1] = False
         self.remaining -= c1 - c0
@@ -310,15 +447,20 @@ class BlockCopy:
     def _task_end(self, a, b, ev, ln, ok) -> None:
         ev.end = self.env.now
         self.inflight_level.add(-ln)
-        self._mem_release(ln)
+        if self._mem_waiters:
+            self._mem_release(ln)
+        else:  # _mem_release without a call when nobody waits for memory
+            self.mem_used -= ln
         infl = self.inflight
         if b - a == 1:
             if infl.get(a) is ev:
                 del infl[a]
-        else:
+        else:  # one dict operation a cluster (an entry not ours goes back)
+            pop = infl.pop
             for c in range(a, b):
-                if infl.get(c) is ev:
-                    del infl[c]
+                t = pop(c, None)
+                if t is not ev and t is not None:
+                    infl[c] = t
         if ok:
             self.copied_bytes += ln
             self.copies += 1
@@ -337,64 +479,39 @@ class BlockCopy:
     # process resumed through nested generators. A node that cannot submit
     # analytically right now (a full cache, a target queue, a partly cached
     # snapshot read, ...) runs its generator without a process (nodes.base.drive).
-    def start_task(self, a: int, b: int, zero: bool, ev, flags: int, done) -> None:
-        """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends."""
+    def start_task(self, a: int, b: int, zero: bool, ev, flags: int, done,
+                   sized: bool = False) -> None:
+        """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends
+        (``sized``: ``done(bytes copied)`` on success, ``done(None)`` on failure)."""
         if b - a > self.chunk:  # a bulk of write-zeroes (jobs/bulk.py)
             self.bulk.start(a, b, ev, done)
             return
-        off = a * self.cs
-        ln = min(b * self.cs, self.disk_size) - off
+        t = _Copy()
+        t.bc = self
+        t.a = a
+        t.b = b
+        t.zero = zero
+        t.ev = ev
+        t.flags = flags
+        t.done = done
+        t.sized = sized
+        t.off = off = a * self.cs
+        t.ln = ln = min(b * self.cs, self.disk_size) - off
         if self.mem_used + ln > self.mem_limit and self.mem_used:
             wait = self.env.event()
             self._mem_waiters.append((ln, wait))
-            wait.callbacks.append(
-                lambda _e: self._t_read(a, b, zero, ev, flags, done, off, ln))
+            wait.callbacks.append(t.mem_granted)
             return
         self.mem_used += ln
-        self._t_read(a, b, zero, ev, flags, done, off, ln)
-
-    def _t_read(self, a, b, zero, ev, flags, done, off, ln) -> None:
-        self.inflight_level.add(ln)
-        src = self.source
-        if zero:
-            self._t_write(a, b, True, ev, flags, done, off, ln, src.peek(a, b), False)
-        elif self.copy_range:
-            drive(src.copy_range(off, ln, self.target), lambda data: self._t_write(
-                a, b, False, ev, flags, done, off, ln, data, True))
-        else:
-            r = src.read_at(off, ln)
-            if r is None:
-                drive(src.read(off, ln), lambda data: self._t_write(
-                    a, b, False, ev, flags, done, off, ln, data, False))
-            else:
-                end, fin = r
-                at(self.env, end, lambda: self._t_write(
-                    a, b, False, ev, flags, done, off, ln, fin(), False))
-
-    def _t_write(self, a, b, zero, ev, flags, done, off, ln, data, offloaded) -> None:
-        ev.read_end = self.env.now
-        ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
-        if ok and not offloaded:
-            tgt = self.target
-            w = tgt.write_at(off, ln, data, flags)
-            if w is None:
-                def written(res):
-                    self._room(ev, off)
-                    self._t_done(a, b, ev, done, ln, res != PATH_ERROR)
-                drive(tgt.write(off, ln, data, flags), written)
-            else:
-                end, fin = w
-                at(self.env, end, lambda: self._t_done(a, b, ev, done, ln, fin() != PATH_ERROR))
-            return
-        self._t_done(a, b, ev, done, ln, ok)
-
-    def _t_done(self, a, b, ev, done, ln, ok) -> None:
-        self._task_end(a, b, ev, ln, ok)
-        done(ok)
+        t.read()
 
     def start_tasks(self, tasks, done, after=None, flags: int = 0) -> None:
         """``run_tasks`` without a process: the tasks one after the other,
         ``after(a, b)`` (a generator) after each; ``done(bytes copied or None)``."""
+        if len(tasks) == 1 and after is None:  # the job's common case: no closures
+            a, b, z, ev = tasks[0]
+            self.start_task(a, b, z, ev, flags, done, True)
+            return
         cs, size = self.cs, self.disk_size
 
         def step(i, copied):
@@ -531,6 +648,35 @@ class BlockCopy:
             c[w] += t.end - rd - t.room
             start = t.end
         c[w] += now - start  # nothing, unless an after-step ran (not on this path)
+
+    def start_copy(self, c0: int, c1: int, done, att=None) -> None:
+        """Analytic twin of ``copy`` (issue 12) for a range with no copy in
+        flight (the caller checked: nothing to wait for): claim, run the tasks
+        as ``copy`` does -- one after the other, or all at once joined by one
+        event -- and call ``done(ok, bytes copied)`` at their end. ``att``:
+        as ``copy``'s (the guest write's time here, by phase)."""
+        tasks = self.claim(c0, c1)
+        cs, size = self.cs, self.disk_size
+        if len(tasks) == 1:
+            copied = min(tasks[0][1] * cs, size) - tasks[0][0] * cs
+        else:
+            copied = sum(min(t[1] * cs, size) - t[0] * cs for t in tasks)
+        if tasks and self.rate_charge is not None:  # as copy(): charged, never delayed
+            self.rate_charge(sum((t[1] - t[0]) * cs for t in tasks))
+        if att is not None and tasks:
+            t0, mine, inner = self.env._now, [t[3] for t in tasks], done
+
+            def done(ok, nbytes):
+                self._attribute(att.c, mine, t0)
+                inner(ok, nbytes)
+        if len(tasks) == 1 or (tasks and not self.parallel):
+            self.start_tasks(tasks, lambda c: done(c is not None, copied), flags=REQ_CBW)
+        elif tasks:
+            join = _Join(self.env, len(tasks), done, copied)
+            for t in tasks:
+                self.start_task(*t, REQ_CBW, join.task_end)
+        else:
+            done(True, 0)
 
     def wait_idle(self):
         """Wait until no copy is in flight."""

@@ -87,7 +87,7 @@ class ActiveDisk(Node):
         return self.gen[c0:c1].copy()
 
     def read_at(self, offset, length):
-        end = self.device.submit(self.env.now, offset, length)
+        end = self.device.submit(self.env._now, offset, length)
         c0, c1 = self.clusters(offset, length)
         return end, lambda: self.gen[c0:c1].copy()  # as of completion, as ``read``
 
@@ -112,6 +112,11 @@ class ActiveDisk(Node):
         yield env.timeout(end - env.now)
         return PATH_DIRECT
 
+    def write_at(self, offset, length, data=None, flags=0):
+        """Analytic twin of ``write`` (nodes/base.py)."""
+        self._written(offset, length)
+        return self.device.submit(self.env._now, offset, length, True), _direct
+
     def discard(self, offset, length, flags=0, att=None):
         env = self.env
         self._discarded(offset, length)
@@ -120,3 +125,7 @@ class ActiveDisk(Node):
             att.svc = LAST.service
         yield env.timeout(end - env.now)
         return PATH_DIRECT
+
+
+def _direct():
+    return PATH_DIRECT

@@ -20,6 +20,8 @@ run scenarios with the fast path off and compare.
 """
 from __future__ import annotations
 
+from simpy.events import NORMAL
+
 REQ_ZERO = 1          # write zeroes: no data moves
 REQ_UNNECESSARY = 2   # the seed's BDRV_REQ_UNNECESSARY: drop rather than wait
 REQ_CBW = 4           # a copy-before-write's copy (someone's guest write waits on it);
@@ -60,12 +62,20 @@ class Node:
         """Analytic twin of ``write`` (see the end of this module), or None."""
         return None
 
+    def read_cb(self, offset: int, length: int, done) -> bool:
+        """Analytic twin of a ``read`` that takes several device steps where
+        ``read_at`` returned None: ``done(data)`` at its end; False (nothing
+        done) if it needs the generator."""
+        return False
+
     def promote(self, offset: int, length: int) -> None:
         """Hint: someone now waits for writes queued here in this range. Only a
         node that keeps its own priority queue acts on it (BackupTarget)."""
 
 
 # --- analytic submission (issue 12) -----------------------------------------
+# (Hot paths read ``env._now``, SimPy's attribute behind the ``now`` property:
+# the property's call costs more than the arithmetic around it.)
 # A node may also offer ``read_at(offset, length)`` and ``write_at(offset,
 # length, data, flags)``: submit now, without a generator, and return
 # ``(end, finish)`` — ``finish()`` must be called at time ``end`` (or at once,
@@ -75,12 +85,44 @@ class Node:
 # wait on something other than a device). Copies that nobody waits on run
 # through these with one timer callback per completion instead of a process.
 
+class Timer:
+    """A Timeout without Timeout's constructor: what ``env.step`` and
+    ``drive`` need of a triggered event (``callbacks``, ``_ok``, ``_value``),
+    scheduled as a Timeout is (``env.schedule``, NORMAL priority). The timer
+    callbacks and the analytic guest driver make one per device completion."""
+
+    __slots__ = ("callbacks",)
+    _ok = True
+    _value = None
+
+
+def timer(env, delay: float) -> Timer:
+    """``env.timeout(delay)`` for ``drive``-run generators and callbacks."""
+    t = Timer()
+    t.callbacks = []
+    env.schedule(t, NORMAL, delay)
+    return t
+
+
 def at(env, end, fn) -> None:
     """Call ``fn()`` at time ``end`` (now, synchronously, if ``end`` is None)."""
     if end is None:
         fn()
     else:
-        env.timeout(end - env.now).callbacks.append(lambda _ev: fn())
+        t = Timer()
+        t.callbacks = [lambda _ev: fn()]
+        env.schedule(t, NORMAL, end - env._now)
+
+
+def call_at(env, end, cb) -> None:
+    """``at`` for a callback that takes the event (a bound method: no wrapper
+    made per call); ``cb(None)`` at once if ``end`` is None."""
+    if end is None:
+        cb(None)
+    else:
+        t = Timer()
+        t.callbacks = [cb]
+        env.schedule(t, NORMAL, end - env._now)
 
 
 def drive(gen, done, ev=None) -> None:

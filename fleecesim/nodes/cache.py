@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bitmap import count_nonzero
 from ..devices.base import LAST
 from ..metrics import PATH_DIRECT, PATH_ERROR, Level
 from ..sparse import env_sparse, full
@@ -35,7 +36,7 @@ FLUSH_BATCH = 16  # clusters the flush moves per step
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
-cnz = np.count_nonzero
+cnz = count_nonzero
 
 
 class Tier:
@@ -320,7 +321,7 @@ class FleecingCache(Node):
         self._adjust(i, need)
         if self.ram is not None and i != self.ram:
             self.stats.spill_bytes += need
-        end = tier.device.submit(env.now, offset, length, True)
+        end = tier.device.submit(env._now, offset, length, True)
 
         def finish():
             if self.closed:
@@ -350,13 +351,13 @@ class FleecingCache(Node):
         c0, c1 = self.clusters(offset, length)
         w = self.where[c0:c1]
         data = self.gen[c0:c1].copy()
-        end = env.now
+        end = env._now
         for i, tier in enumerate(self.tiers):
             k = int(cnz(w == i))
             if k:
-                end = max(end, tier.device.submit(env.now, offset, min(length, k * self.cs)))
+                end = max(end, tier.device.submit(env._now, offset, min(length, k * self.cs)))
         self.stats.local_read_bytes += int(cnz((w != ZERO) & (w != NOT_CACHED))) * self.cs
-        return (end if end > env.now else None), lambda: data
+        return (end if end > env._now else None), lambda: data
 
     def read(self, offset, length, flags=0, att=None):
         end, data = self.read_at(offset, length)  # the content is captured at submission

@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bitmap import widen
+from ..bitmap import count_nonzero, widen
+from ..devices.base import LAST
 from ..metrics import A_CBW_READ, A_FROZEN, PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT, Attr
 from ..workloads.records import OP_DISCARD, OP_READ
-from .base import Node
+from .base import Node, at, call_at, drive
 from .cache import NOT_CACHED, ZERO
 
 # np.count_nonzero: ~6x cheaper than .any()/.all()/.sum() on a request's few
 # clusters (no ufunc reduction machinery); the same answers.
-cnz = np.count_nonzero
+cnz = count_nonzero
 
 
 def _all(m) -> bool:
@@ -52,7 +53,7 @@ class CBWFilter(Node):
         self.cbw_timeout = cbw_timeout
         self.active = True
         self.broken = False
-        self.frozen: dict[int, int] = {}
+        self.frozen: list[tuple[int, int]] = []  # cluster ranges being read from the file (a multiset)
         self._unfrozen = env.event()
         # --- tiered fleecing cache (issue 3): seed benefits 1, 2, 4, 5 ---
         has_ram = cache is not None and getattr(cache, "ram", None) is not None
@@ -212,23 +213,9 @@ class CBWFilter(Node):
                 return PATH_DIRECT
             if self.copier.pending(c0, c1):
                 ok, copied, waited = yield from self._copy_before_write(c0, c1, att)
-                if copied:
-                    path = PATH_CBW
-                    self.stats.cbw_count += 1
-                    self.stats.cbw_bytes += copied
-                elif waited:
-                    path = PATH_WAIT
-                    self.stats.cbw_waits += 1
-                if not ok:
-                    self.stats.cbw_errors += 1
-                    if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
-                        self.stats.guest_errors += 1
-                        if self.stats.guest_errors == 1:  # the summary says when it began
-                            self.stats.events.append(
-                                (self.env.now, f"first guest write failed (CBW error, "
-                                               f"on-cbw-error={self.on_cbw_error})"))
-                        return PATH_ERROR
-                    self.break_snapshot()
+                path = self._cbw_path(ok, copied, waited)
+                if path == PATH_ERROR:
+                    return PATH_ERROR
             if self.frozen and self._is_frozen(c0, c1):
                 t = self.env.now
                 while self.frozen and self._is_frozen(c0, c1):
@@ -239,6 +226,81 @@ class CBWFilter(Node):
             yield from self.file.discard(offset, length, flags, att=att)
         else:
             yield from self.file.write(offset, length, data, flags, att=att)
+        return path
+
+    def _cbw_path(self, ok, copied, waited) -> int:
+        """Count a finished copy-before-write; the guest request's path
+        (PATH_ERROR: the write fails, on-cbw-error break-guest-write)."""
+        path = PATH_DIRECT
+        if copied:
+            path = PATH_CBW
+            self.stats.cbw_count += 1
+            self.stats.cbw_bytes += copied
+        elif waited:
+            path = PATH_WAIT
+            self.stats.cbw_waits += 1
+        if not ok:
+            self.stats.cbw_errors += 1
+            if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
+                self.stats.guest_errors += 1
+                if self.stats.guest_errors == 1:  # the summary says when it began
+                    self.stats.events.append(
+                        (self.env.now, f"first guest write failed (CBW error, "
+                                       f"on-cbw-error={self.on_cbw_error})"))
+                return PATH_ERROR
+            self.break_snapshot()
+        return path
+
+    # ------------------------------------------------------------ analytic guest write
+    def write_now(self, offset, length, done, att=None) -> bool:
+        """Analytic twin of ``write`` for the guest driver (issue 12): the same
+        steps as ``_guarded``, each device completion one timer callback
+        instead of a generator resumed through five frames; ``done(path)`` at
+        the write's completion. Only when no copy of the range is in flight
+        elsewhere (nothing to wait for) and there is no cbw-timeout; otherwise
+        returns False having done nothing, and the generator path runs.
+        ``att``: the request's latency attribution, as ``write``'s."""
+        if not self.active or self.cbw_timeout:
+            return False
+        c0, c1 = self.span(offset, length)
+        copier = self.copier
+        if copier.inflight and copier.tasks_in(c0, c1):
+            return False
+        if self.cache is not None and self.cache.clean:
+            self._absorb(c0, c1)
+        if copier.pending(c0, c1):
+            def copied(ok, nbytes):
+                self._land_at(offset, length, c0, c1, self._cbw_path(ok, nbytes, False), done,
+                              att)
+            copier.start_copy(c0, c1, copied, att)
+        else:
+            self._land_at(offset, length, c0, c1, PATH_DIRECT, done, att)
+        return True
+
+    def _land_at(self, offset, length, c0, c1, path, done, att=None) -> None:
+        """The guest write itself once its copy is done (``write_now``)."""
+        if path == PATH_ERROR:
+            done(path)
+            return
+        if self.frozen and self._is_frozen(c0, c1):
+            drive(self._land(offset, length, c0, c1, path, att), done)
+            return
+        w = self.file.write_at(offset, length)
+        if w is None:
+            drive(self.file.write(offset, length, att=att), lambda _r: done(path))
+            return
+        if att is not None:  # the submit just made was the guest's own request
+            att.svc = LAST.service
+        end, _fin = w
+        at(self.env, end, lambda: done(path))
+
+    def _land(self, offset, length, c0, c1, path, att=None):
+        t = self.env.now
+        while self.frozen and self._is_frozen(c0, c1):
+            yield self._unfrozen
+        if att is not None:
+            att.c[A_FROZEN] += self.env.now - t
+        yield from self.file.write(offset, length, att=att)
         return path
 
     def _copy_before_write(self, c0, c1, att=None):
@@ -281,22 +343,20 @@ class CBWFilter(Node):
 
     # ------------------------------------------------------------ snapshot API
     def _is_frozen(self, c0, c1) -> bool:
-        fr = self.frozen
-        return any(c in fr for c in range(c0, c1))
+        # a few snapshot reads in flight at most: ranges, not a dict per cluster
+        for a, b in self.frozen:
+            if a < c1 and c0 < b:
+                return True
+        return False
 
-    def _freeze(self, cl) -> None:
-        fr = self.frozen
-        for c in cl:
-            fr[c] = fr.get(c, 0) + 1
+    def _freeze(self, runs) -> None:
+        """Snapshot reads of the file over cluster ranges ``runs`` [(a, b), ...] start."""
+        self.frozen += runs
 
-    def _thaw(self, cl) -> None:
+    def _thaw(self, runs) -> None:
         fr = self.frozen
-        for c in cl:
-            k = fr[c] - 1
-            if k:
-                fr[c] = k
-            else:
-                del fr[c]
+        for r in runs:
+            fr.remove(r)
         if self._unfrozen.callbacks:  # someone waits (an event nobody waits on is a cost)
             ev, self._unfrozen = self._unfrozen, self.env.event()
             ev.succeed()
@@ -366,7 +426,7 @@ class CBWFilter(Node):
         cs = self.cs
         cached = self._cached(c0, c1)
         if not cnz(cached):
-            cl = range(c0, c1)
+            cl = [(c0, c1)]
             self._freeze(cl)
             data = yield from self.file.read(offset, length)
             self._thaw(cl)
@@ -375,12 +435,12 @@ class CBWFilter(Node):
             data = yield from self.cache.read(offset, length)
         else:
             data = np.empty(c1 - c0, dtype=np.uint32)
-            unc = np.flatnonzero(~cached) + c0
-            self._freeze(unc.tolist())
-            for a, b in _runs(unc):
+            unc = _runs(np.flatnonzero(~cached) + c0)
+            self._freeze(unc)
+            for a, b in unc:
                 data[a - c0:b - c0] = yield from self.file.read(a * cs, (b - a) * cs)
                 self.stats.source_read_bytes += (b - a) * cs
-            self._thaw(unc.tolist())
+            self._thaw(unc)
             for a, b in _runs(np.flatnonzero(cached) + c0):
                 data[a - c0:b - c0] = yield from self.cache.read(a * cs, (b - a) * cs)
         if self.broken:  # broke while we read: in-flight snapshot requests fail too
@@ -400,7 +460,7 @@ class CBWFilter(Node):
             if r is None:
                 return None
             end, fin = r
-            cl = range(c0, c1)
+            cl = [(c0, c1)]
             self._freeze(cl)
 
             def finish():
@@ -416,6 +476,21 @@ class CBWFilter(Node):
             end, fin = r
             return end, lambda: self._unless_broken(fin())
         return None
+
+    def snapshot_read_cb(self, offset, length, done) -> bool:
+        """Analytic twin of ``snapshot_read``'s mixed case (part of the range
+        cached, part on the active disk; nodes/base.py: read_cb): the same
+        reads one after the other, each completion a timer callback;
+        ``done(data)`` at the end. False (nothing done) for any other case."""
+        c0, c1 = self.clusters(offset, length)
+        if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
+            return False  # the generator counts the refusal
+        cached = self._cached(c0, c1)
+        k = cnz(cached)
+        if not k or k == len(cached):
+            return False
+        _MixedRead(self, c0, cached, done).next_uncached()
+        return True
 
     def _unless_broken(self, data):
         if self.broken:
@@ -442,6 +517,74 @@ class CBWFilter(Node):
             self.cache.drop(c0, c1)
         return PATH_DIRECT
         yield  # metadata only
+
+
+class _MixedRead:
+    """``snapshot_read``'s mixed case as callbacks (CBWFilter.snapshot_read_cb):
+    the uncached runs from the active disk one after the other (frozen while
+    read), then the cached runs from the cache."""
+
+    __slots__ = ("cbw", "c0", "cached", "data", "runs", "i", "fin", "done")
+
+    def __init__(self, cbw, c0, cached, done):
+        self.cbw = cbw
+        self.c0 = c0
+        self.cached = cached
+        self.done = done
+        self.data = np.empty(len(cached), dtype=np.uint32)
+        self.runs = _runs(np.flatnonzero(~cached) + c0)
+        cbw._freeze(self.runs)
+        self.i = 0
+
+    def next_uncached(self) -> None:
+        cbw = self.cbw
+        if self.i < len(self.runs):
+            a, b = self.runs[self.i]
+            cs = cbw.cs
+            r = cbw.file.read_at(a * cs, (b - a) * cs)
+            if r is None:
+                drive(cbw.file.read(a * cs, (b - a) * cs), self._uncached)
+            else:
+                end, self.fin = r
+                call_at(cbw.env, end, self._uncached_end)
+            return
+        cbw._thaw(self.runs)
+        self.runs = _runs(np.flatnonzero(self.cached) + self.c0)
+        self.i = 0
+        self.next_cached()
+
+    def _uncached_end(self, _ev) -> None:
+        self._uncached(self.fin())
+
+    def _uncached(self, d) -> None:
+        a, b = self.runs[self.i]
+        self.data[a - self.c0:b - self.c0] = d
+        self.cbw.stats.source_read_bytes += (b - a) * self.cbw.cs
+        self.i += 1
+        self.next_uncached()
+
+    def next_cached(self) -> None:
+        cbw = self.cbw
+        if self.i < len(self.runs):
+            a, b = self.runs[self.i]
+            cs = cbw.cs
+            r = cbw.cache.read_at(a * cs, (b - a) * cs)
+            if r is None:
+                drive(cbw.cache.read(a * cs, (b - a) * cs), self._cached)
+            else:
+                end, self.fin = r
+                call_at(cbw.env, end, self._cached_end)
+            return
+        self.done(cbw._unless_broken(self.data))
+
+    def _cached_end(self, _ev) -> None:
+        self._cached(self.fin())
+
+    def _cached(self, d) -> None:
+        a, b = self.runs[self.i]
+        self.data[a - self.c0:b - self.c0] = d
+        self.i += 1
+        self.next_cached()
 
 
 def _runs(idx: np.ndarray):

@@ -35,5 +35,8 @@ class SnapshotView(Node):
     def read_at(self, offset, length):
         return self.cbw.snapshot_read_at(offset, length)
 
+    def read_cb(self, offset, length, done):
+        return self.cbw.snapshot_read_cb(offset, length, done)
+
     def discard(self, offset, length, flags=0, att=None):
         return (yield from self.cbw.snapshot_discard(offset, length))

@@ -84,7 +84,7 @@ class BackupTarget(Node):
         if self.queued or self._faulty:  # may wait for a slot in this node's own
             return None  # queue, or fail (faults.py): the generator path handles both
         zero = bool(flags & REQ_ZERO)
-        end = self.device.submit(self.env.now, offset, 0 if zero else length, True)
+        end = self.device.submit(self.env._now, offset, 0 if zero else length, True)
 
         def finish():
             self.store(offset, length, data, zero)

@@ -7,11 +7,14 @@ otherwise it gets a process of its own.
 """
 from __future__ import annotations
 
+from functools import partial
 from heapq import heappop, heappush
+
+from simpy.events import URGENT
 
 from ..devices.base import LAST
 from ..metrics import A_ERROR, PATH_DIRECT, PATH_ERROR, Attr
-from ..nodes.base import drive
+from ..nodes.base import Timer, drive, timer
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
 
@@ -45,8 +48,12 @@ class GuestDriver:
                 self.env.process(self._closed(it))
         elif self.max_inflight:
             self.env.process(self._open_limited())
-        else:
+        elif self.processes:
             self.env.process(self._open())
+        else:  # the analytic engine: driven without a process, started as one is
+            kick = Timer()  # (Process's Initialize: an URGENT event now)
+            kick.callbacks = [lambda _ev: drive(self._open(), _ignore)]
+            self.env.schedule(kick, URGENT)
 
     def _records(self):
         for chunk in self.source:
@@ -57,9 +64,11 @@ class GuestDriver:
 
     def _open(self):
         env = self.env
+        # a Timeout for a process (the reference engine), else a bare Timer
+        wait = env.timeout if self.processes else partial(timer, env)
         fast_path = self.fast_path
         graph = self.graph
-        peek = env.peek
+        queue = env._queue  # env.peek() and env.now without their calls (hot loop)
         rec = self.rec
         at, aop, aoff, aln, alat, apath, asvc = (
             rec.t.append, rec.op.append, rec.off.append, rec.len.append, rec.lat.append,
@@ -72,9 +81,9 @@ class GuestDriver:
             # own: nothing can change the graph's state in between, so the fast
             # path may act at time t directly (devices take the time as an
             # argument). Only a request that needs a process waits for its time.
-            if t > env.now and (not fast_path or t >= peek()):
-                yield env.timeout(t - env.now)
-            now = t if t > env.now else env.now
+            if t > env._now and (not fast_path or (queue and t >= queue[0][0])):
+                yield wait(t - env._now)
+            now = t if t > env._now else env._now
             self.issued += 1
             last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if fast_path else None
@@ -87,12 +96,24 @@ class GuestDriver:
                 apath(PATH_DIRECT)
                 asvc(last.service)
             else:
-                if now > env.now:
-                    yield env.timeout(now - env.now)
+                if now > env._now:
+                    yield wait(now - env._now)
                 if self.processes:
                     env.process(self._slow(op, off, ln))
-                else:  # the same generator, without a process (nodes/base.py)
+                elif op != OP_WRITE or not self._write_now(op, off, ln):
+                    # the same generator, without a process (nodes/base.py)
                     drive(self._slow(op, off, ln), _ignore)
+
+    def _write_now(self, op, off, ln) -> bool:
+        """A slow-path guest write as callbacks (the top node's ``write_now``,
+        e.g. a copy-before-write), recorded at its completion as ``_slow``
+        does; False if the top node cannot (the generator path runs)."""
+        write_now = getattr(self.graph.top, "write_now", None)
+        if write_now is None:
+            return False
+        t = self.env.now
+        att = Attr()
+        return write_now(off, ln, lambda path: self._record(t, op, off, ln, path, att), att)
 
     def _closed(self, it):
         env = self.env
