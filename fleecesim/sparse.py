@@ -602,7 +602,30 @@ class SparseArray:
 
     def add(self, lo: int, hi: int, delta: int) -> None:
         """``a[lo:hi] += delta`` without materialising the range (wraps as numpy)."""
+        delta = self.norm(delta)
         if hi - lo <= SMALL:
+            p = lo >> PAGE_BITS
+            pg = self.pages[p]
+            if (hi - 1) >> PAGE_BITS == p and pg is not None:
+                a = lo & MASK
+                if type(pg) is dict:  # entry by entry (a copy's few clusters)
+                    u, norm = self.uval[p], self.norm
+                    for i in range(a, a + hi - lo):
+                        v = norm(pg.get(i, u) + delta)
+                        if v == u:
+                            pg.pop(i, None)
+                        else:
+                            pg[_KEY[i]] = v
+                    if not pg:
+                        self.pages[p] = None
+                    elif len(pg) > self.limit:
+                        self._make_dense(p)
+                    return
+                if len(pg) == PAGE:
+                    seg = pg[a:a + hi - lo]
+                    seg += np.asarray(delta, self.dtype)  # in place, wrapping as numpy
+                    self._maybe_uniform(p)
+                    return
             self._set_range(lo, hi, self[lo:hi] + np.asarray(delta, self.dtype))
             return
         pages, uval, norm = self.pages, self.uval, self.norm
