@@ -337,11 +337,25 @@ class SparseArray:
                 a, b, step = key.indices(self.n)
                 if step != 1:
                     raise IndexError("SparseArray: slices with a step are not supported")
-            if b > a:
-                if b - a == 1 and not isinstance(value, (np.ndarray, SparseArray, Segment)):
+            if b <= a:
+                return
+            if not isinstance(value, (np.ndarray, SparseArray, Segment)):
+                if b - a == 1:
                     self._set1(a, self.norm(value))
-                else:
-                    self._set_range(a, b, value)
+                    return
+                p = a >> PAGE_BITS
+                if (b - 1) >> PAGE_BITS == p:  # one page, one value: the common cases
+                    pg = self.pages[p]
+                    v = self.norm(value)
+                    if pg is None:
+                        if v == self.uval[p]:
+                            return
+                    elif type(pg) is not dict and len(pg) == PAGE:
+                        lo = a & MASK
+                        pg[lo:lo + b - a] = v
+                        self._maybe_uniform(p)
+                        return
+            self._set_range(a, b, value)
             return
         if type(key) is int and 0 <= key < self.n:
             self._set1(key, self.norm(value))
@@ -488,6 +502,19 @@ class SparseArray:
     def count(self, lo: int = 0, hi: int | None = None) -> int:
         """Non-zero entries in [lo, hi)."""
         hi = self.n if hi is None else min(hi, self.n)
+        if lo == 0 and hi == self.n:  # the whole array: uniform pages by arithmetic
+            total = 0
+            last = len(self.pages) - 1
+            for p, (pg, u) in enumerate(zip(self.pages, self.uval)):
+                if pg is None:
+                    if u:
+                        total += PAGE if p < last else self._page_len(p)
+                else:
+                    total += self._count(p << PAGE_BITS, min(self.n, (p + 1) << PAGE_BITS))
+            return total
+        return self._count(lo, hi)
+
+    def _count(self, lo: int, hi: int) -> int:
         total = 0
         pages, uval = self.pages, self.uval
         for p, a, b, _o in self._spans(lo, hi):
@@ -575,7 +602,30 @@ class SparseArray:
 
     def add(self, lo: int, hi: int, delta: int) -> None:
         """``a[lo:hi] += delta`` without materialising the range (wraps as numpy)."""
+        delta = self.norm(delta)
         if hi - lo <= SMALL:
+            p = lo >> PAGE_BITS
+            pg = self.pages[p]
+            if (hi - 1) >> PAGE_BITS == p and pg is not None:
+                a = lo & MASK
+                if type(pg) is dict:  # entry by entry (a copy's few clusters)
+                    u, norm = self.uval[p], self.norm
+                    for i in range(a, a + hi - lo):
+                        v = norm(pg.get(i, u) + delta)
+                        if v == u:
+                            pg.pop(i, None)
+                        else:
+                            pg[_KEY[i]] = v
+                    if not pg:
+                        self.pages[p] = None
+                    elif len(pg) > self.limit:
+                        self._make_dense(p)
+                    return
+                if len(pg) == PAGE:
+                    seg = pg[a:a + hi - lo]
+                    seg += np.asarray(delta, self.dtype)  # in place, wrapping as numpy
+                    self._maybe_uniform(p)
+                    return
             self._set_range(lo, hi, self[lo:hi] + np.asarray(delta, self.dtype))
             return
         pages, uval, norm = self.pages, self.uval, self.norm
@@ -738,11 +788,9 @@ def oracle_pages(target_gen, copies, t0_gen, mask):
     arrays (most of a large disk) by arithmetic, the others densely."""
     violations = multi = outside = wrong = 0
     n = len(t0_gen)
-    for p in range(len(t0_gen.pages)):
-        ug, pg = target_gen._page_repr(p)
-        uc, pc = copies._page_repr(p)
-        ut, pt = t0_gen._page_repr(p)
-        um, pm = mask._page_repr(p)
+    pages = zip(target_gen.pages, target_gen.uval, copies.pages, copies.uval,
+                t0_gen.pages, t0_gen.uval, mask.pages, mask.uval)
+    for p, (pg, ug, pc, uc, pt, ut, pm, um) in enumerate(pages):
         ln = min(PAGE, n - (p << PAGE_BITS))
         if pg is None and pc is None and pt is None and pm is None:
             differ = ug != ut

@@ -1,7 +1,5 @@
 """Bulk write-zeroes (devices/bulk.py, jobs/bulk.py): N equal requests at once
 give the schedule of N submits; a long zero run costs what per-task copying costs."""
-import copy
-
 import pytest
 
 from fleecesim.config import DeviceSpec

@@ -32,6 +32,8 @@ def ops(dtype):
         st.tuples(st.just("seta"), ranges(), st.integers(0, 2**31)),
         st.tuples(st.just("inc"), ranges(), st.just(1)),
         st.tuples(st.just("add"), ranges(), st.integers(0, 3)),
+        st.tuples(st.just("add"), st.tuples(st.integers(0, N - 40), st.integers(0, 40)).map(
+            lambda t: (t[0], t[0] + t[1])), st.integers(0, 300)),  # a copy's few clusters
         st.tuples(st.just("fancy"), st.lists(st.integers(0, N - 1), max_size=20), v),
         st.tuples(st.just("scatter"), st.integers(0, 2**31), st.integers(1, 400)),
     ), max_size=40)
