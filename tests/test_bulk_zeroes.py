@@ -105,14 +105,20 @@ def test_bulk_costs_what_tasks_cost(bulks):
     assert on["cbw_count"] == pytest.approx(off["cbw_count"], rel=0.03)
 
 
-@pytest.mark.parametrize("state", ["dense", "sparse"])
-def test_bulk_same_in_both_engines(bulks, state):
-    cfg = small(**SPARSE, **{"run.state": state})
+@pytest.mark.parametrize("state,workers", [("dense", None), ("sparse", None), ("dense", 1)])
+def test_bulk_same_in_both_engines(bulks, state, workers):
+    """One worker: the job's lone-task path counts a copy's bytes (``sized``);
+    a bulk there once counted True, 1 byte (found by the engine-equivalence
+    property test)."""
+    over = {"run.state": state}
+    if workers:
+        over["backup.max-workers"] = workers
+    cfg = small(**SPARSE, **over)
     a = simulate(cfg).summary
     b = simulate(cfg, fast_path=False).summary
     assert bulks
     for k in ("backup_duration_s", "target_zero_bytes", "cbw_count", "write_p99_s",
-              "host_requests", "oracle_ok"):
+              "host_requests", "oracle_ok", "job_copied_bytes"):
         assert a[k] == b[k], k
 
 

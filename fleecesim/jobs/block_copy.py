@@ -483,8 +483,12 @@ class BlockCopy:
                    sized: bool = False) -> None:
         """Copy claimed clusters [a, b); ``done(ok)`` is called when it ends
         (``sized``: ``done(bytes copied)`` on success, ``done(None)`` on failure)."""
-        if b - a > self.chunk:  # a bulk of write-zeroes (jobs/bulk.py)
-            self.bulk.start(a, b, ev, done)
+        if b - a > self.chunk:  # a bulk of write-zeroes (jobs/bulk.py): done(ok)
+            if sized:
+                n = min(b * self.cs, self.disk_size) - a * self.cs
+                self.bulk.start(a, b, ev, lambda ok: done(n if ok else None))
+            else:
+                self.bulk.start(a, b, ev, done)
             return
         t = _Copy()
         t.bc = self
