@@ -506,11 +506,17 @@ class SparseArray:
             total = 0
             last = len(self.pages) - 1
             for p, (pg, u) in enumerate(zip(self.pages, self.uval)):
+                ln = PAGE if p < last else self._page_len(p)
                 if pg is None:
                     if u:
-                        total += PAGE if p < last else self._page_len(p)
+                        total += ln
+                elif type(pg) is dict:
+                    if u:
+                        total += ln - sum(1 for v in pg.values() if not v)
+                    else:
+                        total += sum(1 for v in pg.values() if v)
                 else:
-                    total += self._count(p << PAGE_BITS, min(self.n, (p + 1) << PAGE_BITS))
+                    total += int(np.count_nonzero(self._dense_page(p)[:ln]))
             return total
         return self._count(lo, hi)
 
@@ -798,6 +804,30 @@ def oracle_pages(target_gen, copies, t0_gen, mask):
             multi += ln * (uc > 1)
             outside += ln * (uc > 0 and not um)
             wrong += ln * (differ and uc > 0)
+            continue
+        if all(x is None or type(x) is dict for x in (pg, pc, pt, pm)):
+            # exceptions only: the clusters any of them names, the rest by arithmetic
+            keys = set()
+            for x in (pg, pc, pt, pm):
+                if x:
+                    keys.update(x)
+            keys = [k for k in keys if k < ln]
+            rest = ln - len(keys)
+            differ = ug != ut
+            violations += rest * (differ and bool(um))
+            multi += rest * (uc > 1)
+            outside += rest * (uc > 0 and not um)
+            wrong += rest * (differ and uc > 0)
+            for k in keys:
+                g = pg.get(k, ug) if pg else ug
+                c = pc.get(k, uc) if pc else uc
+                t = pt.get(k, ut) if pt else ut
+                m = pm.get(k, um) if pm else um
+                d = g != t
+                violations += d and bool(m)
+                multi += c > 1
+                outside += c > 0 and not m
+                wrong += d and c > 0
             continue
         g = target_gen._dense_page(p)[:ln]
         c = copies._dense_page(p)[:ln]

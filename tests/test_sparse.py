@@ -74,6 +74,7 @@ def apply(op, dense, sp, dtype):
 
 def check(dense, sp, rng):
     assert np.array_equal(sp.to_dense(), dense)
+    assert sp.count() == int(np.count_nonzero(dense))
     for _ in range(5):
         lo = int(rng.integers(0, N))
         hi = int(rng.integers(lo, N + 1))
@@ -201,6 +202,15 @@ def test_oracle_pages_equals_blocks():
     want = oracle_counts(tg, cp, t0, m)
     got = oracle_counts(*(SparseArray.from_dense(x) for x in (tg, cp, t0, m)))
     assert got == want and want[0] > 0 and all(want)
+
+    def scattered(x, fill):  # the same values as exception pages (written one by one)
+        sp = SparseArray(n, x.dtype, fill)
+        for c in np.flatnonzero(x != fill).tolist():
+            sp[c] = x[c]
+        return sp
+    arrays = [scattered(tg, 0xFFFFFFFF), scattered(cp, 0), scattered(t0, 0), scattered(m, True)]
+    assert any(type(pg) is dict for a in arrays for pg in a.pages)
+    assert oracle_counts(*arrays) == want
 
 
 # ---------------------------------------------------------------- whole runs
