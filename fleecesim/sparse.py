@@ -113,7 +113,7 @@ def _normalizer(dtype: np.dtype):
 class SparseArray:
     """``n`` values of one numpy dtype in pages allocated on first touch (module doc)."""
 
-    __slots__ = ("n", "dtype", "pages", "uval", "norm", "limit")
+    __slots__ = ("n", "dtype", "pages", "uval", "norm", "limit", "shared")
 
     def __init__(self, n: int, dtype=bool, fill=0):
         self.n = n = int(n)
@@ -122,6 +122,8 @@ class SparseArray:
         npg = -(-n // PAGE)
         self.uval = [self.norm(fill)] * npg
         self.pages: list = [None] * npg
+        # copy-on-write: pages a ``copy`` shares (bytearray per page; None: none)
+        self.shared: bytearray | None = None
         # past this many exceptions a dense page is smaller (~48 bytes an entry)
         self.limit = max(SMALL, PAGE * self.dtype.itemsize // 48)
 
@@ -156,17 +158,32 @@ class SparseArray:
         return self[0:self.n]
 
     def copy(self) -> "SparseArray":
+        """A copy that shares its pages until either side writes one (then that
+        side copies the page first: ``_own``)."""
         out = SparseArray.__new__(SparseArray)
         out.n, out.dtype, out.norm, out.limit = self.n, self.dtype, self.norm, self.limit
         out.uval = list(self.uval)
-        out.pages = [pg if pg is None else pg.copy() for pg in self.pages]
+        out.pages = list(self.pages)
+        flags = bytearray(pg is not None for pg in self.pages)
+        self.shared = flags
+        out.shared = bytearray(flags)
         return out
+
+    def _own(self, p: int):
+        """Page ``p``, copied first if a copy shares it (before writing it in place)."""
+        pg = self.pages[p]
+        if self.shared[p]:
+            self.shared[p] = 0
+            if pg is not None:
+                pg = self.pages[p] = pg.copy()
+        return pg
 
     def fill(self, value) -> None:
         v = self.norm(value)
         npg = len(self.pages)
         self.uval = [v] * npg
         self.pages = [None] * npg
+        self.shared = None
 
     def nbytes(self) -> int:
         """Approximate memory held (lists, exception dicts, dense pages)."""
@@ -203,7 +220,7 @@ class SparseArray:
 
     def _make_dense(self, p: int) -> np.ndarray:
         """Turn page ``p`` into a full-resolution dense page (owned) and return it."""
-        pg = self.pages[p]
+        pg = self._own(p) if self.shared is not None else self.pages[p]
         arr = self._dense_page(p)
         if arr is pg:
             return arr
@@ -258,6 +275,8 @@ class SparseArray:
         p = c >> PAGE_BITS
         pg = self.pages[p]
         i = c & MASK
+        if pg is not None and self.shared is not None and self.shared[p]:
+            pg = self._own(p)
         if pg is None:
             if v != self.uval[p]:
                 self.pages[p] = {_KEY[i]: v}
@@ -352,6 +371,8 @@ class SparseArray:
                             return
                     elif type(pg) is not dict and len(pg) == PAGE:
                         lo = a & MASK
+                        if self.shared is not None and self.shared[p]:
+                            pg = self._own(p)
                         pg[lo:lo + b - a] = v
                         self._maybe_uniform(p)
                         return
@@ -442,6 +463,8 @@ class SparseArray:
                     uval[p] = v
                 c = e
                 continue
+            if pg is not None and self.shared is not None and self.shared[p]:
+                pg = self._own(p)
             if pg is None or type(pg) is dict:
                 u = uval[p]
                 if arr:
@@ -587,6 +610,10 @@ class SparseArray:
         """Indices in [lo, hi) whose entry differs from ``value`` (ascending)."""
         v = self.norm(value)
         hi = min(hi, self.n)
+        npg = len(self.pages)
+        if lo == 0 and hi == self.n and self.uval.count(v) == npg and \
+                all(pg is None for pg in self.pages):  # all of it uniform (a cache at t0)
+            return np.zeros(0, dtype=np.int64)
         parts = []
         pages, uval = self.pages, self.uval
         for p, a, b, _o in self._spans(lo, hi):
@@ -613,6 +640,8 @@ class SparseArray:
             p = lo >> PAGE_BITS
             pg = self.pages[p]
             if (hi - 1) >> PAGE_BITS == p and pg is not None:
+                if self.shared is not None and self.shared[p]:
+                    pg = self._own(p)
                 a = lo & MASK
                 if type(pg) is dict:  # entry by entry (a copy's few clusters)
                     u, norm = self.uval[p], self.norm
@@ -642,6 +671,8 @@ class SparseArray:
                 uval[p] = norm(uval[p] + delta)
             elif whole and type(pg) is dict:
                 uval[p] = norm(uval[p] + delta)
+                if self.shared is not None and self.shared[p]:
+                    pg = self._own(p)
                 for k in pg:
                     pg[k] = norm(pg[k] + delta)
             else:

@@ -36,6 +36,7 @@ def ops(dtype):
             lambda t: (t[0], t[0] + t[1])), st.integers(0, 300)),  # a copy's few clusters
         st.tuples(st.just("fancy"), st.lists(st.integers(0, N - 1), max_size=20), v),
         st.tuples(st.just("scatter"), st.integers(0, 2**31), st.integers(1, 400)),
+        st.tuples(st.just("fork"), st.just(0), st.just(0)),  # a copy; ops go to either
     ), max_size=40)
 
 
@@ -96,12 +97,16 @@ def test_sparse_equals_dense(dtype):
     @settings(max_examples=60, deadline=None)
     @given(ops(dtype), st.sampled_from([0, 1]))
     def run(seq, fill):
-        dense = np.full(N, fill, dtype=dtype)
-        sp = SparseArray(N, dtype, fill)
+        pairs = [(np.full(N, fill, dtype=dtype), SparseArray(N, dtype, fill))]
         rng = np.random.default_rng(len(seq))
-        for op in seq:
-            apply(op, dense, sp, dtype)
-        check(dense, sp, rng)
+        for i, op in enumerate(seq):
+            if op[0] == "fork":  # copy-on-write pages: neither side may see the other's writes
+                d, sp = pairs[i % len(pairs)]
+                pairs.append((d.copy(), sp.copy()))
+                continue
+            apply(op, *pairs[i % len(pairs)], dtype)
+        for dense, sp in pairs:
+            check(dense, sp, rng)
     run()
 
 
