@@ -135,6 +135,17 @@ def test_zero_map_pages_and_widen(ext, per, writes):
     assert np.array_equal(back, dense)
 
 
+def test_initial_zero_map_same_draws_both_ways():
+    """The sparse layout draws its extents in pieces: the same bits as one draw."""
+    from fleecesim.run import initial_zero_map
+    from tests.conftest import small
+    cfg = small(**{"disk.size": "80GiB", "disk.allocated": 0.3,
+                   "disk.allocation-granularity": "64KiB"})  # 1.3 M extents: two pieces
+    n = cfg.disk.size // cfg.unit
+    dense = initial_zero_map(cfg, n, cfg.unit)
+    assert np.array_equal(initial_zero_map(cfg, n, cfg.unit, True).to_dense(), dense)
+
+
 def test_segment_and_differs():
     rng = np.random.default_rng(3)
     dense = rng.integers(0, 2, N).astype(np.uint32)
