@@ -335,7 +335,14 @@ class SparseArray:
                         return out
             return self._get_range(a, b)
         if type(key) is int:
-            if 0 <= key < self.n:
+            if 0 <= key < self.n:  # _get1, inlined: the hottest call
+                p = key >> PAGE_BITS
+                pg = self.pages[p]
+                if pg is None:
+                    return self.uval[p]
+                if type(pg) is dict:
+                    v = pg.get(key & MASK)
+                    return self.uval[p] if v is None else v
                 return self._get1(key)
         elif isinstance(key, np.ndarray):
             if key.dtype == np.bool_:
@@ -379,7 +386,11 @@ class SparseArray:
             self._set_range(a, b, value)
             return
         if type(key) is int and 0 <= key < self.n:
-            self._set1(key, self.norm(value))
+            v = self.norm(value)
+            p = key >> PAGE_BITS
+            if self.pages[p] is None and v == self.uval[p]:
+                return  # already so (a guest write to a written cluster's zero bit)
+            self._set1(key, v)
             return
         if isinstance(key, np.ndarray):
             if key.dtype == np.bool_:
