@@ -12,7 +12,7 @@ fleecing-push, NVMe + NBD target), each with a 1k IOPS guest:
 * ``incremental``: an incremental backup with 64 GiB dirty.
 
 Each point runs in a subprocess of its own (its peak RSS is its own), on
-``run.state: auto`` (sparse per-cluster state beyond 2^23 clusters:
+``run.state: auto`` (sparse per-cluster state beyond 2^24 clusters:
 fleecesim/sparse.py). ``--repeat N`` runs each point N times and reports the
 median wall and CPU time (and the largest RSS). The last columns compare with
 P3's goal, wall time against the 64 GiB full backup's (<= 2x, RSS <= 2 GiB);

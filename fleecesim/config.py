@@ -489,7 +489,7 @@ class RunSpec(Model):
     tail: Seconds = 1.0
     max_time: Seconds = 3600.0
     # Per-cluster state (fleecesim/sparse.py): numpy arrays (dense), or pages
-    # allocated on first touch (sparse); auto: sparse beyond 2^23 clusters. Both
+    # allocated on first touch (sparse); auto: sparse beyond 2^24 clusters. Both
     # give the same results; sparse makes multi-TiB disks fit.
     state: Literal["auto", "dense", "sparse"] = "auto"
     # A long run of zero clusters as one bulk of write-zeroes standing for all

@@ -124,9 +124,16 @@ def initial_zero_map(cfg: Config, n: int, cs: int, sparse_state: bool = False):
     ``allocation-granularity`` are allocated with probability ``allocated``."""
     per = max(1, cfg.disk.allocation_granularity // cs)
     extents = -(-n // per)
-    alloc = stream(cfg.run.seed, "disk.layout").random(extents) < cfg.disk.allocated
+    rng = stream(cfg.run.seed, "disk.layout")
     if sparse_state:  # pages of whole extents (sparse.py): no array per cluster
+        # the same draws in pieces (a stream's doubles do not depend on how many
+        # are asked for at once): no 8 bytes a extent of temporary floats
+        alloc = np.empty(extents, dtype=bool)
+        for i in range(0, extents, 1 << 20):
+            k = min(1 << 20, extents - i)
+            alloc[i:i + k] = rng.random(k) < cfg.disk.allocated
         return sparse.zero_map_from_extents(n, per, ~alloc)
+    alloc = rng.random(extents) < cfg.disk.allocated
     return np.repeat(~alloc, per)[:n].copy()
 
 

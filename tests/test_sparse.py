@@ -36,6 +36,7 @@ def ops(dtype):
             lambda t: (t[0], t[0] + t[1])), st.integers(0, 300)),  # a copy's few clusters
         st.tuples(st.just("fancy"), st.lists(st.integers(0, N - 1), max_size=20), v),
         st.tuples(st.just("scatter"), st.integers(0, 2**31), st.integers(1, 400)),
+        st.tuples(st.just("fork"), st.just(0), st.just(0)),  # a copy; ops go to either
     ), max_size=40)
 
 
@@ -74,6 +75,7 @@ def apply(op, dense, sp, dtype):
 
 def check(dense, sp, rng):
     assert np.array_equal(sp.to_dense(), dense)
+    assert sp.count() == int(np.count_nonzero(dense))
     for _ in range(5):
         lo = int(rng.integers(0, N))
         hi = int(rng.integers(lo, N + 1))
@@ -95,12 +97,16 @@ def test_sparse_equals_dense(dtype):
     @settings(max_examples=60, deadline=None)
     @given(ops(dtype), st.sampled_from([0, 1]))
     def run(seq, fill):
-        dense = np.full(N, fill, dtype=dtype)
-        sp = SparseArray(N, dtype, fill)
+        pairs = [(np.full(N, fill, dtype=dtype), SparseArray(N, dtype, fill))]
         rng = np.random.default_rng(len(seq))
-        for op in seq:
-            apply(op, dense, sp, dtype)
-        check(dense, sp, rng)
+        for i, op in enumerate(seq):
+            if op[0] == "fork":  # copy-on-write pages: neither side may see the other's writes
+                d, sp = pairs[i % len(pairs)]
+                pairs.append((d.copy(), sp.copy()))
+                continue
+            apply(op, *pairs[i % len(pairs)], dtype)
+        for dense, sp in pairs:
+            check(dense, sp, rng)
     run()
 
 
@@ -127,6 +133,17 @@ def test_zero_map_pages_and_widen(ext, per, writes):
     for s, e in runs:
         back[s:e] = True
     assert np.array_equal(back, dense)
+
+
+def test_initial_zero_map_same_draws_both_ways():
+    """The sparse layout draws its extents in pieces: the same bits as one draw."""
+    from fleecesim.run import initial_zero_map
+    from tests.conftest import small
+    cfg = small(**{"disk.size": "80GiB", "disk.allocated": 0.3,
+                   "disk.allocation-granularity": "64KiB"})  # 1.3 M extents: two pieces
+    n = cfg.disk.size // cfg.unit
+    dense = initial_zero_map(cfg, n, cfg.unit)
+    assert np.array_equal(initial_zero_map(cfg, n, cfg.unit, True).to_dense(), dense)
 
 
 def test_segment_and_differs():
@@ -201,6 +218,15 @@ def test_oracle_pages_equals_blocks():
     want = oracle_counts(tg, cp, t0, m)
     got = oracle_counts(*(SparseArray.from_dense(x) for x in (tg, cp, t0, m)))
     assert got == want and want[0] > 0 and all(want)
+
+    def scattered(x, fill):  # the same values as exception pages (written one by one)
+        sp = SparseArray(n, x.dtype, fill)
+        for c in np.flatnonzero(x != fill).tolist():
+            sp[c] = x[c]
+        return sp
+    arrays = [scattered(tg, 0xFFFFFFFF), scattered(cp, 0), scattered(t0, 0), scattered(m, True)]
+    assert any(type(pg) is dict for a in arrays for pg in a.pages)
+    assert oracle_counts(*arrays) == want
 
 
 # ---------------------------------------------------------------- whole runs
