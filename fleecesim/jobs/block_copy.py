@@ -19,7 +19,11 @@ a finer dirty bitmap into block-copy's does) and claims are widened likewise.
 """
 from __future__ import annotations
 
+from heapq import heappush
+from itertools import repeat
+
 import numpy as np
+from simpy.events import NORMAL
 
 from ..metrics import (A_CACHE_WRITE, A_CBW_READ, A_FULL, A_INFLIGHT, A_TARGET_WRITE,
                        PATH_ERROR, Level)
@@ -97,7 +101,14 @@ class _Copy:
                     drive(src.read(self.off, self.ln), self._read)
             else:
                 end, self.fin = r
-                call_at(bc.env, end, self._read_end)
+                if end is None:
+                    self._read_end(None)
+                else:  # call_at inlined (every copy passes here twice)
+                    t = Timer()
+                    t.callbacks = [self._read_end]
+                    env = bc.env
+                    now = env._now
+                    heappush(env._queue, (now + (end - now), NORMAL, next(env._eid), t))
 
     def _read_end(self, _ev) -> None:
         self.write(self.fin(), False)
@@ -120,7 +131,14 @@ class _Copy:
                 drive(tgt.write(self.off, self.ln, data, flags), self._written)
             else:
                 end, self.fin = w
-                call_at(bc.env, end, self._write_end)
+                if end is None:
+                    self._write_end(None)
+                else:  # call_at inlined
+                    t = Timer()
+                    t.callbacks = [self._write_end]
+                    env = bc.env
+                    now = env._now
+                    heappush(env._queue, (now + (end - now), NORMAL, next(env._eid), t))
             return
         self.end(ok)
 
@@ -455,12 +473,13 @@ class BlockCopy:
         if b - a == 1:
             if infl.get(a) is ev:
                 del infl[a]
-        else:  # one dict operation a cluster (an entry not ours goes back)
-            pop = infl.pop
-            for c in range(a, b):
-                t = pop(c, None)
-                if t is not ev and t is not None:
-                    infl[c] = t
+        else:  # all entries popped in one C loop; any not ours go back (in
+            # the same order as popping and re-adding them one by one would)
+            got = list(map(infl.pop, range(a, b), repeat(None, b - a)))
+            if got.count(ev) != b - a:
+                for c, t in zip(range(a, b), got):
+                    if t is not ev and t is not None:
+                        infl[c] = t
         if ok:
             self.copied_bytes += ln
             self.copies += 1
