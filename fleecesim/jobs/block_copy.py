@@ -88,7 +88,17 @@ class _Copy:
 
     def read(self) -> None:
         bc = self.bc
-        bc.inflight_level.add(self.ln)
+        # bc.inflight_level.add(self.ln), inlined (metrics.Level.add; every copy)
+        lv = bc.inflight_level
+        lv.value = value = lv.value + self.ln
+        if value > lv.peak:
+            lv.peak = value
+        now = bc.env._now
+        if lv.times[-1] == now:
+            lv.values[-1] = value
+        else:
+            lv.times.append(now)
+            lv.values.append(value)
         src = bc.source
         if self.zero:
             self.write(src.peek(self.a, self.b), False)
@@ -143,7 +153,13 @@ class _Copy:
         self.end(ok)
 
     def _write_end(self, _ev) -> None:
-        self.end(self.fin() != PATH_ERROR)
+        # end() inlined: most copies end here
+        ok = self.fin() != PATH_ERROR
+        self.bc._task_end(self.a, self.b, self.ev, self.ln, ok)
+        if self.sized:
+            self.done(self.ln if ok else None)
+        else:
+            self.done(ok)
 
     def _written(self, res) -> None:
         self.bc._room(self.ev, self.off)  # the generator path may have waited for room
@@ -450,7 +466,8 @@ class BlockCopy:
         ok = zero or data is not None
         if ok and not zero and self.count_source_reads:
             self.stats.source_read_bytes += ln
-        if ok and (zero or (self.zero_detect == "buffer" and _all(self.source.zero_map(a, b)))):
+        if ok and (zero or (self.zero_detect == "buffer"
+                            and cnz(zm := self.source.zero_map(a, b)) == len(zm))):  # _all
             flags |= REQ_ZERO
         if urgent:
             flags |= REQ_CBW
@@ -463,8 +480,17 @@ class BlockCopy:
             ev.room = st.pop(off, 0.0)
 
     def _task_end(self, a, b, ev, ln, ok) -> None:
-        ev.end = self.env.now
-        self.inflight_level.add(-ln)
+        ev.end = now = self.env._now
+        # self.inflight_level.add(-ln), inlined (metrics.Level.add; every copy)
+        lv = self.inflight_level
+        lv.value = value = lv.value + -ln
+        if value > lv.peak:
+            lv.peak = value
+        if lv.times[-1] == now:
+            lv.values[-1] = value
+        else:
+            lv.times.append(now)
+            lv.values.append(value)
         if self._mem_waiters:
             self._mem_release(ln)
         else:  # _mem_release without a call when nobody waits for memory
@@ -486,7 +512,9 @@ class BlockCopy:
         else:
             self.needed[a:b] = True
             self.remaining += b - a
-        ev.fire(ok)
+        ev.result = ok  # ev.fire(ok), inlined
+        if ev.ev is not None:
+            ev.ev.succeed(ok)
         if not infl and self._idle_waiters:
             ws, self._idle_waiters = self._idle_waiters, []
             for w in ws:

@@ -456,20 +456,26 @@ class CBWFilter(Node):
         c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
         if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
             return None  # the generator counts the refusal
-        cached = self._cached(c0, c1)
+        # (the job's every chunk passes here: _cached, _freeze and
+        # _unless_broken inlined)
+        cached = self.cache.cached_mask(c0, c1) if self.cache is not None \
+            else np.zeros(c1 - c0, dtype=bool)
         if not cnz(cached):
             r = self.file.read_at(offset, length)
             if r is None:
                 return None
             end, fin = r
             cl = [(c0, c1)]
-            self._freeze(cl)
+            self.frozen += cl
 
             def finish():
                 data = fin()
                 self._thaw(cl)
                 self.stats.source_read_bytes += length
-                return self._unless_broken(data)
+                if self.broken:
+                    self.stats.snapshot_read_errors += 1
+                    return None
+                return data
             return end, finish
         if cnz(cached) == len(cached):
             r = self.cache.read_at(offset, length)

@@ -51,7 +51,10 @@ class GuestDriver:
         elif self.processes:
             self.env.process(self._open())
         else:  # the analytic engine: callbacks, started as a process is
-            self._it = self._records()
+            # ``_records`` unrolled (a generator's resume per request saved):
+            # the current chunk's records, the next chunk fetched when it ends
+            self._chunks = iter(self.source)
+            self._it = iter(())
             self._held = None
             rec = self.rec  # the recorder's column appends, bound once
             self._app = (rec.t.append, rec.op.append, rec.off.append, rec.len.append,
@@ -141,11 +144,18 @@ class GuestDriver:
                 for t, op, off, ln in it:
                     break
                 else:
-                    return
+                    it = self._next_chunk()
+                    if it is None:
+                        return
+                    continue
                 if self.stopped:
                     return
                 if t > env._now and (not fast_path or (queue and t >= queue[0][0])):
-                    self._wait(t - env._now, (t, op, off, ln, 1))
+                    # self._wait(t - env._now, (t, op, off, ln, 1)), inlined
+                    self._held = (t, op, off, ln, 1)
+                    w = Timer()
+                    w.callbacks = [self._resume]
+                    heappush(queue, (env._now + (t - env._now), NORMAL, next(env._eid), w))
                     return
             now = t if t > env._now else env._now
             self.issued += 1
@@ -164,6 +174,16 @@ class GuestDriver:
                     self._wait(now - env._now, (t, op, off, ln, 2))
                     return
                 self._slow_now(op, off, ln)
+
+    def _next_chunk(self):
+        """The next chunk's records (``_records``' next ``zip``), or None."""
+        for chunk in self._chunks:
+            if self.progress is not None:
+                self.progress(self.env.now)
+            self._it = it = zip(chunk["time"].tolist(), chunk["op"].tolist(),
+                                chunk["offset"].tolist(), chunk["length"].tolist())
+            return it
+        return None
 
     def _wait(self, delay, held):
         """``_resume`` again after ``delay`` (nodes/base.py ``timer``)."""
