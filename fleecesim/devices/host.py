@@ -114,13 +114,22 @@ class HostDevice:
             host._cpu_free = t
         else:
             t = now
+        # the request's own host time (LAST.service below): its CPU cost plus
+        # its copy's duration (the same product as the pipe's, made once)
+        hs = host.request_cost
         if length and self.copy:
             mc = host.memcpy
             if mc is not None:
                 host.copied += length
                 pipe = mc._pipe_free
-                t = (t if t > pipe else pipe) + length * mc.inv_bw
+                cp = length * mc.inv_bw
+                t = (t if t > pipe else pipe) + cp
                 mc._pipe_free = t
+                hs = hs + cp
+            else:
+                hs = hs + 0.0
+        else:
+            hs = hs + 0.0
         dev = self.device
         free = dev._free
         start = free[0] if free[0] > t else t
@@ -153,9 +162,7 @@ class HostDevice:
         dev.busy += dur
         # LAST.service: the device's service, then the host's time added (as
         # ``submit`` does: Device.submit sets it, then ``+=``)
-        base.LAST.service = (xfer - start + dur) + (
-            host.request_cost + (length * host.memcpy.inv_bw
-                                 if length and self.copy and host.memcpy is not None else 0.0))
+        base.LAST.service = (xfer - start + dur) + hs
         return end
 
     def __getattr__(self, name):
