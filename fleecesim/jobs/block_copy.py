@@ -132,8 +132,21 @@ class _Copy:
     def write(self, data, offloaded: bool) -> None:
         bc = self.bc
         self.ev.read_end = bc.env._now  # latency attribution (copy(): _attribute)
-        ok, flags = bc._after_read(self.a, self.b, self.zero, data, self.ln, self.flags,
-                                   self.ev.urgent)
+        # bc._after_read(...), inlined (every copy; the same tests in the same order)
+        zero = self.zero
+        ok = zero or data is not None
+        flags = self.flags
+        if ok:
+            if zero:
+                flags |= REQ_ZERO
+            else:
+                if bc.count_source_reads:
+                    bc.stats.source_read_bytes += self.ln
+                if bc.zero_detect == "buffer" and \
+                        cnz(zm := bc.source.zero_map(self.a, self.b)) == len(zm):
+                    flags |= REQ_ZERO
+        if self.ev.urgent:
+            flags |= REQ_CBW
         if ok and not offloaded:
             tgt = bc.target
             w = tgt.write_at(self.off, self.ln, data, flags)
