@@ -28,6 +28,7 @@ from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
 from .bitmap import widen
 from .jobs.bulk import attach as attach_bulk
 from .nodes import ActiveDisk
+from .nodes.base import Environment
 from . import sparse
 from .rng import stream
 from .schemes import BuildContext, build
@@ -522,7 +523,9 @@ class VM:
 
 def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar) -> Result:
     check_fits(cfg)
-    env = simpy.Environment()
+    # SimPy's loop with ``step`` inlined (nodes/base.py); the reference engine
+    # (neither fast path nor analytic copies) keeps SimPy's own.
+    env = Environment() if fast_path or analytic else simpy.Environment()
     env.sparse = state_is_sparse(cfg)  # per-cluster state: numpy arrays or sparse pages
     env.bulk_zeroes = True  # one VM: its backup job is its target's only writer (jobs/bulk.py)
     # The copy engine (read by BlockCopy and the guest driver): copies and slow

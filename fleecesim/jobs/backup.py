@@ -147,7 +147,12 @@ class BackupJob:
             # runs: other copies end in event callbacks, never inside a call.
             self._sync = _PENDING
             self._starting = True
-            copier.start_tasks(tasks, self._copied, self.after_copy)
+            if len(tasks) == 1 and self.after_copy is None:
+                # start_tasks' own shortcut for one task, without its call
+                a, b, z, ev = tasks[0]
+                copier.start_task(a, b, z, ev, 0, self._copied, True)
+            else:
+                copier.start_tasks(tasks, self._copied, self.after_copy)
             self._starting = False
             copied = self._sync
             if copied is _PENDING:

@@ -20,7 +20,11 @@ run scenarios with the fast path off and compare.
 """
 from __future__ import annotations
 
-from simpy.events import NORMAL
+from heapq import heappop, heappush
+
+import simpy
+from simpy.core import EmptySchedule, StopSimulation
+from simpy.events import NORMAL, URGENT, Event
 
 REQ_ZERO = 1          # write zeroes: no data moves
 REQ_UNNECESSARY = 2   # the seed's BDRV_REQ_UNNECESSARY: drop rather than wait
@@ -96,11 +100,15 @@ class Timer:
     _value = None
 
 
+# ``env.schedule`` inlined below (the same heap entry: time ``now + delay``,
+# priority, the next event id): one call less per event, and the events are
+# most of a run's calls.
+
 def timer(env, delay: float) -> Timer:
     """``env.timeout(delay)`` for ``drive``-run generators and callbacks."""
     t = Timer()
     t.callbacks = []
-    env.schedule(t, NORMAL, delay)
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), t))
     return t
 
 
@@ -111,7 +119,8 @@ def at(env, end, fn) -> None:
     else:
         t = Timer()
         t.callbacks = [lambda _ev: fn()]
-        env.schedule(t, NORMAL, end - env._now)
+        now = env._now
+        heappush(env._queue, (now + (end - now), NORMAL, next(env._eid), t))
 
 
 def call_at(env, end, cb) -> None:
@@ -122,7 +131,8 @@ def call_at(env, end, cb) -> None:
     else:
         t = Timer()
         t.callbacks = [cb]
-        env.schedule(t, NORMAL, end - env._now)
+        now = env._now
+        heappush(env._queue, (now + (end - now), NORMAL, next(env._eid), t))
 
 
 def drive(gen, done, ev=None) -> None:
@@ -145,3 +155,56 @@ def drive(gen, done, ev=None) -> None:
             nxt.callbacks.append(lambda e: drive(gen, done, e))
             return
         ev = nxt
+
+
+class Environment(simpy.Environment):
+    """SimPy's environment with ``step`` inlined into ``run`` (the analytic
+    engine's; the reference engine keeps SimPy's own loop). The same events in
+    the same order — the heap is SimPy's, popped the same way — but one Python
+    call less per event: with a few events per guest request, ``step``'s call
+    was a tenth of a run. ``run`` is SimPy's, with the loop body of ``step``
+    (its StopSimulation and failed-event handling included) in place of the
+    call."""
+
+    def run(self, until=None):
+        if until is not None:
+            if not isinstance(until, Event):
+                at_ = until if isinstance(until, int) else float(until)
+                if at_ <= self.now:
+                    raise ValueError(
+                        f'until ({at_}) must be greater than the current simulation time')
+                until = Event(self)
+                until._ok = True
+                until._value = None
+                self.schedule(until, URGENT, at_ - self.now)
+            elif until.callbacks is None:
+                return until.value
+            until.callbacks.append(StopSimulation.callback)
+        queue = self._queue
+        try:
+            while True:
+                try:
+                    self._now, _, _, event = heappop(queue)
+                except IndexError:
+                    raise EmptySchedule from None
+                callbacks, event.callbacks = event.callbacks, None
+                try:
+                    for callback in callbacks:
+                        callback(event)
+                except StopSimulation:
+                    event.callbacks = callbacks[callbacks.index(callback) + 1:]
+                    self.schedule(event, simpy.core.EventPriority(-1))
+                    raise
+                if not event._ok and not hasattr(event, '_defused'):
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    raise exc
+        except StopSimulation as exc:
+            return exc.args[0]
+        except EmptySchedule:
+            if until is not None:
+                assert not until.triggered
+                raise RuntimeError(
+                    f'No scheduled events left but "until" event was not '
+                    f'triggered: {until}') from None
+        return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from heapq import heappop, heappush
 
-from simpy.events import URGENT
+from simpy.events import NORMAL, URGENT
 
 from ..devices.base import LAST
 from ..metrics import A_ERROR, PATH_DIRECT, PATH_ERROR, Attr
@@ -50,9 +50,17 @@ class GuestDriver:
             self.env.process(self._open_limited())
         elif self.processes:
             self.env.process(self._open())
-        else:  # the analytic engine: driven without a process, started as one is
+        else:  # the analytic engine: callbacks, started as a process is
+            # ``_records`` unrolled (a generator's resume per request saved):
+            # the current chunk's records, the next chunk fetched when it ends
+            self._chunks = iter(self.source)
+            self._it = iter(())
+            self._held = None
+            rec = self.rec  # the recorder's column appends, bound once
+            self._app = (rec.t.append, rec.op.append, rec.off.append, rec.len.append,
+                         rec.lat.append, rec.path.append, rec.svc.append)
             kick = Timer()  # (Process's Initialize: an URGENT event now)
-            kick.callbacks = [lambda _ev: drive(self._open(), _ignore)]
+            kick.callbacks = [self._resume]
             self.env.schedule(kick, URGENT)
 
     def _records(self):
@@ -103,6 +111,92 @@ class GuestDriver:
                 elif op != OP_WRITE or not self._write_now(op, off, ln):
                     # the same generator, without a process (nodes/base.py)
                     drive(self._slow(op, off, ln), _ignore)
+
+    # ``_open`` as callbacks (the analytic engine): the same statements, but a
+    # wait is a Timer whose callback is ``_resume`` itself, where the generator
+    # took a Timer, a closure, ``drive`` and a ``send`` per wait (a wait for
+    # every other guest request when a backup keeps an event queued). The
+    # arrival waiting is held in ``_held`` with the point it waits at (1:
+    # its arrival, 2: its issue on the slow path); the Timers are made and
+    # scheduled where the generator's ``timer`` calls were, so every event
+    # gets the same time and id: the same order.
+    def _resume(self, _ev=None):
+        env = self.env
+        fast_path = self.fast_path
+        graph = self.graph
+        queue = env._queue
+        at, aop, aoff, aln, alat, apath, asvc = self._app
+        last = LAST
+        it = self._it
+        held = self._held
+        self._held = None
+        issue = False  # the held arrival's time has come: issue it
+        if held is not None:
+            t, op, off, ln, stage = held
+            if stage == 2:
+                self._slow_now(op, off, ln)
+            else:
+                issue = True
+        while True:
+            if issue:
+                issue = False
+            else:
+                for t, op, off, ln in it:
+                    break
+                else:
+                    it = self._next_chunk()
+                    if it is None:
+                        return
+                    continue
+                if self.stopped:
+                    return
+                if t > env._now and (not fast_path or (queue and t >= queue[0][0])):
+                    # self._wait(t - env._now, (t, op, off, ln, 1)), inlined
+                    self._held = (t, op, off, ln, 1)
+                    w = Timer()
+                    w.callbacks = [self._resume]
+                    heappush(queue, (env._now + (t - env._now), NORMAL, next(env._eid), w))
+                    return
+            now = t if t > env._now else env._now
+            self.issued += 1
+            last.service = 0.0
+            end = graph.top.fast(op, off, ln, now) if fast_path else None
+            if end is not None:
+                at(now)
+                aop(op)
+                aoff(off)
+                aln(ln)
+                alat(end - now)
+                apath(PATH_DIRECT)
+                asvc(last.service)
+            else:
+                if now > env._now:
+                    self._wait(now - env._now, (t, op, off, ln, 2))
+                    return
+                self._slow_now(op, off, ln)
+
+    def _next_chunk(self):
+        """The next chunk's records (``_records``' next ``zip``), or None."""
+        for chunk in self._chunks:
+            if self.progress is not None:
+                self.progress(self.env.now)
+            self._it = it = zip(chunk["time"].tolist(), chunk["op"].tolist(),
+                                chunk["offset"].tolist(), chunk["length"].tolist())
+            return it
+        return None
+
+    def _wait(self, delay, held):
+        """``_resume`` again after ``delay`` (nodes/base.py ``timer``)."""
+        self._held = held
+        t = Timer()
+        t.callbacks = [self._resume]
+        env = self.env
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), t))
+
+    def _slow_now(self, op, off, ln):
+        if op != OP_WRITE or not self._write_now(op, off, ln):
+            # the same generator, without a process (nodes/base.py)
+            drive(self._slow(op, off, ln), _ignore)
 
     def _write_now(self, op, off, ln) -> bool:
         """A slow-path guest write as callbacks (the top node's ``write_now``,
