@@ -36,6 +36,9 @@ scenarios both ways and compare the summaries.
 """
 from __future__ import annotations
 
+from itertools import chain, compress, repeat
+from operator import is_, is_not
+
 import numpy as np
 
 PAGE_BITS = 12
@@ -113,7 +116,8 @@ def _normalizer(dtype: np.dtype):
 class SparseArray:
     """``n`` values of one numpy dtype in pages allocated on first touch (module doc)."""
 
-    __slots__ = ("n", "dtype", "pages", "uval", "norm", "limit", "shared")
+    __slots__ = ("n", "dtype", "pages", "uval", "norm", "limit", "shared", "ptype", "vmin",
+                 "vmax")
 
     def __init__(self, n: int, dtype=bool, fill=0):
         self.n = n = int(n)
@@ -126,6 +130,16 @@ class SparseArray:
         self.shared: bytearray | None = None
         # past this many exceptions a dense page is smaller (~48 bytes an entry)
         self.limit = max(SMALL, PAGE * self.dtype.itemsize // 48)
+        self._bounds()
+
+    def _bounds(self) -> None:
+        """A value of type ``ptype`` in [vmin, vmax] is stored as is: the hot
+        paths skip ``norm`` (a Python call) for the values they see (``a[c] += 1``)."""
+        if self.dtype == np.bool_:
+            self.ptype, self.vmin, self.vmax = bool, False, True
+        else:
+            info = np.iinfo(self.dtype)
+            self.ptype, self.vmin, self.vmax = int, int(info.min), int(info.max)
 
     # ------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -162,9 +176,10 @@ class SparseArray:
         side copies the page first: ``_own``)."""
         out = SparseArray.__new__(SparseArray)
         out.n, out.dtype, out.norm, out.limit = self.n, self.dtype, self.norm, self.limit
+        out.ptype, out.vmin, out.vmax = self.ptype, self.vmin, self.vmax
         out.uval = list(self.uval)
         out.pages = list(self.pages)
-        flags = bytearray(pg is not None for pg in self.pages)
+        flags = bytearray(map(is_not, self.pages, repeat(None)))  # one C loop
         self.shared = flags
         out.shared = bytearray(flags)
         return out
@@ -202,6 +217,11 @@ class SparseArray:
     # ------------------------------------------------------------ pages
     def _page_len(self, p: int) -> int:
         return min(PAGE, self.n - (p << PAGE_BITS))
+
+    def _touched(self) -> list:
+        """Indices of the pages that are not uniform, in one C loop (a 64 TiB
+        disk has 2^18 pages; a whole-array pass should cost what was touched)."""
+        return list(compress(range(len(self.pages)), map(is_not, self.pages, repeat(None))))
 
     def _dense_page(self, p: int) -> np.ndarray:
         """Page ``p`` as PAGE entries (a new array, or the page itself if dense)."""
@@ -316,15 +336,9 @@ class SparseArray:
                     return out
                 lo = a & MASK
                 if type(pg) is dict:
-                    if b - a <= SMALL:
-                        out = np.empty(b - a, dtype=self.dtype)
-                        out.fill(self.uval[p])
-                        get = pg.get
-                        for i in range(lo, lo + b - a):
-                            v = get(i)
-                            if v is not None:
-                                out[i - lo] = v
-                        return out
+                    if b - a <= SMALL:  # one list, one conversion: no numpy call per entry
+                        get, u = pg.get, self.uval[p]
+                        return np.array([get(i, u) for i in range(lo, lo + b - a)], self.dtype)
                 elif len(pg) == PAGE:
                     return pg[lo:lo + b - a].copy()
                 else:  # a coarse page: most short ranges lie in one of its groups
@@ -341,8 +355,7 @@ class SparseArray:
                 if pg is None:
                     return self.uval[p]
                 if type(pg) is dict:
-                    v = pg.get(key & MASK)
-                    return self.uval[p] if v is None else v
+                    return pg.get(key & MASK, self.uval[p])
                 return self._get1(key)
         elif isinstance(key, np.ndarray):
             if key.dtype == np.bool_:
@@ -365,17 +378,41 @@ class SparseArray:
                     raise IndexError("SparseArray: slices with a step are not supported")
             if b <= a:
                 return
-            if not isinstance(value, (np.ndarray, SparseArray, Segment)):
+            if type(value) is np.ndarray:
+                if (value.dtype == self.dtype and b - a <= SMALL and value.shape == (b - a,)
+                        and (b - 1) >> PAGE_BITS == a >> PAGE_BITS
+                        and self._put_few(a, value.tolist())):
+                    return
+            elif not isinstance(value, (SparseArray, Segment)):
+                v = value
+                if type(v) is not self.ptype or not self.vmin <= v <= self.vmax:
+                    v = self.norm(v)
                 if b - a == 1:
-                    self._set1(a, self.norm(value))
+                    self._set1(a, v)
+                    return
+                if a == 0 and b == self.n:  # all of it (a cache dropped at the end)
+                    self.fill(v)
                     return
                 p = a >> PAGE_BITS
                 if (b - 1) >> PAGE_BITS == p:  # one page, one value: the common cases
                     pg = self.pages[p]
-                    v = self.norm(value)
                     if pg is None:
                         if v == self.uval[p]:
                             return
+                    elif type(pg) is dict and b - a <= SMALL:
+                        if self.shared is not None and self.shared[p]:
+                            pg = self._own(p)
+                        lo = a & MASK
+                        if v == self.uval[p]:  # a job clearing its bits: pops, in C
+                            for _ in map(pg.pop, range(lo, lo + b - a), repeat(None, b - a)):
+                                pass
+                            if not pg:
+                                self.pages[p] = None
+                        else:
+                            pg.update(zip(_KEY[lo:lo + b - a], repeat(v)))
+                            if len(pg) > self.limit:
+                                self._make_dense(p)
+                        return
                     elif type(pg) is not dict and len(pg) == PAGE:
                         lo = a & MASK
                         if self.shared is not None and self.shared[p]:
@@ -386,7 +423,9 @@ class SparseArray:
             self._set_range(a, b, value)
             return
         if type(key) is int and 0 <= key < self.n:
-            v = self.norm(value)
+            v = value
+            if type(v) is not self.ptype or not self.vmin <= v <= self.vmax:
+                v = self.norm(v)
             p = key >> PAGE_BITS
             if self.pages[p] is None and v == self.uval[p]:
                 return  # already so (a guest write to a written cluster's zero bit)
@@ -411,6 +450,36 @@ class SparseArray:
         if not 0 <= c < self.n:
             raise IndexError(f"index {key} out of range for {self.n}")
         self._set1(c, self.norm(value))
+
+    def _put_few(self, a: int, vals: list) -> bool:
+        """``a[a:a+len(vals)] = vals`` within one page that is uniform or has
+        exceptions, ``vals`` already of this dtype (a copy's few clusters, a
+        guest write's ``gen[c0:c1] += 1``): dict updates in C. False if the
+        page is dense (the caller takes the general path)."""
+        p = a >> PAGE_BITS
+        pg = self.pages[p]
+        if pg is not None:
+            if type(pg) is not dict:
+                return False
+            if self.shared is not None and self.shared[p]:
+                pg = self._own(p)
+        lo = a & MASK
+        u = self.uval[p]
+        if pg is None:
+            if u in vals and vals.count(u) == len(vals):
+                return True
+            pg = self.pages[p] = {}
+        pg.update(zip(_KEY[lo:lo + len(vals)], vals))
+        if u in vals:  # entries back at the page's value are no exceptions
+            for i, x in enumerate(vals, lo):
+                if x == u:
+                    del pg[i]
+            if not pg:
+                self.pages[p] = None
+                return True
+        if len(pg) > self.limit:
+            self._make_dense(p)
+        return True
 
     def _get_range(self, a: int, b: int) -> np.ndarray:
         out = np.empty(b - a, dtype=self.dtype)
@@ -537,18 +606,20 @@ class SparseArray:
         """Non-zero entries in [lo, hi)."""
         hi = self.n if hi is None else min(hi, self.n)
         if lo == 0 and hi == self.n:  # the whole array: uniform pages by arithmetic
-            total = 0
-            last = len(self.pages) - 1
-            for p, (pg, u) in enumerate(zip(self.pages, self.uval)):
-                ln = PAGE if p < last else self._page_len(p)
-                if pg is None:
-                    if u:
-                        total += ln
-                elif type(pg) is dict:
-                    if u:
-                        total += ln - sum(1 for v in pg.values() if not v)
-                    else:
-                        total += sum(1 for v in pg.values() if v)
+            pages = self.pages
+            if not pages:
+                return 0
+            # uniform pages with a non-zero value, counted in C; the last may be short
+            total = PAGE * sum(map(bool, compress(self.uval, map(is_, pages, repeat(None)))))
+            last = len(pages) - 1
+            if pages[last] is None and self.uval[last]:
+                total -= PAGE - self._page_len(last)
+            for p in self._touched():
+                pg, u = pages[p], self.uval[p]
+                ln = self._page_len(p)
+                if type(pg) is dict:
+                    nz = sum(map(bool, pg.values()))
+                    total += ln - len(pg) + nz if u else nz
                 else:
                     total += int(np.count_nonzero(self._dense_page(p)[:ln]))
             return total
