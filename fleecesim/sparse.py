@@ -761,6 +761,54 @@ class SparseArray:
                 s = (p << PAGE_BITS) + a
                 self._set_range(s, s + b - a, self[s:s + b - a] + np.asarray(delta, self.dtype))
 
+    def set_runs(self, starts, ends, value=True) -> None:
+        """``a[s:e] = value`` for every run [s, e) of ``starts``/``ends`` (runs
+        may overlap), in bulk: the runs inside one page (most, when they are
+        short) are grouped by page and written as one dict update or slice
+        each, instead of one indexing call a run (an incremental bitmap of a
+        64 TiB disk is 65 k runs)."""
+        v = self.norm(value)
+        s = np.asarray(starts, dtype=np.int64)
+        e = np.minimum(np.asarray(ends, dtype=np.int64), self.n)
+        keep = e > s
+        s, e = s[keep], e[keep]
+        p0 = s >> PAGE_BITS
+        one = p0 == (e - 1) >> PAGE_BITS
+        for a, b in zip(s[~one].tolist(), e[~one].tolist()):  # across pages: the general path
+            self._set_range(a, b, v)
+        s, e, p0 = s[one], e[one], p0[one]
+        if not s.size:
+            return
+        o = np.argsort(p0, kind="stable")
+        s, e, p0 = s[o] & MASK, e[o] - (p0[o] << PAGE_BITS), p0[o]
+        firsts = np.flatnonzero(np.concatenate(([True], p0[1:] != p0[:-1])))
+        bounds = firsts.tolist() + [len(p0)]
+        los, his, pgs = s.tolist(), e.tolist(), p0[firsts].tolist()
+        pages, uval, limit = self.pages, self.uval, self.limit
+        for p, i, j in zip(pgs, bounds, bounds[1:]):
+            pg = pages[p]
+            if pg is None and uval[p] == v:
+                continue
+            if pg is not None and self.shared is not None and self.shared[p]:
+                pg = self._own(p)
+            spans = list(zip(los[i:j], his[i:j]))
+            if pg is None or type(pg) is dict:
+                if sum(hi - lo for lo, hi in spans) + (len(pg) if pg else 0) <= limit:
+                    d = {} if pg is None else pg
+                    if v == uval[p]:
+                        for lo, hi in spans:
+                            for _ in map(d.pop, range(lo, hi), repeat(None, hi - lo)):
+                                pass
+                    else:
+                        for lo, hi in spans:
+                            d.update(zip(_KEY[lo:hi], repeat(v)))
+                    pages[p] = d if d else None
+                    continue
+            arr = self._make_dense(p)
+            for lo, hi in spans:
+                arr[lo:hi] = v
+            self._maybe_uniform(p)
+
     def segment(self, lo: int, hi: int) -> "Segment":
         """A copy of the content of [lo, hi), to assign later (``a[lo:hi] = seg``)."""
         return Segment(self, lo, hi)

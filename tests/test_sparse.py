@@ -24,6 +24,14 @@ def value(dtype):
     return st.integers(int(info.min), int(info.max))
 
 
+def short(n=N):
+    """A range of up to 40 entries (mostly inside one page), near a few hot spots
+    so that writes meet earlier ones."""
+    return st.tuples(st.sampled_from([0, 90, PAGE - 20, PAGE + 7, 2 * PAGE - 3, n - 41]),
+                     st.integers(0, 40), st.integers(0, 40)).map(
+        lambda t: (t[0] + t[1], min(n, t[0] + t[1] + t[2])))
+
+
 def ops(dtype):
     v = value(dtype)
     return st.lists(st.one_of(
@@ -37,6 +45,11 @@ def ops(dtype):
         st.tuples(st.just("fancy"), st.lists(st.integers(0, N - 1), max_size=20), v),
         st.tuples(st.just("scatter"), st.integers(0, 2**31), st.integers(1, 400)),
         st.tuples(st.just("fork"), st.just(0), st.just(0)),  # a copy; ops go to either
+        # short ranges inside a page (the hot paths): a value, an array, += 1
+        st.tuples(st.just("short"), short(), v),
+        st.tuples(st.just("shorta"), short(), st.integers(0, 2**31)),
+        st.tuples(st.just("shortinc"), short(), st.just(1)),
+        st.tuples(st.just("runs"), st.lists(short(), max_size=30), v),
     ), max_size=40)
 
 
@@ -60,6 +73,27 @@ def apply(op, dense, sp, dtype):
             sp[a[0]:a[1]] += np.array(b).astype(dtype)
         else:
             sp.add(a[0], a[1], b)
+    elif kind == "short":
+        dense[a[0]:a[1]] = b
+        sp[a[0]:a[1]] = b
+    elif kind == "shorta":
+        vals = np.random.default_rng(b).integers(0, 3, a[1] - a[0]).astype(dtype)
+        dense[a[0]:a[1]] = vals
+        sp[a[0]:a[1]] = vals
+    elif kind == "shortinc":
+        if dtype == np.bool_:
+            return
+        with np.errstate(over="ignore"):
+            dense[a[0]:a[1]] += dtype(1)
+        sp[a[0]:a[1]] += np.array(1).astype(dtype)
+        if a[1] - a[0] == 1:  # a[c] += 1 on Python scalars, as a guest write's one cluster
+            c = a[0]
+            dense[c] = np.array(int(dense[c]) + 1).astype(dtype)  # wraps as numpy does
+            sp[c] += 1
+    elif kind == "runs":
+        for lo, hi in a:
+            dense[lo:hi] = b
+        sp.set_runs([lo for lo, _ in a], [hi for _, hi in a], b)
     elif kind == "fancy":
         idx = np.array(sorted(set(a)), dtype=np.int64)
         dense[idx] = b
