@@ -648,21 +648,40 @@ class SparseArray:
         return total
 
     def first(self, lo: int, hi: int | None = None, nz: bool = True) -> int:
-        """First index in [lo, hi) whose entry is non-zero (``nz``) or zero; -1 if none."""
+        """First index in [lo, hi) whose entry is non-zero (``nz``) or zero; -1 if none.
+
+        Uniform pages that do not match are skipped in a tight loop (the job
+        looking for its next dirty cluster crosses a few clean pages each time)."""
         hi = self.n if hi is None else min(hi, self.n)
+        if lo >= hi:
+            return -1
         pages, uval = self.pages, self.uval
-        for p, a, b, _o in self._spans(lo, hi):
+        p, last = lo >> PAGE_BITS, (hi - 1) >> PAGE_BITS
+        a = lo & MASK
+        while p <= last:
             pg = pages[p]
-            base = p << PAGE_BITS
             if pg is None:
                 if bool(uval[p]) == nz:
-                    return base + a
-            elif type(pg) is dict:
-                if bool(uval[p]) == nz:  # the first entry that is not an exception against
+                    return max(lo, p << PAGE_BITS)
+                p += 1
+                while p <= last and pages[p] is None and bool(uval[p]) != nz:
+                    p += 1
+                a = 0
+                continue
+            base = p << PAGE_BITS
+            b = PAGE if p < last else hi - base
+            if type(pg) is dict:
+                u = uval[p]
+                if bool(u) == nz:  # the first entry that is not an exception against
+                    get = pg.get
                     for i in range(a, b):
-                        v = pg.get(i)
+                        v = get(i)
                         if v is None or bool(v) == nz:
                             return base + i
+                elif not u:  # u == 0: every exception is non-zero
+                    hits = [k for k in pg if a <= k < b]
+                    if hits:
+                        return base + min(hits)
                 else:
                     hits = [k for k, v in pg.items() if a <= k < b and bool(v) == nz]
                     if hits:
@@ -673,6 +692,8 @@ class SparseArray:
                 i = int(m.argmax())
                 if m[i]:
                     return base + a + i
+            p += 1
+            a = 0
         return -1
 
     def runs(self, lo: int = 0, hi: int | None = None):
@@ -721,23 +742,24 @@ class SparseArray:
         if hi - lo <= SMALL:
             p = lo >> PAGE_BITS
             pg = self.pages[p]
+            if (hi - 1) >> PAGE_BITS == p and lo < hi and (pg is None or type(pg) is dict):
+                # a copy's few clusters (the target's copy counts): the new values
+                # as one list, stored by _put_few; norm only if one wraps
+                u = self.uval[p]
+                if pg is None:
+                    vals = [u + delta] * (hi - lo)
+                else:
+                    get, a = pg.get, lo & MASK
+                    vals = [get(i, u) + delta for i in range(a, a + hi - lo)]
+                if self.ptype is not int or not (self.vmin <= min(vals)
+                                                 and max(vals) <= self.vmax):
+                    vals = list(map(self.norm, vals))
+                self._put_few(lo, vals)
+                return
             if (hi - 1) >> PAGE_BITS == p and pg is not None:
                 if self.shared is not None and self.shared[p]:
                     pg = self._own(p)
                 a = lo & MASK
-                if type(pg) is dict:  # entry by entry (a copy's few clusters)
-                    u, norm = self.uval[p], self.norm
-                    for i in range(a, a + hi - lo):
-                        v = norm(pg.get(i, u) + delta)
-                        if v == u:
-                            pg.pop(i, None)
-                        else:
-                            pg[_KEY[i]] = v
-                    if not pg:
-                        self.pages[p] = None
-                    elif len(pg) > self.limit:
-                        self._make_dense(p)
-                    return
                 if len(pg) == PAGE:
                     seg = pg[a:a + hi - lo]
                     seg += np.asarray(delta, self.dtype)  # in place, wrapping as numpy
@@ -793,7 +815,9 @@ class SparseArray:
                 pg = self._own(p)
             spans = list(zip(los[i:j], his[i:j]))
             if pg is None or type(pg) is dict:
-                if sum(hi - lo for lo, hi in spans) + (len(pg) if pg else 0) <= limit:
+                # as _set_range does: a run longer than SMALL makes the page dense
+                if max(hi - lo for lo, hi in spans) <= SMALL and \
+                        sum(hi - lo for lo, hi in spans) + (len(pg) if pg else 0) <= limit:
                     d = {} if pg is None else pg
                     if v == uval[p]:
                         for lo, hi in spans:
