@@ -953,21 +953,22 @@ def zero_map_from_extents(n: int, per: int, zero_extents: np.ndarray) -> SparseA
     j (``per`` clusters) reads as zeroes; a page is uniform or a coarse page of
     its extents (``run.initial_zero_map``'s dense ``np.repeat`` layout)."""
     out = SparseArray(n, bool, False)
+    npg = len(out.pages)
     if per >= PAGE:  # an extent covers whole pages
         pp = per // PAGE
-        for p in range(len(out.pages)):
-            out.uval[p] = bool(zero_extents[p // pp])
+        out.uval = np.repeat(np.asarray(zero_extents, dtype=bool), pp)[:npg].tolist()
         return out
     epp = PAGE // per  # extents per page
     ext = zero_extents
     full_pages = len(ext) // epp
     if full_pages:
-        blocks = ext[:full_pages * epp].reshape(full_pages, epp)
-        s = blocks.sum(axis=1)
-        for p in np.flatnonzero(s == epp).tolist():
-            out.uval[p] = True
-        for p in np.flatnonzero((s > 0) & (s < epp)).tolist():
-            out.pages[p] = blocks[p].copy()  # coarse: one entry per extent
+        # one copy of the extents; a mixed page is a view of its row (no array a
+        # page to allocate), a uniform one is None. The pages' lists in one go.
+        blocks = np.array(ext[:full_pages * epp], dtype=bool).reshape(full_pages, epp)
+        s = np.count_nonzero(blocks, axis=1)
+        mixed = ((s > 0) & (s < epp)).tolist()
+        out.pages[:full_pages] = [row if m else None for row, m in zip(blocks, mixed)]
+        out.uval[:full_pages] = (s == epp).tolist()
     for p in range(full_pages, len(out.pages)):  # a short last page
         lo = p << PAGE_BITS
         out._put_page(p, np.repeat(ext[p * epp:], per)[:n - lo])
