@@ -617,9 +617,10 @@ class SparseArray:
             for p in self._touched():
                 pg, u = pages[p], self.uval[p]
                 ln = self._page_len(p)
-                if type(pg) is dict:
-                    nz = sum(map(bool, pg.values()))
-                    total += ln - len(pg) + nz if u else nz
+                if type(pg) is dict:  # on a zero page every exception is non-zero
+                    total += ln - len(pg) + sum(map(bool, pg.values())) if u else len(pg)
+                elif len(pg) == ln:
+                    total += int(np.count_nonzero(pg))
                 else:
                     total += int(np.count_nonzero(self._dense_page(p)[:ln]))
             return total
