@@ -356,7 +356,8 @@ class SparseArray:
                     return self.uval[p]
                 if type(pg) is dict:
                     return pg.get(key & MASK, self.uval[p])
-                return self._get1(key)
+                ln = len(pg)
+                return pg[key & MASK if ln == PAGE else (key & MASK) * ln >> PAGE_BITS].item()
         elif isinstance(key, np.ndarray):
             if key.dtype == np.bool_:
                 raise IndexError("SparseArray: boolean masks are not supported")
@@ -427,8 +428,20 @@ class SparseArray:
             if type(v) is not self.ptype or not self.vmin <= v <= self.vmax:
                 v = self.norm(v)
             p = key >> PAGE_BITS
-            if self.pages[p] is None and v == self.uval[p]:
-                return  # already so (a guest write to a written cluster's zero bit)
+            pg = self.pages[p]
+            if pg is None:  # _set1's common cases, inlined (a guest write's gen[c] += 1)
+                if v != self.uval[p]:
+                    self.pages[p] = {_KEY[key & MASK]: v}
+                return  # else already so (a guest write to a written cluster's zero bit)
+            if type(pg) is dict and (self.shared is None or not self.shared[p]):
+                if v == self.uval[p]:
+                    if pg.pop(key & MASK, None) is not None and not pg:
+                        self.pages[p] = None
+                else:
+                    pg[_KEY[key & MASK]] = v
+                    if len(pg) > self.limit:
+                        self._make_dense(p)
+                return
             self._set1(key, v)
             return
         if isinstance(key, np.ndarray):
