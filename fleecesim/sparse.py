@@ -336,9 +336,16 @@ class SparseArray:
                     return out
                 lo = a & MASK
                 if type(pg) is dict:
-                    if b - a <= SMALL:  # one list, one conversion: no numpy call per entry
-                        get, u = pg.get, self.uval[p]
-                        return np.array([get(i, u) for i in range(lo, lo + b - a)], self.dtype)
+                    if b - a <= SMALL:  # one C loop, no numpy call per entry
+                        u = self.uval[p]
+                        if self.ptype is bool:  # an exception of a bool page is ``not u``
+                            out = np.fromiter(map(pg.__contains__, range(lo, lo + b - a)),
+                                              np.bool_, b - a)
+                            if u:
+                                np.logical_not(out, out=out)
+                            return out
+                        return np.fromiter(map(pg.get, range(lo, lo + b - a), repeat(u, b - a)),
+                                           self.dtype, b - a)
                 elif len(pg) == PAGE:
                     return pg[lo:lo + b - a].copy()
                 else:  # a coarse page: most short ranges lie in one of its groups
@@ -793,6 +800,12 @@ class SparseArray:
                     pg = self._own(p)
                 for k in pg:
                     pg[k] = norm(pg[k] + delta)
+                if self.ptype is bool:  # bool addition is an or: keep exceptions != uval
+                    u = uval[p]
+                    for k in [k for k, v in pg.items() if v == u]:
+                        del pg[k]
+                    if not pg:
+                        pages[p] = None
             else:
                 s = (p << PAGE_BITS) + a
                 self._set_range(s, s + b - a, self[s:s + b - a] + np.asarray(delta, self.dtype))
