@@ -836,8 +836,12 @@ class SparseArray:
         pages, uval, limit = self.pages, self.uval, self.limit
         for p, i, j in zip(pgs, bounds, bounds[1:]):
             pg = pages[p]
-            if pg is None and uval[p] == v:
-                continue
+            if pg is None:
+                if uval[p] == v:
+                    continue
+                if j == i + 1 and his[i] - los[i] <= SMALL:  # one short run: most pages
+                    pages[p] = dict.fromkeys(_KEY[los[i]:his[i]], v)
+                    continue
             if pg is not None and self.shared is not None and self.shared[p]:
                 pg = self._own(p)
             spans = list(zip(los[i:j], his[i:j]))
