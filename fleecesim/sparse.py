@@ -26,7 +26,14 @@ view, so callers never write through it), ``a[lo:hi] = v`` (scalar or array),
 ``a[lo:hi] += 1`` (Python turns that into a get and a set), integer index
 arrays, ``copy``, ``sum`` (bool), ``fill``; and what a whole-disk scan needs
 page by page: ``count``, ``first`` (next set or clear entry), ``runs``,
-``nonfill``, ``add``, ``widen``. Whole-array equality and the data oracle go
+``nonfill``, ``add``, ``widen``, ``set_runs`` (many runs at once).
+
+Cost: a run touches these arrays a million times, mostly a scalar or a short
+range inside one page, so those paths avoid per-call allocation and per-entry
+Python steps (values already in range skip ``norm``; an exception page is read
+and written through dict operations in C); whole-array passes (``count``,
+``copy``, the t0 zero map, ``fill``) cost what was touched, not the 2^18 pages
+of a 64 TiB disk. Whole-array equality and the data oracle go
 through the slice interface in bounded blocks.
 
 ``state_mode`` decides per run: numpy arrays (``dense``: the fastest per
@@ -36,7 +43,7 @@ scenarios both ways and compare the summaries.
 """
 from __future__ import annotations
 
-from itertools import chain, compress, repeat
+from itertools import compress, repeat
 from operator import is_, is_not
 
 import numpy as np
