@@ -641,11 +641,18 @@ class SparseArray:
             last = len(pages) - 1
             if pages[last] is None and self.uval[last]:
                 total -= PAGE - self._page_len(last)
-            for p in self._touched():
-                pg, u = pages[p], self.uval[p]
+            uval = self.uval
+            touched = self._touched()
+            # exception pages of a zero page: every exception is non-zero (one C sum)
+            total += sum(map(len, [pages[p] for p in touched
+                                   if not uval[p] and type(pages[p]) is dict]))
+            for p in touched:
+                pg, u = pages[p], uval[p]
+                if type(pg) is dict and not u:
+                    continue  # counted above
                 ln = self._page_len(p)
-                if type(pg) is dict:  # on a zero page every exception is non-zero
-                    total += ln - len(pg) + sum(map(bool, pg.values())) if u else len(pg)
+                if type(pg) is dict:
+                    total += ln - len(pg) + sum(map(bool, pg.values()))
                 elif len(pg) == ln:
                     total += int(np.count_nonzero(pg))
                 else:
