@@ -1025,6 +1025,7 @@ def oracle_pages(target_gen, copies, t0_gen, mask):
     arrays (most of a large disk) by arithmetic, the others densely."""
     violations = multi = outside = wrong = 0
     n = len(t0_gen)
+    mbool = mask.dtype == np.bool_
     pages = zip(target_gen.pages, target_gen.uval, copies.pages, copies.uval,
                 t0_gen.pages, t0_gen.uval, mask.pages, mask.uval)
     for p, (pg, ug, pc, uc, pt, ut, pm, um) in enumerate(pages):
@@ -1035,6 +1036,19 @@ def oracle_pages(target_gen, copies, t0_gen, mask):
             multi += ln * (uc > 1)
             outside += ln * (uc > 0 and not um)
             wrong += ln * (differ and uc > 0)
+            continue
+        if (pt is None and not um and uc == 0 and mbool and type(pg) is dict
+                and type(pc) is dict and type(pm) is dict and len(pg) == len(pc) == len(pm)
+                and pg.keys() == pc.keys() == pm.keys()
+                and list(pc.values()).count(1) == len(pc)):
+            # an incremental backup's common page, by C calls: the mask asks for
+            # its exceptions (all True: a bool page's exceptions are ``not um``),
+            # each was copied once and nothing else was; the guest wrote none of
+            # it before t0. Only copies whose content is not the t0 content
+            # (``ut``) count: as violations and as wrong.
+            d = len(pg) - list(pg.values()).count(ut)
+            violations += d
+            wrong += d
             continue
         if all(x is None or type(x) is dict for x in (pg, pc, pt, pm)):
             # exceptions only: the clusters any of them names, the rest by arithmetic

@@ -364,3 +364,44 @@ def test_bool_exceptions_are_never_the_page_value():
                for p, pg in enumerate(a.pages) if type(pg) is dict or pg is None)
     for lo in (0, 3, PAGE + 8):
         assert np.array_equal(a[lo:lo + 16], d[lo:lo + 16])
+
+
+@pytest.mark.parametrize("twist", ["none", "copied-twice", "outside", "unasked", "t0-written"])
+def test_oracle_pages_incremental_layout(twist):
+    """The layout an incremental backup leaves (mask, copies and target with the
+    same exception keys per page: oracle_pages' fast path) and each way it can
+    go wrong: the same counts as the dense oracle."""
+    from fleecesim.run import oracle_counts
+    rng = np.random.default_rng(11)
+    n = 6 * PAGE + 5
+    asked = np.unique(rng.integers(0, n, 300))
+    t0 = np.zeros(n, np.uint32)
+    if twist == "t0-written":
+        t0[asked[::7]] = 4
+    m = np.zeros(n, bool)
+    m[asked] = True
+    tg = np.full(n, 0xFFFFFFFF, np.uint32)
+    tg[asked] = t0[asked]
+    tg[asked[::9]] = 5  # copies of the wrong content
+    cp = np.zeros(n, np.uint8)
+    cp[asked] = 1
+    if twist == "copied-twice":
+        cp[asked[::5]] = 2
+    elif twist == "outside":
+        extra = np.setdiff1d(np.arange(0, n, 97), asked)
+        cp[extra] = 1
+        tg[extra] = t0[extra]
+    elif twist == "unasked":
+        m[asked[::4]] = False  # copied, though not in the mask
+    want = oracle_counts(tg, cp, t0, m)
+
+    def scattered(x, fill):
+        sp = SparseArray(n, x.dtype, fill)
+        for c in np.flatnonzero(x != fill).tolist():
+            sp[c] = x[c]
+        return sp
+    arrays = [scattered(tg, 0xFFFFFFFF), scattered(cp, 0), scattered(t0, 0), scattered(m, False)]
+    assert sum(type(pg) is dict for pg in arrays[0].pages) >= 6  # the fast path's pages
+    assert oracle_counts(*arrays) == want
+    assert want[0] > 0 and (twist != "copied-twice" or want[1] > 0)
+    assert twist not in ("outside", "unasked") or want[2] > 0
