@@ -42,10 +42,11 @@ def dirty_bitmap(n: int, cluster_size: int, dirty: float, extent: int, seed: int
         bm.set_runs(starts, ends)
         bm[single] = True
         return bm
-    delta = np.zeros(n + 1, dtype=np.int32)
+    delta = np.zeros(n + 1, dtype=np.int32)  # +1 where an extent starts, -1 past its end
     np.add.at(delta, starts, 1)
     np.add.at(delta, ends, -1)
-    bm = np.cumsum(delta[:n]) > 0
+    np.cumsum(delta, out=delta)  # in place: no second temporary as long as the disk
+    bm = delta[:n] > 0
     bm[single] = True
     return bm
 
