@@ -24,6 +24,14 @@ def value(dtype):
     return st.integers(int(info.min), int(info.max))
 
 
+def short(n=N):
+    """A range of up to 40 entries (mostly inside one page), near a few hot spots
+    so that writes meet earlier ones."""
+    return st.tuples(st.sampled_from([0, 90, PAGE - 20, PAGE + 7, 2 * PAGE - 3, n - 41]),
+                     st.integers(0, 40), st.integers(0, 40)).map(
+        lambda t: (t[0] + t[1], min(n, t[0] + t[1] + t[2])))
+
+
 def ops(dtype):
     v = value(dtype)
     return st.lists(st.one_of(
@@ -37,6 +45,11 @@ def ops(dtype):
         st.tuples(st.just("fancy"), st.lists(st.integers(0, N - 1), max_size=20), v),
         st.tuples(st.just("scatter"), st.integers(0, 2**31), st.integers(1, 400)),
         st.tuples(st.just("fork"), st.just(0), st.just(0)),  # a copy; ops go to either
+        # short ranges inside a page (the hot paths): a value, an array, += 1
+        st.tuples(st.just("short"), short(), v),
+        st.tuples(st.just("shorta"), short(), st.integers(0, 2**31)),
+        st.tuples(st.just("shortinc"), short(), st.just(1)),
+        st.tuples(st.just("runs"), st.lists(short(), max_size=30), v),
     ), max_size=40)
 
 
@@ -52,14 +65,33 @@ def apply(op, dense, sp, dtype):
         vals = np.random.default_rng(b).integers(0, 3, a[1] - a[0]).astype(dtype)
         dense[a[0]:a[1]] = vals
         sp[a[0]:a[1]] = vals
-    elif kind in ("inc", "add"):
-        if dtype == np.bool_:
-            return
+    elif kind in ("inc", "add"):  # (for bool, numpy's addition is an or)
         dense[a[0]:a[1]] += np.array(b).astype(dtype)
         if kind == "inc":
             sp[a[0]:a[1]] += np.array(b).astype(dtype)
         else:
             sp.add(a[0], a[1], b)
+    elif kind == "short":
+        dense[a[0]:a[1]] = b
+        sp[a[0]:a[1]] = b
+    elif kind == "shorta":
+        vals = np.random.default_rng(b).integers(0, 3, a[1] - a[0]).astype(dtype)
+        dense[a[0]:a[1]] = vals
+        sp[a[0]:a[1]] = vals
+    elif kind == "shortinc":
+        if dtype == np.bool_:
+            return
+        with np.errstate(over="ignore"):
+            dense[a[0]:a[1]] += dtype(1)
+        sp[a[0]:a[1]] += np.array(1).astype(dtype)
+        if a[1] - a[0] == 1:  # a[c] += 1 on Python scalars, as a guest write's one cluster
+            c = a[0]
+            dense[c] = np.array(int(dense[c]) + 1).astype(dtype)  # wraps as numpy does
+            sp[c] += 1
+    elif kind == "runs":
+        for lo, hi in a:
+            dense[lo:hi] = b
+        sp.set_runs([lo for lo, _ in a], [hi for _, hi in a], b)
     elif kind == "fancy":
         idx = np.array(sorted(set(a)), dtype=np.int64)
         dense[idx] = b
@@ -317,3 +349,59 @@ def test_summaries_equal_dense_and_sparse(ov):
         s["config"]["run"].pop("state")
         out.append(json.dumps(s, sort_keys=True, default=str))
     assert out[0] == out[1]
+
+
+def test_bool_exceptions_are_never_the_page_value():
+    """A bool page's exceptions are all ``not uval`` (short slices of it read
+    only which keys are present): true after an add over whole pages too."""
+    a = SparseArray(3 * PAGE, bool, False)
+    d = np.zeros(3 * PAGE, bool)
+    for c in (5, PAGE + 9, PAGE + 10):
+        a[c] = d[c] = True
+    a.add(0, 3 * PAGE, True)
+    d += True
+    assert all(pg is None or all(v != a.uval[p] for v in pg.values())
+               for p, pg in enumerate(a.pages) if type(pg) is dict or pg is None)
+    for lo in (0, 3, PAGE + 8):
+        assert np.array_equal(a[lo:lo + 16], d[lo:lo + 16])
+
+
+@pytest.mark.parametrize("twist", ["none", "copied-twice", "outside", "unasked", "t0-written"])
+def test_oracle_pages_incremental_layout(twist):
+    """The layout an incremental backup leaves (mask, copies and target with the
+    same exception keys per page: oracle_pages' fast path) and each way it can
+    go wrong: the same counts as the dense oracle."""
+    from fleecesim.run import oracle_counts
+    rng = np.random.default_rng(11)
+    n = 6 * PAGE + 5
+    asked = np.unique(rng.integers(0, n, 300))
+    t0 = np.zeros(n, np.uint32)
+    if twist == "t0-written":
+        t0[asked[::7]] = 4
+    m = np.zeros(n, bool)
+    m[asked] = True
+    tg = np.full(n, 0xFFFFFFFF, np.uint32)
+    tg[asked] = t0[asked]
+    tg[asked[::9]] = 5  # copies of the wrong content
+    cp = np.zeros(n, np.uint8)
+    cp[asked] = 1
+    if twist == "copied-twice":
+        cp[asked[::5]] = 2
+    elif twist == "outside":
+        extra = np.setdiff1d(np.arange(0, n, 97), asked)
+        cp[extra] = 1
+        tg[extra] = t0[extra]
+    elif twist == "unasked":
+        m[asked[::4]] = False  # copied, though not in the mask
+    want = oracle_counts(tg, cp, t0, m)
+
+    def scattered(x, fill):
+        sp = SparseArray(n, x.dtype, fill)
+        for c in np.flatnonzero(x != fill).tolist():
+            sp[c] = x[c]
+        return sp
+    arrays = [scattered(tg, 0xFFFFFFFF), scattered(cp, 0), scattered(t0, 0), scattered(m, False)]
+    assert sum(type(pg) is dict for pg in arrays[0].pages) >= 6  # the fast path's pages
+    assert oracle_counts(*arrays) == want
+    assert want[0] > 0 and (twist != "copied-twice" or want[1] > 0)
+    assert twist not in ("outside", "unasked") or want[2] > 0

@@ -93,3 +93,51 @@ def test_sync_key_errors_are_one_line():
         resolve({"backup": {"client": {"storage": "nas"}}})
     with pytest.raises(ConfigError, match=r"^backup\.overlay\.device: no device named"):
         resolve({"backup": {"overlay": {"device": "nas"}}})
+
+
+def _dirty_bitmap_one_by_one(n, cluster_size, dirty, extent, seed):
+    """The dirty bitmap drawn and set extent by extent (what sync.dirty_bitmap
+    computes in bulk): the reference for its bits."""
+    from fleecesim.rng import stream
+    want = int(round(dirty * n))
+    bm = np.zeros(n, dtype=bool)
+    if want <= 0:
+        return bm
+    if want >= n:
+        bm[:] = True
+        return bm
+    rng = stream(seed, "backup.dirty-bitmap")
+    mean = max(1.0, extent / cluster_size)
+    have = 0
+    while have < want:
+        k = max(16, int((want - have) / mean) + 16)
+        starts = rng.integers(0, n, size=k)
+        lens = rng.geometric(1.0 / mean, size=k)
+        for s, ln in zip(starts.tolist(), lens.tolist()):
+            e = min(n, s + ln)
+            seg = bm[s:e]
+            new = int(e - s - np.count_nonzero(seg))
+            if have + new > want:
+                bm[np.flatnonzero(~seg)[:want - have] + s] = True
+                have = want
+                break
+            bm[s:e] = True
+            have += new
+            if have >= want:
+                break
+    return bm
+
+
+@pytest.mark.parametrize("n,dirty,extent", [
+    (3000, 0.3, 16 * CS),  # many overlaps, several batches
+    (3000, 0.9, 64 * CS),  # most of the disk: overlaps everywhere
+    (50_000, 0.01, CS),  # single clusters
+    (50_000, 0.05, 300 * CS),  # extents across pages
+    (200_000, 0.002, MiB),  # sparse: few overlaps
+    (17, 0.5, 4 * CS),  # tiny disk
+])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_dirty_bitmap_in_bulk_equals_one_by_one(n, dirty, extent, seed):
+    want = _dirty_bitmap_one_by_one(n, CS, dirty, extent, seed)
+    assert np.array_equal(dirty_bitmap(n, CS, dirty, extent, seed), want)
+    assert np.array_equal(dirty_bitmap(n, CS, dirty, extent, seed, sparse=True).to_dense(), want)
