@@ -47,6 +47,41 @@ def test_host_queues_are_the_devices_they_reduce():
         assert host.charge(now, n) == t
 
 
+@pytest.mark.parametrize("sharing", ["ps", "fifo"])
+@pytest.mark.parametrize("cost,mem,copy", [(8e-6, 8 * 2**30, True), (8e-6, 8 * 2**30, False),
+                                           (0.0, 8 * 2**30, True), (8e-6, 0.0, True)])
+def test_fused_submit_is_host_then_device_bit_for_bit(sharing, cost, mem, copy):
+    # HostDevice._submit_queue is Host.charge and Device.submit inlined into one
+    # call (a near-copy kept for speed on the hottest path): every completion
+    # time, LAST.service and counter must equal the two-call path's, so a
+    # change to either original that is not made in the copy fails here.
+    import random
+    from fleecesim.devices import base
+    rnd = random.Random(11)
+
+    def pair():
+        host = Host(request_cost=cost, memcpy_bandwidth=mem)
+        dev = Device("d", 80e-6, 2.5 * 2**30, 32, sharing=sharing, write_latency=20e-6,
+                     write_bandwidth=2 * 2**30, write_iops=400_000)
+        return HostDevice(dev, host, copy=copy)
+
+    fused, plain = pair(), pair()
+    assert fused.submit == fused._submit_queue  # a plain queue takes the fused path
+    plain.submit = HostDevice.submit.__get__(plain)  # the two-call path
+    now = 0.0
+    for _ in range(20000):
+        now += rnd.expovariate(1 / 4e-6)
+        n = rnd.choice((0, 4096, 65536, MiB))
+        w = rnd.random() < 0.4
+        a = fused.submit(now, 0, n, w)
+        sa = base.LAST.service
+        b = plain.submit(now, 0, n, w)
+        assert (a, sa) == (b, base.LAST.service)
+    for attr in ("ops", "bytes", "busy", "_pipe_free"):
+        assert getattr(fused.device, attr) == getattr(plain.device, attr), attr
+    assert (fused.host.requests, fused.host.copied) == (plain.host.requests, plain.host.copied)
+
+
 def test_ram_device_pays_no_copy():
     host = Host(request_cost=1e-6, memcpy_bandwidth=1 * 2**30)
     from fleecesim.devices.host import with_host
