@@ -19,11 +19,9 @@ a finer dirty bitmap into block-copy's does) and claims are widened likewise.
 """
 from __future__ import annotations
 
-from heapq import heappush
 from itertools import repeat
 
 import numpy as np
-from simpy.events import NORMAL
 
 from ..metrics import (A_CACHE_WRITE, A_CBW_READ, A_FULL, A_INFLIGHT, A_TARGET_WRITE,
                        PATH_ERROR, Level)
@@ -88,17 +86,7 @@ class _Copy:
 
     def read(self) -> None:
         bc = self.bc
-        # bc.inflight_level.add(self.ln), inlined (metrics.Level.add; every copy)
-        lv = bc.inflight_level
-        lv.value = value = lv.value + self.ln
-        if value > lv.peak:
-            lv.peak = value
-        now = bc.env._now
-        if lv.times[-1] == now:
-            lv.values[-1] = value
-        else:
-            lv.times.append(now)
-            lv.values.append(value)
+        bc.inflight_level.add(self.ln)
         src = bc.source
         if self.zero:
             self.write(src.peek(self.a, self.b), False)
@@ -111,14 +99,7 @@ class _Copy:
                     drive(src.read(self.off, self.ln), self._read)
             else:
                 end, self.fin = r
-                if end is None:
-                    self._read_end(None)
-                else:  # call_at inlined (every copy passes here twice)
-                    t = Timer()
-                    t.callbacks = [self._read_end]
-                    env = bc.env
-                    now = env._now
-                    heappush(env._queue, (now + (end - now), NORMAL, next(env._eid), t))
+                call_at(bc.env, end, self._read_end)
 
     def _read_end(self, _ev) -> None:
         self.write(self.fin(), False)
@@ -132,21 +113,8 @@ class _Copy:
     def write(self, data, offloaded: bool) -> None:
         bc = self.bc
         self.ev.read_end = bc.env._now  # latency attribution (copy(): _attribute)
-        # bc._after_read(...), inlined (every copy; the same tests in the same order)
-        zero = self.zero
-        ok = zero or data is not None
-        flags = self.flags
-        if ok:
-            if zero:
-                flags |= REQ_ZERO
-            else:
-                if bc.count_source_reads:
-                    bc.stats.source_read_bytes += self.ln
-                if bc.zero_detect == "buffer" and \
-                        cnz(zm := bc.source.zero_map(self.a, self.b)) == len(zm):
-                    flags |= REQ_ZERO
-        if self.ev.urgent:
-            flags |= REQ_CBW
+        ok, flags = bc._after_read(self.a, self.b, self.zero, data, self.ln, self.flags,
+                                   self.ev.urgent)
         if ok and not offloaded:
             tgt = bc.target
             w = tgt.write_at(self.off, self.ln, data, flags)
@@ -154,25 +122,12 @@ class _Copy:
                 drive(tgt.write(self.off, self.ln, data, flags), self._written)
             else:
                 end, self.fin = w
-                if end is None:
-                    self._write_end(None)
-                else:  # call_at inlined
-                    t = Timer()
-                    t.callbacks = [self._write_end]
-                    env = bc.env
-                    now = env._now
-                    heappush(env._queue, (now + (end - now), NORMAL, next(env._eid), t))
+                call_at(bc.env, end, self._write_end)
             return
         self.end(ok)
 
     def _write_end(self, _ev) -> None:
-        # end() inlined: most copies end here
-        ok = self.fin() != PATH_ERROR
-        self.bc._task_end(self.a, self.b, self.ev, self.ln, ok)
-        if self.sized:
-            self.done(self.ln if ok else None)
-        else:
-            self.done(ok)
+        self.end(self.fin() != PATH_ERROR)
 
     def _written(self, res) -> None:
         self.bc._room(self.ev, self.off)  # the generator path may have waited for room
@@ -493,17 +448,8 @@ class BlockCopy:
             ev.room = st.pop(off, 0.0)
 
     def _task_end(self, a, b, ev, ln, ok) -> None:
-        ev.end = now = self.env._now
-        # self.inflight_level.add(-ln), inlined (metrics.Level.add; every copy)
-        lv = self.inflight_level
-        lv.value = value = lv.value + -ln
-        if value > lv.peak:
-            lv.peak = value
-        if lv.times[-1] == now:
-            lv.values[-1] = value
-        else:
-            lv.times.append(now)
-            lv.values.append(value)
+        ev.end = self.env._now
+        self.inflight_level.add(-ln)
         if self._mem_waiters:
             self._mem_release(ln)
         else:  # _mem_release without a call when nobody waits for memory
