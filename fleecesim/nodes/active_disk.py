@@ -88,8 +88,7 @@ class ActiveDisk(Node):
 
     def read_at(self, offset, length):
         end = self.device.submit(self.env._now, offset, length)
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         return end, lambda: self.gen[c0:c1].copy()  # as of completion, as ``read``
 
     def copy_range(self, offset, length, target):

@@ -299,8 +299,7 @@ class FleecingCache(Node):
 
     def write_at(self, offset, length, data=None, flags=0):
         env = self.env
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         if flags & REQ_UNNECESSARY:
             return None
         if cnz(self.where[c0:c1] != NOT_CACHED):
@@ -349,8 +348,7 @@ class FleecingCache(Node):
 
     def read_at(self, offset, length):
         env = self.env
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         w = self.where[c0:c1]
         data = self.gen[c0:c1].copy()
         end = env._now

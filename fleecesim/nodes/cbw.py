@@ -104,8 +104,7 @@ class CBWFilter(Node):
 
     def span(self, offset, length) -> tuple[int, int]:
         """Units of the whole CBW clusters a byte range touches."""
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         return self._widen(c0, c1) if self.k > 1 else (c0, c1)
 
     def _widen(self, c0, c1) -> tuple[int, int]:
@@ -452,30 +451,23 @@ class CBWFilter(Node):
     def snapshot_read_at(self, offset, length):
         """Analytic twin of ``snapshot_read`` (nodes/base.py: read_at) when the
         range is all on the active disk or all in the cache; else None."""
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
             return None  # the generator counts the refusal
-        # (the job's every chunk passes here: _cached, _freeze and
-        # _unless_broken inlined)
-        cached = self.cache.cached_mask(c0, c1) if self.cache is not None \
-            else np.zeros(c1 - c0, dtype=bool)
+        cached = self._cached(c0, c1)
         if not cnz(cached):
             r = self.file.read_at(offset, length)
             if r is None:
                 return None
             end, fin = r
             cl = [(c0, c1)]
-            self.frozen += cl
+            self._freeze(cl)
 
             def finish():
                 data = fin()
                 self._thaw(cl)
                 self.stats.source_read_bytes += length
-                if self.broken:
-                    self.stats.snapshot_read_errors += 1
-                    return None
-                return data
+                return self._unless_broken(data)
             return end, finish
         if cnz(cached) == len(cached):
             r = self.cache.read_at(offset, length)
@@ -490,8 +482,7 @@ class CBWFilter(Node):
         cached, part on the active disk; nodes/base.py: read_cb): the same
         reads one after the other, each completion a timer callback;
         ``done(data)`` at the end. False (nothing done) for any other case."""
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         if self.broken or (self.access is not None and not _all(self.access[c0:c1])):
             return False  # the generator counts the refusal
         cached = self._cached(c0, c1)

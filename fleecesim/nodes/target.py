@@ -94,8 +94,7 @@ class BackupTarget(Node):
     def store(self, offset, length, data, zero: bool = False) -> None:
         """Record what landed (also called by a source that copied here by
         copy offload, which used this node's device itself)."""
-        cs = self.cs  # Node.clusters inlined: a call less per copy
-        c0, c1 = offset // cs, (offset + (length if length > 1 else 1) + cs - 1) // cs
+        c0, c1 = self.clusters(offset, length)
         if c1 - c0 == 1 and isinstance(data, np.ndarray) and data.shape == (1,):
             self.gen[c0] = data[0]
             self.copies[c0] += 1
