@@ -359,3 +359,12 @@ def test_faults_round_trip_through_the_resolved_config():
     again = resolve(c.dump())
     assert again.faults == c.faults and again.faults.target[0].silent
     assert again.devices["target"].reconnect_delay == 30.0
+
+
+def test_a_reset_with_reconnect_delay_costs_one_handshake():
+    # the server is up: the connect thread's first attempt, made at once,
+    # succeeds; the requests that saw the reset are rerun, nothing fails
+    base = run(**IDLE)["backup_duration_s"]
+    s = run(**IDLE, **WAIT, **{"faults.target": [{"kind": "reset", "at": "0.1s"}]})
+    assert s["backup_outcome"] == "complete" and s["target_errors"] == 0
+    assert s["backup_duration_s"] - base == pytest.approx(CONNECT, abs=1e-6)
