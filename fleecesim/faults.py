@@ -4,22 +4,27 @@ QEMU's policies decides what it costs.
 Config: the top-level ``faults:`` section (config.py, ``FaultsSpec``). Times
 (``at``) count from the backup's start (t0 = the end of ``run.warmup``).
 
-* **Target outage, requests wait** (``kind: outage, requests: wait``): the
-  backup target's device stops for ``duration`` seconds. This is QEMU's NBD
-  client with a ``reconnect-delay`` longer than the outage (qapi/block-core.json,
-  BlockdevOptionsNbd: "During the first @reconnect-delay seconds, all requests
-  are paused and will be rerun on a successful reconnect"). Modelled as the
-  device's clock standing still: work in progress at the start resumes at the
-  end, new requests queue. Nothing fails; whoever waits on the target waits
-  (the job; under ``backup``/``legacy-backup`` also every guest write whose
-  copy-before-write goes to the target — those filters have no cbw-timeout).
-* **Target outage, requests fail** (``requests: fail``): ``reconnect-delay``
-  shorter than the outage (its default is 0): "any delayed requests and all
-  future requests before a successful reconnect will immediately fail".
-  Requests in flight at the start fail then; requests issued during the
-  outage fail at once (EIO).
-* **Connection reset** (``kind: reset``): the requests in flight at that
-  instant fail (EIO); the client reconnects at once.
+* **Target outage** (``kind: outage``): the NBD server is unreachable for
+  ``duration`` seconds (killed and restarted: its connections reset; with
+  ``silent: true`` / ``detect``: no RST reaches the client, a partition or a
+  lost host). What the backup feels is the NBD client's, set on the remote
+  target device: ``reconnect-delay`` (qapi/block-core.json,
+  BlockdevOptionsNbd: "During the first @reconnect-delay seconds, all
+  requests are paused and will be rerun on a successful reconnect. After that
+  time, any delayed requests and all future requests before a successful
+  reconnect will immediately fail"; default 0) and, for an outage at 0 (the
+  server down as the target is opened), ``open-timeout``. The client's
+  connect thread retries 1, 2, 4, 8, 16, 16 ... s apart, so it reconnects at
+  its first attempt after the server is back, not at the outage's end, and
+  requests fail when the delay runs out even if the server is back by then.
+  The state machine: FaultyDevice. While requests wait, the device's clock
+  stands still (work in progress resumes, new requests queue); whoever waits
+  on the target waits (the job; under ``backup``/``legacy-backup`` also every
+  guest write whose copy-before-write goes to the target — those filters have
+  no cbw-timeout).
+* **Connection reset** (``kind: reset``): the connection drops, the server
+  stays up: with reconnect-delay > 0 the client reconnects at once (one
+  handshake) and reruns the requests; with 0 they fail (EIO).
 * **Slow target** (``kind: slow, factor: f``): for ``duration`` seconds the
   device's clock runs ``f`` times slower (latency and bandwidth alike).
 
