@@ -86,8 +86,11 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 16.0
 # Round trips from connect() to a connection requests can use: the TCP
 # handshake, the server's greeting (nbd/server.c sends it on accept), and the
-# three options nbd/client.c: nbd_receive_negotiate sends one after the other
-# (NBD_OPT_STRUCTURED_REPLY, NBD_OPT_SET_META_CONTEXT, NBD_OPT_GO).
+# three options QEMU 7.2's nbd/client.c sends one after the other
+# (nbd_start_negotiate: NBD_OPT_STRUCTURED_REPLY; nbd_receive_negotiate:
+# nbd_negotiate_simple_meta_context's NBD_OPT_SET_META_CONTEXT, then
+# NBD_OPT_GO; 8.2+ asks NBD_OPT_EXTENDED_HEADERS first, one more round trip
+# where the server declines it).
 CONNECT_RTTS = 5
 # Linux TCP (include/net/tcp.h): TCP_RTO_MIN 200 ms, TCP_RTO_MAX 120 s,
 # TCP_TIMEOUT_INIT 1 s (a SYN's first timeout); Documentation/networking/
