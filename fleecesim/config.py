@@ -145,6 +145,11 @@ class DeviceSpec(Model):
     window: Size | None = None
     # Protocol bytes per request: NBD request header 28 + simple reply 16.
     request_overhead: Size | None = None
+    # The NBD client's options (qapi/block-core.json, BlockdevOptionsNbd, whole
+    # seconds, default 0): how long requests wait for a reconnect after the
+    # connection is lost, and how long opening keeps trying (faults.py).
+    reconnect_delay: Seconds | None = None
+    open_timeout: Seconds | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -164,6 +169,13 @@ class DeviceSpec(Model):
                 self.window = DEFAULT_TCP_WINDOW
             if self.request_overhead is None:
                 self.request_overhead = NBD_HEADERS
+            for key in ("reconnect_delay", "open_timeout"):
+                v = getattr(self, key)
+                if v is None:
+                    setattr(self, key, 0.0)
+                elif v < 0 or v != int(v) or v >= 2**32:
+                    raise ValueError(f"{key.replace('_', '-')}: QEMU takes whole seconds "
+                                     f"(uint32) like '30s', got {v:g}")
             if self.window <= 0:
                 raise ValueError("window: expected a size > 0 like '3MiB'")
             if self.backend is None:
@@ -171,7 +183,8 @@ class DeviceSpec(Model):
             if self.link_bandwidth is None or self.link_bandwidth <= 0:
                 raise ValueError("link-bandwidth: expected a rate > 0 like '112MiB/s'")
             return self
-        for key in ("connections", "window", "request_overhead"):
+        for key in ("connections", "window", "request_overhead", "reconnect_delay",
+                    "open_timeout"):
             if getattr(self, key) is not None:
                 raise ValueError(f"{key.replace('_', '-')}: only for a device of "
                                  f"kind remote (an NBD target), not {self.kind!r}")
@@ -531,14 +544,31 @@ class HostSpec(Model):
 # --- faults (issue 13 item 3; the model is fleecesim/faults.py) -----------
 class TargetFault(Model):
     """One fault of the backup target's device, ``at`` seconds after the backup
-    starts: ``outage`` (``duration``; ``requests: wait`` = NBD reconnect-delay
-    covers it, ``fail`` = it does not), ``slow`` (``factor`` x slower for
-    ``duration``) or ``reset`` (requests in flight fail)."""
+    starts: ``outage`` (the NBD server unreachable for ``duration``; what the
+    client does then is its ``reconnect-delay``, a key of the remote target
+    device; at 0 the server is down as the target is opened: ``open-timeout``),
+    ``slow`` (``factor`` x slower for ``duration``) or ``reset`` (the
+    connection drops, the server stays up). An outage is ``silent`` when no
+    RST reaches the client (network or host gone): it notices only when TCP
+    gives up, ``detect`` seconds after the first unanswered request (default
+    Linux's tcp_retries2 = 15: 924.6 s; giving ``detect`` implies silent)."""
     kind: Literal["outage", "slow", "reset"]
     at: Seconds
     duration: Seconds = 0.0
-    requests: Literal["wait", "fail"] | None = None
     factor: float | None = None
+    silent: bool = False
+    detect: Seconds | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_requests(cls, v):
+        if isinstance(v, dict) and "requests" in v:
+            raise ValueError("requests: removed; whether requests wait or fail is the NBD "
+                             "client's reconnect-delay on the target device "
+                             "(devices.<target>.reconnect-delay: 30s waits up to 30 s, "
+                             "0 (the default) fails), with open-timeout for an outage at 0 "
+                             "and silent/detect on the outage for a loss without RST")
+        return v
 
     @model_validator(mode="after")
     def _check(self):
@@ -549,11 +579,15 @@ class TargetFault(Model):
                 raise ValueError("duration: a reset is an instant (use kind: outage)")
         elif self.duration <= 0:
             raise ValueError(f"duration: kind {self.kind} needs a duration > 0")
-        if self.kind == "outage":
-            if self.requests is None:
-                self.requests = "wait"
-        elif self.requests is not None:
-            raise ValueError(f"requests: only for kind outage, not {self.kind}")
+        if self.kind != "outage":
+            for key in ("silent", "detect"):
+                if getattr(self, key) not in (False, None):
+                    raise ValueError(f"{key}: only for kind outage, not {self.kind}")
+        if self.detect is not None:
+            if self.detect <= 0:
+                raise ValueError("detect: expected a time > 0 (TCP's time to give up)")
+            if not self.silent:
+                self.silent = True
         if self.kind == "slow":
             if self.factor is None or self.factor <= 1:
                 raise ValueError("factor: a slow target needs a factor > 1 (4 = 4x slower)")
@@ -852,6 +886,13 @@ class Config(Model):
             if self.backup.x_perf.use_copy_range:
                 raise ValueError("faults.target: not with backup.x-perf.use-copy-range "
                                  "(an offloaded copy has no target write to fail)")
+            tname = self.backup.target.device
+            tdev = self.devices.get(tname)
+            for i, w in enumerate(f.target):
+                if w.kind != "slow" and tdev is not None and tdev.kind != "remote":
+                    raise ValueError(f"faults.target[{i}].kind: {w.kind} is the NBD "
+                                     f"connection's; devices.{tname} is kind {tdev.kind!r}, "
+                                     f"not remote (kind slow fits any device)")
             wins = sorted((w.at, w.at + w.duration, i) for i, w in enumerate(f.target))
             for (a0, a1, i), (b0, _b1, j) in zip(wins, wins[1:]):
                 if b0 < a1 or (b0 == a1 == a0):

@@ -90,8 +90,9 @@ fault_scenario = st.fixed_dictionaries({
     "run.seed": st.integers(0, 2**31),
     "target": st.lists(st.fixed_dictionaries({
         "kind": st.sampled_from(["outage", "slow", "reset"]),
-        "requests": st.sampled_from(["wait", "fail"]),
         "at": st.floats(0, 0.4), "duration": st.floats(0.01, 2)}), max_size=2),
+    # the NBD client's reconnect-delay and open-timeout (0: requests fail)
+    "reconnect": st.sampled_from([0, 30]),
     "free": st.sampled_from([None, "1MiB", "4MiB"]),
     "thin": st.sampled_from([None, {"extent": "1MiB", "extend-time": ["0.01s", "0.3s"]},
                              {"extent": "2MiB", "extend-time": "0.1s", "beyond": "fail"}]),
@@ -107,7 +108,7 @@ def _target_faults(ws):
             continue
         f = {"kind": w["kind"], "at": w["at"]}
         if w["kind"] == "outage":
-            f.update(duration=w["duration"], requests=w["requests"])
+            f.update(duration=w["duration"])
         elif w["kind"] == "slow":
             f.update(duration=w["duration"], factor=3)
         out.append(f)
@@ -120,6 +121,8 @@ def _target_faults(ws):
 def test_faults_never_pass_off_a_bad_backup_as_good(f):
     over = {k: f[k] for k in ("backup.scheme", "workload.iops", "disk.size", "run.seed")}
     over["faults.target"] = _target_faults(f["target"])
+    over["devices.target.reconnect-delay"] = f["reconnect"]
+    over["devices.target.open-timeout"] = f["reconnect"]
     if f["backup.scheme"] == "fleecing-push":
         over["faults.fleecing-device.free"] = f["free"]
         over["faults.fleecing-device.thin"] = f["thin"]
@@ -148,7 +151,7 @@ def test_faults_never_pass_off_a_bad_backup_as_good(f):
         assert s["backup_outcome"] == "snapshot-broken" and not s["backup_completed"]
         assert any("snapshot broken" in e for e in s["events"])
     # Without a failing fault the backup completes (the guest leaves room).
-    failing = any(w["kind"] == "reset" or w.get("requests") == "fail"
-                  for w in over["faults.target"])
+    # (with reconnect-delay 30 s every outage here, at most 2 s, reconnects in time)
+    failing = f["reconnect"] == 0 and any(w["kind"] != "slow" for w in over["faults.target"])
     if not failing and s["cbw_errors"] == 0 and f["workload.iops"] <= 3000:
         assert s["backup_completed"]
