@@ -65,7 +65,9 @@ is next free).
   and from the buffer share one host link, so a burst of queued writes fills
   it at the interface rate, not all at once); the head
   writes it out later in arrival order at its own cost (seek, rotation, zone
-  rate) — the destage rate. A write that does not fit waits until enough has
+  rate) — the destage rate. With ``scheduler: ncq`` the write-outs pending in
+  the buffer are reordered as queued commands are (each charged the seek
+  from the nearest of the last queue-depth - 1 pending ones). A write that does not fit waits until enough has
   been written out. Data already in the buffer when the head reaches it is
   written as one run with the contiguous data before it (write coalescing),
   so a sequential stream destages at the media rate without a rotation lost
@@ -263,7 +265,11 @@ class HDD(Device):
             q = self._queue
             while q and q[0][0] <= now:
                 q.popleft()
-            for _t, end_off in list(q)[-(self.window - 1):] if self.window > 1 else ():
+            k = self.window - 1  # the newest window - 1 outstanding (same minimum in any order)
+            for _t, end_off in reversed(q):
+                if not k:
+                    break
+                k -= 1
                 d = abs(offset - end_off)
                 if dist is None or d < dist:
                     dist = d
