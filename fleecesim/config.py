@@ -193,7 +193,8 @@ class DeviceSpec(Model):
             if not 0 < ib <= self.read_bandwidth:
                 raise ValueError(f"inner-bandwidth: expected a rate > 0 and <= the outer "
                                  f"read-bandwidth ({self.read_bandwidth / 1e6:g}MB/s), "
-                                 f"got {ib / 1e6:g}MB/s")
+                                 f"got {ib / 1e6:g}MB/s (a preset's outer and inner "
+                                 f"rates change together: set both)")
             if ib < self.read_bandwidth and not self.capacity:
                 raise ValueError("capacity: zoned recording (inner-bandwidth) needs the "
                                  "drive's capacity")

@@ -75,11 +75,16 @@ is next free).
   firmware may favour reads, which is not modelled: no published figure for
   it was found). ``flush`` (FLUSH CACHE / SYNCHRONIZE CACHE) completes when
   every write accepted before it is on the media. Nothing in the simulated
-  QEMU sends FUA or a flush during a backup: block/backup.c enables the
-  target's write cache (``bdrv_set_enable_write_cache(target, true)`` in
-  ``backup_run``) so copies go out without FUA, and the job sends no flush of
-  its own; a flush comes only when the last reference to the target node is
-  dropped (block.c ``bdrv_close`` flushes).
+  QEMU sends FUA or a flush during a backup: block-copy's writes carry only
+  BDRV_REQ_SERIALISING (fleecing) and BDRV_REQ_WRITE_COMPRESSED
+  (block/block-copy.c ``block_copy_state_new``, ``.write_flags``), never
+  BDRV_REQ_FUA (the 2013 block/backup.c ``backup_run`` enabled the target's
+  write cache outright), and the job sends no flush of its own; a flush
+  comes only when the last reference to the target node is dropped (block.c
+  ``bdrv_close`` calls ``bdrv_flush``), e.g. a drive-backup target QEMU
+  opened itself. So the backup's duration ends at the last acknowledged
+  write, with up to ``write_cache`` bytes still to go to the platter
+  (benchmarks/hdd_write_cache.py prints both).
 """
 from __future__ import annotations
 
