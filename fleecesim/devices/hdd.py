@@ -60,8 +60,13 @@ is next free).
   /sys/block/sdX/queue/write_cache as "write back", see
   Documentation/block/writeback_cache_control.rst). O_DIRECT bypasses the
   host's page cache, not the drive's: only a FUA write or a FLUSH CACHE
-  reaches the media before completing. A cached write is acknowledged once
-  it is in the buffer (command latency + interface transfer; transfers to
+  reaches the media before completing. The drive's own words (WD Ultrastar
+  DC HC310 OEM spec §9.8 "Write Cache Function"): it "reports as completing
+  the write command ... as soon as the device has received all of the data
+  into its buffer", and Flush Cache "during writing the cached data [is]
+  executed after the completion of writing to media"; §11.46.2: the
+  current state is in IDENTIFY word 85 or 129. A cached write is
+  acknowledged once it is in the buffer (command latency + interface transfer; transfers to
   and from the buffer share one host link, so a burst of queued writes fills
   it at the interface rate, not all at once); the head
   writes it out later in arrival order at its own cost (seek, rotation, zone

@@ -50,7 +50,9 @@ PRESETS: dict[str, dict] = {
     # same, 31.0 of 64.8 MB/s sustained in zone 29 vs zone 0) — no
     # measurement of this drive's inner zone was found.
     # Write cache on at the buffer's size: drives ship with WCE set (see
-    # devices/hdd.py); set write-cache: 0 to model a drive with WCE off.
+    # devices/hdd.py; the same spec's §9.8 "Write Cache Function", SET
+    # FEATURES EF/02 enable, EF/82 disable, table 98); set write-cache: 0 to
+    # model a drive with WCE off.
     # Interface 600 MB/s: SATA 6 Gb/s after 8b/10b coding. NCQ: 32 tags (SATA;
     # Linux libata ATA_MAX_QUEUE = 32). Read-ahead segment count and size are
     # the model's choice. Command overhead is not modelled (0).
