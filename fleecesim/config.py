@@ -128,8 +128,11 @@ class DeviceSpec(Model):
     read_ahead: bool = False
     read_ahead_segments: int = Field(1, ge=1)
     read_ahead_segment_size: Size = Field(0, ge=0)
-    write_cache: Size = Field(0, ge=0)    # bytes of write-back cache, 0 = off
+    write_cache: Size = Field(0, ge=0)    # bytes of write-back cache, 0 = off (WCE cleared)
     interface_bandwidth: Rate | None = None  # cache hits and cached writes
+    # zoned recording: the media rate at the last LBA (``bandwidth`` is the
+    # outer zone's, at LBA 0); writes scale by the same ratio. devices/hdd.py.
+    inner_bandwidth: Rate | None = None
     # remote
     rtt: Seconds = 0.0
     link_bandwidth: Rate | None = None
@@ -195,6 +198,19 @@ class DeviceSpec(Model):
         if self.kind == "hdd" and self.capacity is None and (
                 isinstance(self.seek, SeekSpec) or isinstance(self.write_seek, SeekSpec)):
             raise ValueError("capacity: a seek curve needs the drive's capacity")
+        if self.inner_bandwidth is not None:
+            ib = self.inner_bandwidth
+            if self.kind != "hdd":
+                raise ValueError(f"inner-bandwidth: only for a device of kind hdd (zoned "
+                                 f"recording), not {self.kind!r}")
+            if not 0 < ib <= self.read_bandwidth:
+                raise ValueError(f"inner-bandwidth: expected a rate > 0 and <= the outer "
+                                 f"read-bandwidth ({self.read_bandwidth / 1e6:g}MB/s), "
+                                 f"got {ib / 1e6:g}MB/s (a preset's outer and inner "
+                                 f"rates change together: set both)")
+            if ib < self.read_bandwidth and not self.capacity:
+                raise ValueError("capacity: zoned recording (inner-bandwidth) needs the "
+                                 "drive's capacity")
         if self.read_ahead and self.read_ahead_segment_size <= 0:
             raise ValueError("read-ahead-segment-size: read-ahead needs a segment size > 0")
         return self

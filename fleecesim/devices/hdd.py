@@ -1,9 +1,10 @@
-"""A hard disk: one head, a distance-dependent seek, rotation, an optional
-read-ahead cache and an optional write-back cache.
+"""A hard disk: one head, a distance-dependent seek, rotation, zoned
+recording, an optional read-ahead cache and an optional write-back cache.
 
-Timing only: the drive knows byte offsets (for the head position) but no data.
-Analytic like ``Device``: every request's completion is fixed when it is
-submitted; the head is one FIFO server (``_free_t`` = when it is next free).
+Timing only: the drive knows byte offsets (for the head position and the
+zone) but no data. Analytic like ``Device``: every request's completion is
+fixed when it is submitted; the head is one FIFO server (``_free_t`` = when it
+is next free).
 
 * **Seek** (``SeekCurve``): the Ruemmler & Wilkes form (C. Ruemmler, J. Wilkes,
   "An introduction to disk drive modeling", IEEE Computer 27(3), 1994, §
@@ -15,8 +16,20 @@ submitted; the head is one FIFO server (``_free_t`` = when it is next free).
   seek lengths — weight (max+1-n) for an n-track seek, i.e. density 2(1-x) —
   is the average. The knee is fixed where Ruemmler & Wilkes's fitted HP 97560
   curve switches form (383 of 1962 cylinders, x = 0.195). Distance is in
-  bytes over ``capacity`` (zoned recording, which puts more bytes on outer
-  tracks, is ignored).
+  bytes over ``capacity`` (the zones, which put more bytes on outer tracks,
+  are not folded into the seek distance).
+* **Zoned recording** (``inner_bandwidth``): the media rate falls from the
+  outer tracks (LBA 0, ``bandwidth``) to the inner ones (LBA ``capacity``,
+  ``inner_bandwidth``). Zoned bit recording keeps the linear bit density
+  about constant, so the rate is proportional to the track radius r, and the
+  bytes from the outer edge to radius r grow as (r_o² - r²). At LBA fraction
+  f = offset/capacity that gives
+  ``rate(f) = sqrt(B_o² - f * (B_o² - B_i²))`` (B_o, B_i the outer and inner
+  rates) — the continuous limit of a zone table. A request moves at the rate
+  of the zone it starts in (one multiply and a sqrt per request). Reading the
+  range [a, b] sequentially takes ``2C/(B_o²-B_i²) * (rate(a) - rate(b))``
+  (the integral of 1/rate). Writes scale by the same factor from
+  ``write_bandwidth``.
 * **Rotation**: after a seek, half a rotation (the mean; deterministic, so
   runs are reproducible without a random stream). A request that continues
   exactly where the head stopped pays no seek, and waits for its sector to
@@ -40,12 +53,43 @@ submitted; the head is one FIFO server (``_free_t`` = when it is next free).
   head is still filling goes on streaming, with neither seek nor rotation.
   A busy drive reads nothing ahead, so k streams that keep the head busy get
   no help from it.
-* **Write-back cache** (``write_cache`` bytes, 0 = off): a write is
-  acknowledged once it is in the buffer (interface rate) while the head
-  writes it out later in arrival order at its own cost (seek, rotation, media
-  rate) — that is the flush rate; a write that does not fit waits until
-  enough has been written out. Reads queue behind pending write-outs (FIFO
-  head; real drives favour reads).
+* **Write-back cache** (``write_cache`` bytes, 0 = off = WCE cleared). SATA
+  and SAS drives ship with their volatile write cache enabled (ATA IDENTIFY
+  word 85 bit 5 "volatile write cache enabled", SET FEATURES 02h/82h to
+  change it; SCSI Caching mode page 08h, WCE bit; Linux shows it in
+  /sys/block/sdX/queue/write_cache as "write back", see
+  Documentation/block/writeback_cache_control.rst). O_DIRECT bypasses the
+  host's page cache, not the drive's: only a FUA write or a FLUSH CACHE
+  reaches the media before completing. The drive's own words (WD Ultrastar
+  DC HC310 OEM spec §9.8 "Write Cache Function"): it "reports as completing
+  the write command ... as soon as the device has received all of the data
+  into its buffer", and Flush Cache "during writing the cached data [is]
+  executed after the completion of writing to media"; §11.46.2: the
+  current state is in IDENTIFY word 85 or 129. A cached write is
+  acknowledged once it is in the buffer (command latency + interface transfer; transfers to
+  and from the buffer share one host link, so a burst of queued writes fills
+  it at the interface rate, not all at once); the head
+  writes it out later in arrival order at its own cost (seek, rotation, zone
+  rate) — the destage rate. With ``scheduler: ncq`` the write-outs pending in
+  the buffer are reordered as queued commands are (each charged the seek
+  from the nearest of the last queue-depth - 1 pending ones). A write that does not fit waits until enough has
+  been written out. Data already in the buffer when the head reaches it is
+  written as one run with the contiguous data before it (write coalescing),
+  so a sequential stream destages at the media rate without a rotation lost
+  per host command. Reads queue behind pending write-outs (FIFO head; drive
+  firmware may favour reads, which is not modelled: no published figure for
+  it was found). ``flush`` (FLUSH CACHE / SYNCHRONIZE CACHE) completes when
+  every write accepted before it is on the media. Nothing in the simulated
+  QEMU sends FUA or a flush during a backup: block-copy's writes carry only
+  BDRV_REQ_SERIALISING (fleecing) and BDRV_REQ_WRITE_COMPRESSED
+  (block/block-copy.c ``block_copy_state_new``, ``.write_flags``), never
+  BDRV_REQ_FUA (the 2013 block/backup.c ``backup_run`` enabled the target's
+  write cache outright), and the job sends no flush of its own; a flush
+  comes only when the last reference to the target node is dropped (block.c
+  ``bdrv_close`` calls ``bdrv_flush``), e.g. a drive-backup target QEMU
+  opened itself. So the backup's duration ends at the last acknowledged
+  write, with up to ``write_cache`` bytes still to go to the platter
+  (benchmarks/hdd_write_cache.py prints both).
 """
 from __future__ import annotations
 
@@ -128,7 +172,8 @@ class HDD(Device):
                  write_seek=None, capacity: int = 0, scheduler: str = "fifo",
                  queue_depth: int = 1, read_ahead: bool = False, segments: int = 1,
                  segment_size: int = 0, write_cache: int = 0,
-                 interface_bandwidth: float | None = None):
+                 interface_bandwidth: float | None = None,
+                 inner_bandwidth: float | None = None):
         super().__init__(name, latency, bandwidth, slots=1, write_latency=write_latency,
                          write_bandwidth=write_bandwidth)
         self.seek_read = seek if isinstance(seek, SeekCurve) else SeekCurve(seek)
@@ -139,6 +184,16 @@ class HDD(Device):
         self.rotation = 60.0 / rpm if rpm else 0.0
         self.half_rotation = self.rotation / 2
         self.capacity = int(capacity)
+        # zoned recording: rate(offset) = bandwidth * sqrt(1 - offset * zone_k)
+        self.inner_bandwidth = float(inner_bandwidth or self.bandwidth)
+        if self.inner_bandwidth <= 0 or self.inner_bandwidth > self.bandwidth:
+            raise ValueError(f"{name}: inner-bandwidth must be > 0 and <= the outer bandwidth")
+        self.zoned = self.inner_bandwidth < self.bandwidth
+        if self.zoned and not self.capacity:
+            raise ValueError(f"{name}: inner-bandwidth needs the drive's capacity")
+        rho = self.inner_bandwidth / self.bandwidth
+        self._rho2 = rho * rho
+        self.zone_k = (1.0 - self._rho2) / self.capacity if self.zoned else 0.0
         self.ncq = scheduler == "ncq"
         self.window = max(1, int(queue_depth))
         self._free_t = 0.0       # the head is free from
@@ -154,8 +209,10 @@ class HDD(Device):
         self.write_cache = int(write_cache)
         self._dirty: deque = deque()      # (written-out time, bytes), in time order
         self._dirty_bytes = 0
+        self.flushes = 0
         ibw = interface_bandwidth or max(self.bandwidth, self.write_bandwidth)
         self.iface_inv = 1.0 / ibw
+        self._link_free = 0.0    # the host link is free from (buffer transfers)
         self.seeks = 0
         self.cache_hits = 0
 
@@ -167,9 +224,21 @@ class HDD(Device):
                    scheduler=spec.scheduler or "fifo", queue_depth=spec.queue_depth,
                    read_ahead=spec.read_ahead, segments=spec.read_ahead_segments,
                    segment_size=spec.read_ahead_segment_size, write_cache=spec.write_cache,
-                   interface_bandwidth=spec.interface_bandwidth)
+                   interface_bandwidth=spec.interface_bandwidth,
+                   inner_bandwidth=spec.inner_bandwidth)
 
     # ------------------------------------------------------------ helpers
+    def zone_factor(self, offset: int) -> float:
+        """The media rate at ``offset`` over the outer-zone rate (1 at LBA 0)."""
+        if not self.zoned:
+            return 1.0
+        f = 1.0 - offset * self.zone_k
+        return math.sqrt(f if f > self._rho2 else self._rho2)  # past capacity: the inner zone
+
+    def media_rate(self, offset: int, write: bool = False) -> float:
+        """Bytes/s the head reads (or writes) at ``offset``."""
+        return (self.write_bandwidth if write else self.bandwidth) * self.zone_factor(offset)
+
     def _advance_read_ahead(self, t: float) -> None:
         """The idle head has read ahead into the active segment until ``t``."""
         ra = self._ra
@@ -179,7 +248,8 @@ class HDD(Device):
         if self.capacity:
             limit = min(limit, self.capacity)
         if ra.filled < limit:
-            ra.filled = min(limit, ra.filled + int((t - self._idle_from) * self.bandwidth))
+            rate = self.bandwidth * self.zone_factor(ra.filled) if self.zoned else self.bandwidth
+            ra.filled = min(limit, ra.filled + int((t - self._idle_from) * rate))
             self._head = ra.filled
         self._idle_from = t
 
@@ -189,11 +259,14 @@ class HDD(Device):
                 return seg
         return None
 
-    def _positioning(self, now: float, start: float, offset: int, write: bool) -> float:
-        """Seek + rotation before a head operation starting at ``start``."""
+    def _positioning(self, now: float, start: float, offset: int, write: bool,
+                     coalesce: bool = False) -> float:
+        """Seek + rotation before a head operation starting at ``start``.
+        ``coalesce``: a cached write, in the buffer before the head gets to
+        it, goes out in one run with the contiguous data before it."""
         curve = self.seek_write if write else self.seek_read
         if offset == self._head:  # continues where the head stopped
-            if not self.rotation or start <= self._head_t:
+            if not self.rotation or start <= self._head_t or coalesce:
                 return 0.0
             r = (self._head_t - start) % self.rotation
             return 0.0 if r > self.rotation - 1e-12 else r
@@ -202,7 +275,11 @@ class HDD(Device):
             q = self._queue
             while q and q[0][0] <= now:
                 q.popleft()
-            for _t, end_off in list(q)[-(self.window - 1):] if self.window > 1 else ():
+            k = self.window - 1  # the newest window - 1 outstanding (same minimum in any order)
+            for _t, end_off in reversed(q):
+                if not k:
+                    break
+                k -= 1
                 d = abs(offset - end_off)
                 if dist is None or d < dist:
                     dist = d
@@ -215,13 +292,16 @@ class HDD(Device):
             seek = curve(dist / self.capacity)
         return seek + self.half_rotation
 
-    def _head_op(self, now: float, offset: int, length: int, write: bool) -> float:
+    def _head_op(self, now: float, offset: int, length: int, write: bool,
+                 coalesce: bool = False) -> float:
         start = self._free_t if self._free_t > now else now
         if self.read_ahead:
             self._advance_read_ahead(start)
         lat = self.write_latency if write else self.latency
         dur = length * (self.inv_wbw if write else self.inv_bw)
-        end = start + lat + self._positioning(now, start, offset, write) + dur
+        if self.zoned:
+            dur /= self.zone_factor(offset)
+        end = start + lat + self._positioning(now, start, offset, write, coalesce) + dur
         LAST.service = end - start  # the rest of end - now waited for the head
         self._free_t = end
         self._head = offset + length
@@ -252,9 +332,9 @@ class HDD(Device):
             if self.read_ahead and self._free_t <= now:
                 self._advance_read_ahead(now)
             self._ra = None  # the head leaves whatever it was reading ahead
-            head_end = self._head_op(now, offset, length, True)
             if not self.write_cache or length > self.write_cache:
-                return head_end
+                return self._head_op(now, offset, length, True)
+            head_end = self._head_op(now, offset, length, True, True)
             return self._cached_write(now, lat, length, head_end)
         if self.read_ahead:
             if self._free_t <= now:
@@ -267,12 +347,15 @@ class HDD(Device):
                     self.cache_hits += 1
                     seg.host = max(seg.host, offset + length)
                     LAST.service = lat + length * self.iface_inv
-                    return now + lat + length * self.iface_inv
+                    return self._link(now + lat, length)
                 if seg is self._ra and self._free_t <= now:
                     # the head is still streaming this segment: it reads on
                     rest = offset + length - seg.filled
-                    end = now + lat + rest * self.inv_bw
-                    self.busy += rest * self.inv_bw
+                    xfer = rest * self.inv_bw
+                    if self.zoned:
+                        xfer /= self.zone_factor(seg.filled)
+                    end = now + lat + xfer
+                    self.busy += xfer
                     self._free_t = self._head_t = self._idle_from = end
                     seg.filled = seg.host = self._head = offset + length
                     end = max(end, now + lat + length * self.iface_inv)
@@ -288,11 +371,19 @@ class HDD(Device):
             self._idle_from = end
         return end
 
+    def _link(self, t: float, length: int) -> float:
+        """A transfer between the host and the drive's buffer, from ``t``: one
+        link (SATA / a SAS port) moves one command's data at a time."""
+        start = self._link_free if self._link_free > t else t
+        end = start + length * self.iface_inv
+        self._link_free = end
+        return end
+
     def _cached_write(self, now: float, lat: float, length: int, head_end: float) -> float:
         dq = self._dirty
         while dq and dq[0][0] <= now:
             self._dirty_bytes -= dq.popleft()[1]
-        t = now + lat + length * self.iface_inv
+        t = self._link(now + lat, length)
         d = self._dirty_bytes
         for end_t, n in dq:  # in time order: what is still dirty at t
             if end_t <= t or d + length > self.write_cache:
@@ -305,14 +396,27 @@ class HDD(Device):
         LAST.service = lat + length * self.iface_inv  # into the cache; the rest waited for room
         return t
 
+    def flush(self, now: float) -> float:
+        """FLUSH CACHE (ATA E7h/EAh) / SYNCHRONIZE CACHE (SCSI): completes once
+        every write accepted before it is on the media, i.e. when the head has
+        written out the last dirty write (at once if nothing is dirty). The
+        destage schedule is already fixed, so the flush only waits for it."""
+        self.flushes += 1
+        dq = self._dirty
+        while dq and dq[0][0] <= now:
+            self._dirty_bytes -= dq.popleft()[1]
+        return dq[-1][0] if dq else now
+
     def describe(self) -> str:
         extra = []
+        if self.zoned:
+            extra.append(f"zoned {self.bandwidth / 2**20:.0f}->{self.inner_bandwidth / 2**20:.0f}MiB/s")
         if self.ncq:
             extra.append(f"ncq {self.window}")
         if self.read_ahead:
             extra.append(f"read-ahead {self.n_segments}x{self.segment_size // 2**10}KiB")
         if self.write_cache:
-            extra.append(f"write-cache {self.write_cache // 2**20}MiB")
+            extra.append(f"write-cache {self.write_cache / 2**20:g}MiB")
         return (f"hdd {self.name}: seek {self.seek * 1e3:.1f}ms avg, {60 / self.rotation if self.rotation else 0:.0f}rpm, "
                 f"{self.bandwidth / 2**20:.0f}MiB/s" + (", " + ", ".join(extra) if extra else ""))
 

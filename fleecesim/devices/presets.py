@@ -31,26 +31,61 @@ PRESETS: dict[str, dict] = {
     "sata-ssd": {"kind": "ssd", "read-latency": "66.72us", "write-latency": "16.41us",
                  "read-bandwidth": "560MB/s", "write-bandwidth": "530MB/s",
                  "read-iops": 98000, "write-iops": 88000, "queue-depth": 32},
-    # 7200 rpm disk. Mechanics from one datasheet, the Hitachi Travelstar 7K320
-    # SATA OEM specification §4.4.2: single-track seek 1.0 ms read / 1.1 ms
-    # write, average seek 12 ms (read and write), full-stroke 20.0 ms read /
-    # 22.0 ms write, 7200 rpm = 8.3 ms a turn (4.2 ms average latency); 320 GB
-    # the family's largest capacity. Command overhead is not modelled (0).
-    # NOT sourced for this drive: the 180 MiB/s media rate is carried over
-    # from the previous preset (a 3.5" WD Red Plus / IronWolf-class figure, not
-    # checked against a datasheet here); read-ahead segment count and size are
-    # the model's choice (the spec's buffer layout was not read).
-    # Interface 300 MB/s: SATA 3 Gb/s after 8b/10b coding. NCQ: 32 tags (SATA;
-    # Linux libata ATA_MAX_QUEUE = 32). Write-back cache off by default.
-    "hdd-7200": {"kind": "hdd", "latency": "0s", "bandwidth": "180MiB/s",
-                 "seek": {"track-to-track": "1.0ms", "average": "12ms",
-                          "full-stroke": "20.0ms"},
-                 "write-seek": {"track-to-track": "1.1ms", "average": "12ms",
-                                "full-stroke": "22.0ms"},
-                 "rpm": 7200, "capacity": "320GB", "scheduler": "ncq", "queue-depth": 32,
-                 "read-ahead": True, "read-ahead-segments": 8,
-                 "read-ahead-segment-size": "512KiB", "write-cache": 0,
-                 "interface-bandwidth": "300MB/s"},
+    # WD Ultrastar DC HC310 6 TB (HUS726T6TALE6L4), 3.5-inch 7200 rpm SATA
+    # 6 Gb/s enterprise/NAS drive. From WD's "Ultrastar DC HC310 Hard Disk
+    # Drive Specification" (OEM spec, rev 1.4, 18 Sep 2018) §4.5.1, as read:
+    # average seek 7.4 ms read / 8.2 ms write, single-track seek 0.23 ms read
+    # / 0.32 ms write (without command overhead, including settling),
+    # 7200 rpm = 8.33 ms a turn (4.16 ms average latency).
+    # From WD's HC310 data sheet, NOT re-read here (check before relying on
+    # them): 256 MB buffer, 255 MB/s sustained transfer rate (6 TB model, the
+    # outer zone); capacity 6 TB.
+    # NOT sourced for this drive: the full-stroke seek (the spec's
+    # full-stroke table was not reached) is the average times the 7K320
+    # spec's full-stroke/average ratio (20/12 read, 22/12 write): 12.3 ms /
+    # 15.0 ms; the inner-zone rate is half the outer one, the textbook figure
+    # for zoned recording ("the inner zone having about half the sectors per
+    # track ... of the outer zone", Mueller, Upgrading and Repairing PCs,
+    # "media transfer rate"; Hitachi's Deskstar 7K500 spec table 10 shows the
+    # same, 31.0 of 64.8 MB/s sustained in zone 29 vs zone 0) — no
+    # measurement of this drive's inner zone was found.
+    # Write cache on at the buffer's size: drives ship with WCE set (see
+    # devices/hdd.py; the same spec's §9.8 "Write Cache Function", SET
+    # FEATURES EF/02 enable, EF/82 disable, table 98); set write-cache: 0 to
+    # model a drive with WCE off.
+    # Interface 600 MB/s: SATA 6 Gb/s after 8b/10b coding. NCQ: 32 tags (SATA;
+    # Linux libata ATA_MAX_QUEUE = 32). Read-ahead segment count and size are
+    # the model's choice. Command overhead is not modelled (0).
+    "hdd-hc310": {"kind": "hdd", "latency": "0s", "bandwidth": "255MB/s",
+                  "inner-bandwidth": "127.5MB/s",
+                  "seek": {"track-to-track": "0.23ms", "average": "7.4ms",
+                           "full-stroke": "12.3ms"},
+                  "write-seek": {"track-to-track": "0.32ms", "average": "8.2ms",
+                                 "full-stroke": "15.0ms"},
+                  "rpm": 7200, "capacity": "6TB", "scheduler": "ncq", "queue-depth": 32,
+                  "read-ahead": True, "read-ahead-segments": 8,
+                  "read-ahead-segment-size": "512KiB", "write-cache": "256MiB",
+                  "interface-bandwidth": "600MB/s"},
+    # Hitachi Travelstar 7K320 (2.5-inch, 7200 rpm, SATA 3 Gb/s). Mechanics
+    # from its SATA OEM specification §4.4.2: single-track seek 1.0 ms read /
+    # 1.1 ms write, average seek 12 ms (read and write), full-stroke 20.0 ms
+    # read / 22.0 ms write, 7200 rpm = 8.3 ms a turn (4.2 ms average latency);
+    # 320 GB the family's largest capacity. Buffer 16 MB (the 320 GB models;
+    # from the spec's model table, NOT re-read here).
+    # NOT sourced for this drive: the 180 MiB/s outer-zone media rate (carried
+    # over from an earlier preset, not checked against the spec's data
+    # transfer table, which was not reached) and the inner-zone rate (half the
+    # outer, as for hdd-hc310). Interface 300 MB/s: SATA 3 Gb/s after 8b/10b.
+    "hdd-7k320": {"kind": "hdd", "latency": "0s", "bandwidth": "180MiB/s",
+                  "inner-bandwidth": "90MiB/s",
+                  "seek": {"track-to-track": "1.0ms", "average": "12ms",
+                           "full-stroke": "20.0ms"},
+                  "write-seek": {"track-to-track": "1.1ms", "average": "12ms",
+                                 "full-stroke": "22.0ms"},
+                  "rpm": 7200, "capacity": "320GB", "scheduler": "ncq", "queue-depth": 32,
+                  "read-ahead": True, "read-ahead-segments": 8,
+                  "read-ahead-segment-size": "512KiB", "write-cache": "16MiB",
+                  "interface-bandwidth": "300MB/s"},
     # NBD over 1 GbE: 941 Mbit/s TCP payload ~= 112 MiB/s; LAN RTT ~0.2ms;
     # 16 requests in flight (QEMU's NBD client limit); SATA SSD behind it.
     "nbd-1gbe": {"kind": "remote", "rtt": "0.2ms", "link-bandwidth": "112MiB/s",
@@ -76,3 +111,6 @@ PRESETS: dict[str, dict] = {
                              "read-bandwidth": "71GB/s", "write-bandwidth": "25GB/s",
                              "queue-depth": 1024}},
 }
+
+# The default 7200 rpm disk: a current 3.5-inch enterprise/NAS drive.
+PRESETS["hdd-7200"] = PRESETS["hdd-hc310"]
