@@ -65,6 +65,7 @@ def _pipes(dev) -> list:
 def _state(dev):
     times, shape, counts = [], [], []
     if isinstance(dev, RemoteDevice):
+        dev.settle()  # only what later requests can reach is state
         for c in dev._conns:
             times += sorted(c.free)
             times.append(c.last_start)
@@ -106,8 +107,8 @@ def _set_state(dev, times: list, counts: list) -> None:
             i += 1
         for p in _pipes(dev):
             k = len(p.e)
-            p.s = times[i:i + k]
-            p.e = times[i + k:i + 2 * k]
+            p.s[:] = times[i:i + k]  # in place: RemoteDevice holds these lists
+            p.e[:] = times[i + k:i + 2 * k]
             i += 2 * k
         dev.window_limited = counts[0]
         j = 1

@@ -83,6 +83,8 @@ NBD_HEADERS = NBD_REQUEST_HEADER + NBD_REPLY_HEADER
 # QEMU's NBD server: at most this many requests of one client in progress
 # (nbd/server.c: nbd_client_receive_next_request, MAX_NBD_REQUESTS).
 NBD_SERVER_MAX_REQUESTS = 16
+# booked intervals a pipe keeps before the ones no request can reach are dropped
+PRUNE_AT = 32
 
 
 class _Pipe:
@@ -239,10 +241,21 @@ class RemoteDevice:
         self.overhead = int(overhead)
         self.reply_overhead = int(reply_overhead)
         rtt = link.rtt
-        # seconds per byte through a window pipe (0: the window never binds)
-        self._win_s_per_byte = rtt / window if window and rtt > 0 else 0.0
+        # seconds per byte through a window pipe; 0 when the window never
+        # binds: if window >= bandwidth x rtt, a connection's bytes clear
+        # its window pipe no later than they clear the link, which carries
+        # them and more at a rate no higher than window / rtt
+        self._win_s_per_byte = rtt / window if (
+            window and rtt > 0 and window < link.bandwidth * rtt) else 0.0
         self._conns = [_Connection(self.slots) for _ in range(connections)]
         self._rr = 0
+        # read once per request (submit): the link's constants and its two
+        # directions' booking lists (only ever changed in place)
+        self._rtt = link.rtt
+        self._half_rtt = link.up.delay
+        self._inv_bw = link.up.inv_bw
+        self._up_s, self._up_e = link.up.pipe.s, link.up.pipe.e
+        self._down_s, self._down_e = link.down.pipe.s, link.down.pipe.e
         self.window_limited = 0  # transfers whose arrival the window delayed
         # seconds per byte to copy a request's data to or from the socket once
         # it has its slot (set by devices/host.py: with_host); a delay of the
@@ -250,6 +263,7 @@ class RemoteDevice:
         self.copy_s_per_byte = 0.0
         self.link_shared = False  # another client uses the link too (client())
         self._served = False  # open() used: requests at their own times (no look-ahead)
+        self._seen = 0.0  # the last submission's now
 
     def client(self, name: str | None = None) -> "RemoteDevice":
         """Another NBD client of the same server: its own connections (slots,
@@ -308,6 +322,12 @@ class RemoteDevice:
                 c.win_up.prune(t)
                 c.win_down.prune(t)
 
+    def _maybe_prune(self, conn: _Connection, now: float) -> None:
+        link = self.link
+        if len(link.up.pipe.e) > PRUNE_AT or len(link.down.pipe.e) > PRUNE_AT or (
+                self._win_s_per_byte and len(conn.win_up.e) + len(conn.win_down.e) > PRUNE_AT):
+            self._prune(now)
+
     def _pick(self, now: float) -> tuple[_Connection, float]:
         """The connection where this request can start first (ties: round robin)."""
         conns = self._conns
@@ -340,28 +360,90 @@ class RemoteDevice:
         h = min(c.last_start for c in self._conns)
         return h if h > now else now
 
+    def settle(self) -> None:
+        """Forget every booked interval no later request can reach (bulk.py
+        compares states; placing never looks at them either way)."""
+        c = self._conns
+        self._prune(self._horizon(self._seen, c[0].last_start if len(c) == 1 else 0.0))
+
     def submit(self, now: float, offset: int, length: int, write: bool = False) -> float:
+        # The hot path of every config with an NBD target: the single
+        # connection's slot, and each direction's in-order booking (the
+        # common case of _Pipe.place, an append or an extension) inlined.
         if self.connections == 1:
             conn = self._conns[0]
-            start = conn.free[0] if conn.free[0] > now else now
+            start = conn.free[0]
+            if start < now:
+                start = now
         else:
             conn, start = self._pick(now)
         conn.last_start = start
-        self._prune(self._horizon(now, start))
-        copy = length * self.copy_s_per_byte
+        self._seen = now
+        s, e = self._up_s, self._up_e
+        ds, de = self._down_s, self._down_e
+        win = self._win_s_per_byte
+        if len(e) > PRUNE_AT or len(de) > PRUNE_AT or (
+                win and len(conn.win_up.e) + len(conn.win_down.e) > PRUNE_AT):
+            self._prune(self._horizon(now, start))
+        inv_bw = self._inv_bw
+        half = self._half_rtt
         if write:
-            arrive = self._up(conn, start + copy, length + self.overhead)
-            done = self.backend.submit(arrive, offset, length, True)
-            s_back = LAST.service
-            end = self._down(conn, done, self.reply_overhead)
+            copy = length * self.copy_s_per_byte
+            x = start + copy
+            nbytes = length + self.overhead
         else:
-            arrive = self._up(conn, start, self.overhead)
-            done = self.backend.submit(arrive, offset, length, False)
-            s_back = LAST.service
-            end = self._down(conn, done, length + self.reply_overhead) + copy
-        # unloaded: the round trip, both directions' bytes, the backend, the copy
-        LAST.service = (self.link.rtt + (length + self.overhead + self.reply_overhead)
-                        * self.link.up.inv_bw + s_back + copy)
+            x = start
+            nbytes = self.overhead
+        d = nbytes * inv_bw
+        if not e or x > e[-1]:
+            s.append(x)
+            arrive = x + d
+            e.append(arrive)
+        elif x >= s[-1]:
+            arrive = e[-1] + d
+            e[-1] = arrive
+        else:
+            arrive = self.link.up.pipe.place(x, d)
+        arrive += half
+        if win:
+            w = conn.win_up.place(x, nbytes * win) - half
+            if w > arrive:
+                arrive = w
+                self.window_limited += 1
+        up_bytes = nbytes
+        done = self.backend.submit(arrive, offset, length, write)
+        s_back = LAST.service
+        nbytes = self.reply_overhead if write else length + self.reply_overhead
+        d2 = nbytes * inv_bw
+        if not de or done > de[-1]:
+            ds.append(done)
+            end = done + d2
+            de.append(end)
+        elif done >= ds[-1]:
+            end = de[-1] + d2
+            de[-1] = end
+        else:
+            end = self.link.down.pipe.place(done, d2)
+        end += half
+        if win:
+            w = conn.win_down.place(done, nbytes * win) - half
+            if w > end:
+                end = w
+                self.window_limited += 1
+        link = self.link
+        up = link.up
+        up.busy += d
+        up.bytes += up_bytes
+        down = link.down
+        down.busy += d2
+        down.bytes += nbytes
+        if write:
+            # unloaded: the round trip, both directions' bytes, the backend, the copy
+            LAST.service = self._rtt + d + d2 + s_back + copy
+        else:
+            copy = length * self.copy_s_per_byte
+            end += copy
+            LAST.service = self._rtt + d + d2 + s_back + copy
         heapq.heapreplace(conn.free, end)  # the slot is released when the reply arrives
         return end
 
@@ -391,7 +473,7 @@ class RemoteDevice:
     def request(self, conn: _Connection, now: float, length: int, write: bool = False) -> float:
         """The request (header, and a write's data) leaves the client at
         ``now`` on ``conn``: when it has arrived at the server."""
-        self._prune(now)
+        self._maybe_prune(conn, now)
         if write:
             return self._up(conn, now + length * self.copy_s_per_byte, length + self.overhead)
         return self._up(conn, now, self.overhead)
@@ -399,7 +481,7 @@ class RemoteDevice:
     def reply(self, conn: _Connection, now: float, length: int, write: bool = False) -> float:
         """The server has served the request at ``now``: when its reply (and a
         read's data, copied out of the socket) is at the client."""
-        self._prune(now)
+        self._maybe_prune(conn, now)
         if write:
             return self._down(conn, now, self.reply_overhead)
         return self._down(conn, now, length + self.reply_overhead) \
