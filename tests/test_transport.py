@@ -239,3 +239,40 @@ def test_a_direction_never_works_faster_than_its_bandwidth():
         s, e = w.pipe.s, w.pipe.e
         assert all(a < b for a, b in zip(s, e)) and all(b <= a for b, a in zip(e, s[1:]))
         assert sum(b - a for a, b in zip(s, e)) <= w.busy * (1 + 1e-9)
+
+
+def test_a_request_served_by_a_node_crosses_the_same_transport():
+    # pull: open a slot, the header up, the server's own time, reply + data down
+    from fleecesim.devices.remote import NBD_SERVER_MAX_REQUESTS
+    dev = _remote(RTT, link_bw=B, overhead=28, reply_overhead=16, qd=64)
+    conns = [dev.open(0.0) for _ in range(NBD_SERVER_MAX_REQUESTS)]
+    assert all(c is not None for c in conns)
+    assert dev.open(0.0) is None  # QEMU's server reads 16 of a client's at a time
+    at = dev.request(conns[0], 0.0, L)
+    assert at == pytest.approx(RTT / 2 + 28 / B, rel=1e-12)
+    end = dev.reply(conns[0], at + 0.003, L)  # the server took 3 ms
+    assert end == pytest.approx(RTT + (28 + L + 16) / B + 0.003, rel=1e-12)
+    assert (dev.link.up.bytes, dev.link.down.bytes) == (28, L + 16)
+    dev.close(conns[0])
+    assert dev.open(end) is not None
+
+
+def test_a_window_that_cannot_bind_changes_nothing():
+    # window >= bandwidth x rtt: RemoteDevice skips the window pipes, as they
+    # never delay an arrival; run them anyway and get the same schedule
+    import numpy as np
+    runs = []
+    window = 0.002 * B * 1.0001
+    for forced in (False, True):
+        rng = np.random.default_rng(3)
+        dev = _remote(0.002, link_bw=B, window=window, overhead=28, reply_overhead=16,
+                      backend=Device("b", 1e-4, 3e8, 8, sharing="ps"))
+        assert dev._win_s_per_byte == 0.0
+        if forced:
+            dev._win_s_per_byte = 0.002 / window
+        t, out = 0.0, []
+        for i in range(2000):
+            t += rng.exponential(1e-4)
+            out.append(dev.submit(t, i * L, int(rng.choice([4096, L])), bool(rng.random() < .5)))
+        runs.append(out)
+    assert runs[0] == runs[1] and dev.window_limited == 0
