@@ -96,7 +96,7 @@ def main() -> None:
     for scheme, workers, label in (("backup", 64, "backup, 64 workers"),
                                    ("legacy-backup", None, "legacy-backup (QD1)")):
         a, b = direction(scheme, workers)
-        print(f"{label:28s}{a:10.4f}{b:10.4f}")
+        print(f"{label:28s}{a:10.5f}{b:10.5f}")
     pp = push_pull()
     print(f"\n20 ms, 1.1 GiB/s link, 1 GiB: MiB/s (window/rtt = {pp['bound']:.1f})")
     for k in ("fleecing-push", "fleecing-pull"):
