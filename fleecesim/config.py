@@ -16,7 +16,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       field_validator, model_validator)
 
 from .devices.presets import PRESETS
-from .devices.remote import NBD_HEADERS
+from .devices.remote import NBD_REPLY_HEADER, NBD_REQUEST_HEADER
 from .errors import ConfigError
 from .units import parse_rate, parse_size, parse_time
 
@@ -146,8 +146,11 @@ class DeviceSpec(Model):
     # "between 131072 and 6MB, depending on RAM size") of which
     # tcp_adv_win_scale = 1 (the default) advertises half: 3 MiB.
     window: Size | None = None
-    # Protocol bytes per request: NBD request header 28 + simple reply 16.
+    # Protocol bytes per request, per direction (devices/remote.py): the NBD
+    # request header goes client -> server (28), the simple reply header
+    # server -> client (16).
     request_overhead: Size | None = None
+    reply_overhead: Size | None = None
     # The NBD client's options (qapi/block-core.json, BlockdevOptionsNbd, whole
     # seconds, default 0): how long requests wait for a reconnect after the
     # connection is lost, and how long opening keeps trying (faults.py).
@@ -171,7 +174,9 @@ class DeviceSpec(Model):
             if self.window is None:
                 self.window = DEFAULT_TCP_WINDOW
             if self.request_overhead is None:
-                self.request_overhead = NBD_HEADERS
+                self.request_overhead = NBD_REQUEST_HEADER
+            if self.reply_overhead is None:
+                self.reply_overhead = NBD_REPLY_HEADER
             for key in ("reconnect_delay", "open_timeout"):
                 v = getattr(self, key)
                 if v is None:
@@ -186,8 +191,8 @@ class DeviceSpec(Model):
             if self.link_bandwidth is None or self.link_bandwidth <= 0:
                 raise ValueError("link-bandwidth: expected a rate > 0 like '112MiB/s'")
             return self
-        for key in ("connections", "window", "request_overhead", "reconnect_delay",
-                    "open_timeout"):
+        for key in ("connections", "window", "request_overhead", "reply_overhead",
+                    "reconnect_delay", "open_timeout"):
             if getattr(self, key) is not None:
                 raise ValueError(f"{key.replace('_', '-')}: only for a device of "
                                  f"kind remote (an NBD target), not {self.kind!r}")
@@ -419,7 +424,10 @@ class IncrementalSpec(Model):
 
 class ClientSpec(Model):
     """Pull schemes: the external NBD client that reads the snapshot export."""
-    link: str | None = None     # network device: default the target's link
+    # the NBD transport the client reads over: a remote device (its rtt,
+    # link-bandwidth, queue-depth, connections, window, overheads; not its
+    # backend: the server here is the VM's snapshot export). Default: the target's.
+    link: str | None = None
     storage: str | None = None  # the client's own storage: default the target's backend
     discard: bool = False       # read-once: TRIM each range after reading it
     # issue 10 item 6: what the client knows per cluster (policies.CLIENT_HINTS):
@@ -852,6 +860,7 @@ class Config(Model):
             if name is not None and name not in self.devices:
                 raise ValueError(f"{where}: no device named {name!r}; "
                                  f"defined: {', '.join(self.devices) or 'none'}")
+        self._client_link()
         if b.sync == "none":
             for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
                 if s not in SYNC_NONE_SCHEMES:
@@ -859,6 +868,23 @@ class Config(Model):
                                      f"target) needs one of {', '.join(SYNC_NONE_SCHEMES)}, "
                                      f"not {s!r}")
         return self
+
+    def _client_link(self) -> None:
+        """A pull client reads over an NBD transport: ``backup.client.link``
+        (default: the target device) must be a remote device."""
+        from .schemes import option_error
+        b = self.backup
+        pulls = [s for s in ([b.scheme] if isinstance(b.scheme, str) else b.scheme)
+                 if option_error(s, "client.link") is None]
+        if not pulls:
+            return
+        name = b.client.link or b.target.device
+        spec = self.devices.get(name)
+        if spec is not None and spec.kind != "remote":
+            key = "backup.client.link" if b.client.link else "backup.target.device"
+            raise ValueError(f"{key}: {name!r} is a {spec.kind} device; the {pulls[0]} "
+                             f"client reads over NBD: name a device of kind remote "
+                             f"(rtt, link-bandwidth, queue-depth, connections, window)")
 
     # --- issue 10 items 6, 7: options a scheme does not act on are errors --------
     @model_validator(mode="after")

@@ -214,12 +214,12 @@ def test_two_equal_vms_share_one_target_fairly():
 def test_an_nbd_client_has_its_own_slots_on_the_shared_link():
     from fleecesim.devices.base import Device
     from fleecesim.devices.remote import RemoteDevice
-    link = Device("l", 1e-3, 1e9, 4 * 2)
-    dev = RemoteDevice("r", link, Device("b", 0.0, 1e12, 64), connections=2)
-    assert dev.slots == 4  # per connection: the link has connections x queue-depth
+    dev = RemoteDevice("r", Device("l", 1e-3, 1e9, 4 * 2), Device("b", 0.0, 1e12, 64),
+                       connections=2)
+    assert dev.slots == 4  # per connection: the link stood for connections x queue-depth
     other = dev.client()
-    assert other.slots == 4 and len(other._conns) == 2 and other.link is link
-    assert link.slots == 16 and len(link._free) == 16
+    assert other.slots == 4 and len(other._conns) == 2 and other.link is dev.link
+    assert dev.link.users == 2  # one full-duplex link, two clients' connections
     assert dev.link_shared and other.link_shared
     # 8 requests at t=0 fill one client's slots; the other's first still starts
     # at once (a 9th of the first client's would wait for a slot: BackupTarget

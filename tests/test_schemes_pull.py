@@ -174,3 +174,47 @@ def test_tier_hints_give_todays_pull_ordering():
     rf = simulate(busy("fleecing-pull", **kw, **{"backup.order": "ram-first"})).summary
     assert asc["oracle_ok"] and rf["oracle_ok"]
     assert rf["spill_bytes"] != asc["spill_bytes"]
+
+
+# ------------------------------------------- the pull client's NBD transport
+WAN = {"kind": "remote", "rtt": "20ms", "link-bandwidth": "1.1GiB/s", "queue-depth": 16,
+       "backend": {"preset": "nvme"}}
+
+
+@pytest.mark.parametrize("scheme", ["fleecing-push", "fleecing-pull", "fleecing-pull-2018"])
+def test_push_and_pull_are_bounded_by_window_over_rtt(scheme):
+    # One connection, the default 3 MiB TCP window, 20 ms: 150 MiB/s either
+    # way, whether the job writes (push) or the client reads (pull).
+    s = simulate(idle(scheme, **{"devices.target": WAN})).summary
+    assert s["oracle_ok"]
+    rate = 256 * MiB / s["backup_duration_s"]
+    assert rate == pytest.approx(3 * MiB / 0.020, rel=0.05)
+
+
+def _slots(qd):
+    s = simulate(idle("fleecing-pull", **{
+        "disk.size": "64MiB", "backup.max-chunk": "64KiB", "backup.max-workers": 64,
+        "devices.target": {**WAN, "queue-depth": qd, "window": "1GiB"}})).summary
+    assert s["oracle_ok"]
+    return s["backup_duration_s"]
+
+
+def test_pull_is_bounded_by_the_servers_16_requests():
+    # No window limit: 16 requests of 64 KiB per round trip (QEMU's NBD
+    # server, nbd/server.c MAX_NBD_REQUESTS) whatever the client's depth;
+    # a shallower client is bound by its own depth.
+    L, B = 64 * 2**10, 1.1 * 2**30
+    per_request = 0.020 + (L + 28 + 16) / B
+    d16 = _slots(16)
+    assert 64 * MiB / d16 == pytest.approx(16 * L / per_request, rel=0.02)
+    assert _slots(64) == d16
+    assert _slots(8) == pytest.approx(2 * d16, rel=0.02)
+
+
+def test_pull_client_link_must_be_an_nbd_transport():
+    with pytest.raises(ConfigError) as e:
+        idle("fleecing-pull", **{"backup.client.link": "local"})
+    msg = str(e.value)
+    assert msg.startswith("backup.client.link: 'local' is a ssd device") and "\n" not in msg
+    with pytest.raises(ConfigError, match=r"^backup.target.device: 'local'"):
+        idle("fleecing-pull", **{"backup.target.device": "local"})

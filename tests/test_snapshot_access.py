@@ -9,6 +9,7 @@ import numpy as np
 import simpy
 
 from fleecesim.devices.base import Device
+from fleecesim.devices.remote import RemoteDevice
 from fleecesim.jobs import BlockCopy
 from fleecesim.metrics import Stats
 from fleecesim.nodes import ActiveDisk, CBWFilter, FleecingCache, SnapshotView, Tier
@@ -53,7 +54,8 @@ def test_read_after_discard_fails_and_is_counted():
 
 def test_pull_client_rereading_a_trimmed_range_gets_an_error():
     env, stats, f, snap, _ = rig()
-    export = NBDExport(env, snap, Device("link", 2e-4, 1e8, 16), CS, stats)
+    transport = RemoteDevice("nbd", Device("link", 2e-4, 1e8, 16), Device("unused", 0, 1e9))
+    export = NBDExport(env, snap, transport, CS, stats)
     env.process(export.discard(4 * CS, 2 * CS))
     env.run()
     assert _read(env, export, 4 * CS, CS) is None and stats.snapshot_read_errors == 1

@@ -35,7 +35,8 @@ def unwrap(dev):
 def _wave(dev) -> int | None:
     """Requests per repeat of the state, or None if the device cannot be skipped."""
     if isinstance(dev, RemoteDevice):
-        if _wave(dev.link) is None or _wave(dev.backend) is None:
+        # other clients on the link place bytes on it too: their state is not here
+        if dev.link.users > 1 or dev._served or _wave(dev.backend) is None:
             return None
         return dev.slots * dev.connections
     if isinstance(dev, Device) and type(dev).submit is Device.submit and not dev._positions:
@@ -51,17 +52,31 @@ def _dev_state(d: Device, times: list, shape: list, counts: list) -> None:
     counts += [d.ops, d.bytes, d.busy]
 
 
+def _pipes(dev) -> list:
+    """A remote device's byte schedules (devices/remote.py _Pipe): the link's
+    two directions, then each connection's two window pipes."""
+    out = [dev.link.up.pipe, dev.link.down.pipe]
+    if dev._win_s_per_byte:
+        for c in dev._conns:
+            out += [c.win_up, c.win_down]
+    return out
+
+
 def _state(dev):
     times, shape, counts = [], [], []
     if isinstance(dev, RemoteDevice):
+        dev.settle()  # only what later requests can reach is state
         for c in dev._conns:
             times += sorted(c.free)
             times.append(c.last_start)
-            if dev._win_s_per_byte:
-                times.append(c.pipe_free)
+        for p in _pipes(dev):
+            times += p.s
+            times += p.e
+            shape.append(len(p.e))
         shape.append(dev._rr)
         counts.append(dev.window_limited)
-        _dev_state(dev.link, times, shape, counts)
+        for w in (dev.link.up, dev.link.down):
+            counts += [w.busy, w.bytes]
         _dev_state(dev.backend, times, shape, counts)
     else:
         _dev_state(dev, times, shape, counts)
@@ -90,11 +105,16 @@ def _set_state(dev, times: list, counts: list) -> None:
             i += k
             c.last_start = times[i]
             i += 1
-            if dev._win_s_per_byte:
-                c.pipe_free = times[i]
-                i += 1
+        for p in _pipes(dev):
+            k = len(p.e)
+            p.s[:] = times[i:i + k]  # in place: RemoteDevice holds these lists
+            p.e[:] = times[i + k:i + 2 * k]
+            i += 2 * k
         dev.window_limited = counts[0]
-        i, j = _set_dev(dev.link, times, i, counts, 1)
+        j = 1
+        for w in (dev.link.up, dev.link.down):
+            w.busy, w.bytes = counts[j], counts[j + 1]
+            j += 2
         _set_dev(dev.backend, times, i, counts, j)
     else:
         _set_dev(dev, times, 0, counts, 0)

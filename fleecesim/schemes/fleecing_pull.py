@@ -26,10 +26,15 @@ storage (which is the backup the oracle checks). Options of the client:
 - ``backup.client.discard``: read-once — after a range is stored, TRIM it on
   the export: the cache drops it and CBW stops guarding it (the seed's item 6).
 
-Devices: ``backup.client.link`` (default: the target device's network link)
-and ``backup.client.storage`` (default: the target device's backend), so a
-config that compares push with pull runs both over the same hardware.
+Devices: ``backup.client.link`` (default: the target device), a remote device
+whose NBD transport the reads cross (nodes/nbd.py: request header up, the
+snapshot view serves, reply and data down; its connections, request slots —
+at most QEMU's server's 16 per connection —, TCP window and headers, as push
+writes cross the target's), and ``backup.client.storage`` (default: the
+target device's backend), so a config that compares push with pull runs both
+over the same hardware and transport.
 """
+from ..devices.remote import RemoteDevice
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..nodes.nbd import NBDExport
@@ -39,13 +44,20 @@ from .fleecing_push import cbw_filter, finish_fleecing, tiered_cache
 
 
 def client_devices(ctx):
-    """(link, storage) devices of the pull client, resolved from ``backup.client``."""
+    """(transport, storage) devices of the pull client, resolved from
+    ``backup.client``: the NBD transport is the remote device ``client.link``
+    names (default: the target) — its connections, request slots, window,
+    headers and link, not its backend (the server is the VM's export) and not
+    QEMU's per-request host cost (the reader is an external client)."""
     b = ctx.cfg.backup
     tgt = ctx.devices[b.target.device]
-    link = ctx.devices[b.client.link] if b.client.link else tgt
-    link = getattr(link, "link", link)  # a remote device: its network link
+    name = b.client.link or b.target.device
+    transport = ctx.devices[name]
+    transport = getattr(transport, "device", transport)  # without the host's cost
+    if not isinstance(transport, RemoteDevice):  # config.py says so first
+        raise ValueError(f"backup.client.link: {name!r} is not a remote device")
     storage = ctx.devices[b.client.storage] if b.client.storage else getattr(tgt, "backend", tgt)
-    return link, storage
+    return transport, storage
 
 
 class ClientSees:
@@ -63,7 +75,7 @@ def uses_block_status(client) -> bool:
 def build_pull(ctx, *, modern: bool):
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup
-    link, storage = client_devices(ctx)
+    transport, storage = client_devices(ctx)
     target = BackupTarget(env, storage, ctx.n_clusters, cs, ctx.stats)
     if modern:  # the same fleecing image as push: tiers and the seed's options
         cache = tiered_cache(ctx)
@@ -91,7 +103,7 @@ def build_pull(ctx, *, modern: bool):
                                    granularity=ctx.cbw_cluster_size)
             cbw = CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache)
         snap = SnapshotView(env, cbw, cs)
-        export = NBDExport(env, snap, link, cs, ctx.stats)
+        export = NBDExport(env, snap, transport, cs, ctx.stats)
         copier = BlockCopy(env, "client", export, target, needed, cs, ctx.disk_size,
                            max_chunk=cfg.max_chunk, stats=ctx.stats,
                            zero_detect="block-status" if uses_block_status(b.client)
