@@ -443,8 +443,10 @@ class VM:
             "cbw_count", "cbw_bytes", "cbw_waits", "cbw_errors", "guest_errors",
             "source_read_bytes", "target_write_bytes", "target_zero_bytes",
             "local_write_bytes", "local_read_bytes", "job_copied_bytes",
-            "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors",
-            "copy_range_method", "copy_range_fallback")})
+            "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
+        if cfg.backup.x_perf.use_copy_range:  # how the copies went (jobs/block_copy.py)
+            summary["copy_range_method"] = s["copy_range_method"]
+            summary["copy_range_fallback"] = s["copy_range_fallback"]
         summary["events"] = [f"{tt:.6f}s {what}" for tt, what in sorted(stats.events,
                                                                         key=lambda e: e[0])
                              if tt <= t_stop]
