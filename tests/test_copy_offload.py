@@ -182,3 +182,19 @@ def test_faults_apply_where_the_copy_falls_back():
     # the default target is NBD: block-copy reads and writes, the fault acts
     raw = {"backup": {"scheme": "backup", "x-perf": {"use-copy-range": True}}}
     resolve(raw, {"faults.target": [{"kind": "reset", "at": "1s"}]})
+
+
+@pytest.mark.parametrize("target,reflink", [("local", False), ("local", True), ("target", False)])
+def test_engines_agree_on_offloaded_and_fallback_copies(target, reflink):
+    # the kernel loop is a generator: the analytic engine drives it as the
+    # reference engine's process would (tests/test_engine_equivalence.py)
+    from tests.conftest import small
+    from tests.test_engine_equivalence import assert_same
+    cfg = small(**{"backup.scheme": "backup", "backup.target.device": target,
+                   "backup.x-perf.use-copy-range": True, "backup.max-workers": 8,
+                   "devices.local": {"preset": "nvme", "reflink": reflink}})
+    a = simulate(cfg).summary
+    b = simulate(cfg, analytic=False).summary
+    assert a["oracle_ok"] and b["oracle_ok"]
+    assert_same(a, b)
+    assert a["copy_range_fallback"] is (target != "local")

@@ -365,7 +365,8 @@ def copy_file_range(env, src, dst, offset: int, length: int, size: int, method: 
     else:
         if offset != 0 and offset != pc.prev_pos:
             plain = min(end, offset + 2 * P)
-        pc.starts.add(offset)
+        if length > 2 * P:  # a copy that opens read-ahead windows (a chunk, not a CBW's cluster)
+            pc.starts.add(offset)
     o = offset
     while o < end:
         pe = min(o + P, end)
