@@ -58,7 +58,7 @@ def main() -> None:
             s = run(src, dst, w, cr, rl, a.size)
             d = s["backup_duration_s"]
             base = d if base is None else base
-            how = s["copy_range_method"] or "-"
+            how = s.get("copy_range_method") or "-"
             cells.append(f"{d:9.4g}s {d / base:6.3g}x {how:>7}")
         print(f"{pair:16}" + "".join(f"{c:>24}" for c in cells))
 
