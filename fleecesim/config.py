@@ -156,6 +156,10 @@ class DeviceSpec(Model):
     # connection is lost, and how long opening keeps trying (faults.py).
     reconnect_delay: Seconds | None = None
     open_timeout: Seconds | None = None
+    # Copy offload (backup.x-perf.use-copy-range): the filesystem on this
+    # device clones extents instead of copying (btrfs, XFS with reflink=1:
+    # fs/read_write.c vfs_copy_file_range -> ->remap_file_range). ssd/hdd only.
+    reflink: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -165,6 +169,9 @@ class DeviceSpec(Model):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.reflink and self.kind in ("remote", "ram"):
+            raise ValueError(f"reflink: only a filesystem on a local disk (kind ssd or hdd: "
+                             f"btrfs, XFS with reflink=1) clones extents, not kind {self.kind!r}")
         for key in ("read_latency", "write_latency", "rtt"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key.replace('_', '-')}: times must be >= 0")
@@ -449,10 +456,11 @@ class OverlaySpec(Model):
 class XPerfSpec(Model):
     """blockdev-backup's ``x-perf`` (qapi/block-core.json: BackupPerf, QEMU >=
     6.0). max-workers and max-chunk are kept at backup level, as before."""
-    # block/block-copy.c: block_copy_set_copy_opts starts at COPY_RANGE_SMALL;
-    # block_copy_do_copy calls bdrv_co_copy_range and, on success, moves to
-    # COPY_RANGE_FULL (chunks up to BLOCK_COPY_MAX_COPY_RANGE = 16 MiB), on
-    # failure falls back to read + write for good.
+    # block/block-copy.c: block_copy_set_copy_opts starts at COPY_RANGE_SMALL
+    # (1 MiB chunks); block_copy_do_copy calls bdrv_co_copy_range and, on
+    # success, moves to COPY_RANGE_FULL (chunks up to BLOCK_COPY_MAX_COPY_RANGE
+    # = 16 MiB), on failure (NBD: ENOTSUP; two filesystems: EXDEV) falls back
+    # to read + write for good. The kernel's copy: devices/host.py.
     use_copy_range: bool = False
 
 
@@ -925,9 +933,6 @@ class Config(Model):
                     raise ValueError(f"faults.target: the {s!r} scheme does not write the "
                                      f"target device itself; target faults are for "
                                      f"{', '.join(TARGET_FAULT_SCHEMES)}")
-            if self.backup.x_perf.use_copy_range:
-                raise ValueError("faults.target: not with backup.x-perf.use-copy-range "
-                                 "(an offloaded copy has no target write to fail)")
             tname = self.backup.target.device
             tdev = self.devices.get(tname)
             for i, w in enumerate(f.target):
@@ -957,21 +962,25 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _copy_range(self):
-        """x-perf.use-copy-range: blockdev-backup only, local files at both ends."""
+        """x-perf.use-copy-range: where the kernel can offload (both images on
+        one local device, i.e. one filesystem), an offloaded copy has no QEMU
+        target write, so nothing a target fault or cbw-priority could act on.
+        Elsewhere block-copy falls back to read + write (jobs/block_copy.py)
+        and both apply as without the option."""
         b = self.backup
         if not b.x_perf.use_copy_range:
             return self
-        # which schemes take x-perf: the schemes' option table (schemes/__init__.py)
-        for where, name in (("disk.device", self.disk.device),
-                            ("backup.target.device", b.target.device)):
-            if self.devices[name].kind in ("remote", "ram"):
-                raise ValueError(
-                    f"backup.x-perf.use-copy-range: {where} {name!r} is not a local file "
-                    f"(copy_file_range needs files at both ends; NBD has no copy offload "
-                    f"between different servers)")
+        src, dst = self.disk.device, b.target.device
+        if src != dst or self.devices[src].kind == "remote":
+            return self  # falls back to read + write: a plain backup
+        if self.faults.target:
+            raise ValueError("faults.target: not with backup.x-perf.use-copy-range when "
+                             "the kernel offloads the copy (disk and target on one device: "
+                             "an offloaded copy has no target write to fail)")
         if b.cbw_priority:
             raise ValueError("backup.x-perf.use-copy-range: not with backup.cbw-priority "
-                             "(an offloaded copy has no target write to queue)")
+                             "when the kernel offloads the copy (disk and target on one "
+                             "device: an offloaded copy has no target write to queue)")
         return self
 
     @property
@@ -1006,12 +1015,17 @@ class Config(Model):
 
     @property
     def max_chunk(self) -> int:
-        """Bytes one copy task moves: 1 MiB by default (BLOCK_COPY_MAX_BUFFER),
-        16 MiB with copy offload (BLOCK_COPY_MAX_COPY_RANGE; block/block-copy.c:
-        block_copy_chunk_size), never less than a cluster."""
-        default = 16 * 2**20 if self.backup.x_perf.use_copy_range else 2**20
-        chunk = self.backup.max_chunk or default
-        return max(chunk, self.cluster_size)
+        """Bytes one copy task moves: 1 MiB by default (BLOCK_COPY_MAX_BUFFER;
+        block/block-copy.c: block_copy_chunk_size, also COPY_RANGE_SMALL's
+        until a copy offload succeeded), never less than a cluster."""
+        return max(self.backup.max_chunk or 2**20, self.cluster_size)
+
+    @property
+    def copy_range_chunk(self) -> int:
+        """Bytes one copy task moves once a copy offload succeeded
+        (COPY_RANGE_FULL: BLOCK_COPY_MAX_COPY_RANGE, 16 MiB), unless max-chunk
+        says otherwise; never less than a cluster."""
+        return max(self.backup.max_chunk or 16 * 2**20, self.cluster_size)
 
     @property
     def scheme(self) -> str:

@@ -240,6 +240,9 @@ class Stats:
         self.thin_extensions = 0    # thin fleecing volume extensions
         self.thin_waits = 0         # CBW writes that waited for an extension
         self.cbw_timeouts = 0       # CBWs that exceeded cbw-timeout (counted as failed)
+        # --- copy offload (backup.x-perf.use-copy-range; jobs/block_copy.py) ---
+        self.copy_range_method = None    # splice / reflink / read-write (fell back); None: unused
+        self.copy_range_fallback = None  # True: copy_range failed, block-copy read + wrote
 
     def as_dict(self) -> dict:
         d = dict(vars(self))

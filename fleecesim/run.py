@@ -312,6 +312,8 @@ class VM:
         self.host = host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
         self.stats = stats = Stats()
         devices = dict(raw_devices)
+        for k, d in devices.items():  # copy offload clones on this filesystem (devices/host.py)
+            d.reflink = k in cfg.devices and cfg.devices[k].reflink
         faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}
@@ -442,6 +444,9 @@ class VM:
             "source_read_bytes", "target_write_bytes", "target_zero_bytes",
             "local_write_bytes", "local_read_bytes", "job_copied_bytes",
             "snapshot_broken", "snapshot_broken_at", "snapshot_read_errors")})
+        if cfg.backup.x_perf.use_copy_range:  # how the copies went (jobs/block_copy.py)
+            summary["copy_range_method"] = s["copy_range_method"]
+            summary["copy_range_fallback"] = s["copy_range_fallback"]
         summary["events"] = [f"{tt:.6f}s {what}" for tt, what in sorted(stats.events,
                                                                         key=lambda e: e[0])
                              if tt <= t_stop]

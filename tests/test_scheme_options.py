@@ -44,8 +44,9 @@ TRIALS = {
     "incremental.granularity": ("1MiB", {"backup.sync": "incremental"}),
     "cache.cluster-size": ("1MiB", {}),
     "cbw-priority": (True, {}),
-    # local files at both ends (the default target is NBD: rejected there)
-    "x-perf.use-copy-range": (True, {"backup.target.device": "slow"}),
+    # both images on the disk's device (one filesystem): the kernel offloads
+    # (elsewhere block-copy falls back to read + write: tests/test_copy_offload.py)
+    "x-perf.use-copy-range": (True, {"backup.target.device": "local"}),
     "window": ("0.3s", {"backup.sync": "none"}),
     "client.link": ("wan", {}),
     "client.storage": ("slow", {}),

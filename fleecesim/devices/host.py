@@ -25,16 +25,9 @@ Both are charged *before* the device, so every analytic queue still sees
 its submissions in time order; for a read the copy really happens after the
 device, which matters only when the memory pipe itself queues.
 
-``copy_range`` is block-copy with ``x-perf.use-copy-range`` (QEMU >= 6.0):
-one request (bdrv_co_copy_range -> file-posix raw_co_copy_range_to ->
-handle_aiocb_copy_range, a copy_file_range(2) loop in a thread-pool worker)
-instead of two, and no copy through QEMU's buffer. Linux serves
-copy_file_range between two files without a reflink in the kernel
-(fs/read_write.c: vfs_copy_file_range -> splice_file_range /
-do_splice_direct): the source pages are spliced, not copied, and written to
-the target's page cache, one in-kernel copy; both devices work at once. A
-reflink (XFS/Btrfs, same filesystem) would move no data at all — not
-modelled: source and target here are different devices.
+Copy offload (``x-perf.use-copy-range``) is modelled at the end of this
+module: ``copy_method`` (can the kernel offload between two devices, and how)
+and ``copy_file_range`` (the kernel's copy loop, request by request).
 """
 from __future__ import annotations
 
@@ -219,15 +212,192 @@ def with_host(device, host: Host | None, kind: str):
     return HostDevice(device, host, copy=kind != "ram")
 
 
-def copy_range(src, dst, now: float, offset: int, length: int) -> float:
-    """copy_file_range of ``length`` bytes from ``src`` to ``dst`` (two local
-    devices), submitted at ``now``: one request's CPU cost, one in-kernel copy,
-    then both devices at once (splice moves the data in pipe-buffer pieces, so
-    reading and writing overlap). Returns when both are done."""
+
+# ---------------------------------------------------------------- copy offload
+#
+# QEMU: block-copy with x-perf.use-copy-range calls bdrv_co_copy_range
+# (block/block-copy.c: block_copy_do_copy) -> file-posix raw_co_copy_range_to
+# -> handle_aiocb_copy_range, a loop of copy_file_range(2) calls in one
+# thread-pool worker; any error but ENOSYS/EINTR is returned as is, and
+# block_copy_do_copy then falls back to read + write (COPY_READ_WRITE) for
+# that chunk and, through block_copy_task_entry, for every later one. A
+# driver without copy_range callbacks (NBD) fails before any system call
+# (block/io.c: bdrv_co_copy_range_internal, -ENOTSUP).
+#
+# Linux (fs/read_write.c: vfs_copy_file_range, generic_copy_file_checks,
+# >= 5.19): files on two different filesystems whose driver has no
+# ->copy_file_range of its own (ext4, XFS, btrfs, tmpfs) get -EXDEV. On one
+# filesystem, a driver with ->remap_file_range (XFS with reflink=1, btrfs)
+# clones the extents (REMAP_FILE_CAN_SHORTEN); otherwise, or when the clone is
+# refused, the data is copied by do_splice_direct -> splice_direct_to_actor
+# (fs/splice.c): a loop, each turn do_splice_read of at most the free room of
+# the task's internal pipe (alloc_pipe_info: PIPE_DEF_BUFFERS = 16 pages,
+# include/linux/pipe_fs_i.h) from the source's page cache
+# (filemap_splice_read), then the actor writes the pipe out to the target.
+# One piece at a time, read then write: one worker copies at QD1.
+#
+# In the model a simulator device is one filesystem (both images on one device
+# = one filesystem; two devices = two filesystems).
+
+PAGE_SIZE = 4096
+PIPE_DEF_BUFFERS = 16
+SPLICE_PIECE = PIPE_DEF_BUFFERS * PAGE_SIZE  # 64 KiB per turn of the splice loop
+# include/linux/mm.h: VM_READAHEAD_PAGES = SZ_128K / PAGE_SIZE, a block
+# device's default read-ahead (its bdi ra_pages; /sys/block/*/queue/read_ahead_kb).
+READ_AHEAD = 128 * 1024
+
+
+def bare(device):
+    """The device under any wrappers (HostDevice, a fault wrapper)."""
+    while True:
+        inner = vars(device).get("device")
+        if inner is None:
+            return device
+        device = inner
+
+
+def copy_method(src, dst) -> str:
+    """What copy_file_range does between a file on ``src`` and one on ``dst``:
+    ``reflink`` (the filesystem clones extents), ``splice`` (the kernel copies
+    through the page cache), or the error that makes QEMU fall back to
+    read + write: ``ENOTSUP`` (a remote device: NBD has no copy_range) or
+    ``EXDEV`` (two filesystems)."""
+    if getattr(src, "kind", "") == "remote" or getattr(dst, "kind", "") == "remote":
+        return "ENOTSUP"
+    s, d = bare(src), bare(dst)
+    if s is not d:
+        return "EXDEV"
+    return "reflink" if getattr(s, "reflink", False) else "splice"
+
+
+class PageCache:
+    """What the copy loop needs of the source file's page cache, as timing
+    state (no data): read-ahead a stream issued past the end of its own copy
+    (``ahead``: window start -> when its read completes), the offsets where
+    copies started (``starts``: their first pages are cached or in flight, so
+    a read-ahead running into them reads nothing), and where the last read of
+    the file ended (the shared ``f_ra.prev_pos`` of mm/readahead.c)."""
+
+    __slots__ = ("ahead", "starts", "prev_pos")
+
+    def __init__(self):
+        self.ahead: dict[int, float] = {}
+        self.starts: set[int] = set()
+        self.prev_pos = -1
+
+    @staticmethod
+    def of(device) -> "PageCache":
+        d = bare(device)
+        pc = vars(d).get("page_cache")
+        if pc is None:
+            pc = d.page_cache = PageCache()
+        return pc
+
+
+def copy_file_range(env, src, dst, offset: int, length: int, size: int, method: str):
+    """One copy_file_range(2) of [offset, offset + length) from the file on
+    ``src`` to the same offsets of the file on ``dst`` (a generator: the loop
+    runs request by request, each submitted when the kernel would). ``size``:
+    the source file's size (read-ahead stops there). ``method``: ``splice``
+    or ``reflink`` (copy_method).
+
+    QEMU's side, once per call: one request's CPU cost (the thread-pool
+    hand-off), and for ``splice`` one copy of the bytes through memory (the
+    pipe's page references are copied into the target's page cache by the
+    splice write; the read side only takes references).
+
+    ``reflink``: one metadata write on the device (a zero-length write, as a
+    discard is; the clone's transaction) per call. Chosen, not measured: a
+    chunk of a contiguous image is one source extent (XFS: up to 2^21 blocks,
+    XFS_MAX_BMBT_EXTLEN; btrfs: BTRFS_MAX_EXTENT_SIZE = 128 MiB), so one
+    remap per chunk; no data moves.
+
+    ``splice``: the loop of splice_direct_to_actor, pieces of SPLICE_PIECE,
+    each read from the page cache, then written to ``dst`` and waited for.
+    The page cache's read-ahead (mm/readahead.c) reads the source in windows
+    of READ_AHEAD:
+
+    * where the copy starts (page_cache_sync_ra): at offset 0 or where the
+      file's last read ended (f_ra.prev_pos) it is a sequential stream: an
+      initial window at once (get_init_ra_size: 16 pages asked, 32 max -> 32),
+      marked PG_readahead one piece in (async_size = size - req_count);
+      where an earlier copy's read-ahead already reached, that window;
+      elsewhere a "standalone, small random read": no read-ahead history
+      (contig_count <= req_count), so the first two pieces are read as asked,
+      and the third opens a window (ra->size = min(contig_count + req_count,
+      max) = 32 pages, async_size 1: marked on its last page);
+    * a piece that reaches a marked page (page_cache_async_ra, the expected
+      index) submits the next window at once, marked on its first page
+      (async_size = size), before the reader waits for its own pages: the
+      device works one window ahead of the copy, and the last window of a
+      copy reads past its end (it does not know where the copy stops): the
+      next copy starting there finds it, and a window whose start another
+      copy already read is not read again.
+
+    Simplifications: each copy keeps its own read-ahead state (the kernel's
+    f_ra is one per open file, shared by QEMU's workers; interleaved streams
+    recover their window through the PG_readahead marks, which is what is
+    kept); windows are counted from where each copy started."""
     host = getattr(src, "host", None)
-    t = host.charge(now, length) if host is not None else now
-    s = getattr(src, "device", src)
-    d = getattr(dst, "device", dst)
-    a = s.submit(t, offset, length)
-    b = d.submit(t, offset, length, True)
-    return a if a > b else b
+    if method == "reflink":
+        t = host.charge(env.now, 0) if host is not None else env.now
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        end = bare(dst).submit(env.now, offset, 0, True)
+        yield env.timeout(end - env.now)
+        return
+    t = host.charge(env.now, length) if host is not None else env.now
+    if t > env.now:
+        yield env.timeout(t - env.now)
+    s, d = bare(src), bare(dst)
+    pc = PageCache.of(s)
+    P, W = SPLICE_PIECE, READ_AHEAD
+    end = offset + length
+    win: dict[int, float] = {}   # this copy's windows: start -> read complete
+    marks: set[int] = set()      # offsets of PG_readahead pages
+    nxt = 0                      # where the next window starts (0: no window yet)
+    plain = offset               # pieces before this are read as asked (random start)
+    ahead = pc.ahead.pop(offset, None)
+    if ahead is not None:        # an earlier copy's read-ahead reached here
+        win[offset] = ahead
+        marks.add(offset)
+        nxt = offset + W
+    else:
+        if offset != 0 and offset != pc.prev_pos:
+            plain = min(end, offset + 2 * P)
+        if length > 2 * P:  # a copy that opens read-ahead windows (a chunk, not a CBW's cluster)
+            pc.starts.add(offset)
+    o = offset
+    while o < end:
+        pe = min(o + P, end)
+        now = env.now
+        if o < plain:
+            ready = s.submit(now, o, pe - o)
+        else:
+            if nxt <= o:  # no window covers o: read one now (page_cache_sync_ra)
+                wend = min(o + W, size)
+                win[o] = s.submit(now, o, wend - o)
+                marks.add(o + P if o == offset else wend - PAGE_SIZE)
+                nxt = o + W
+            hit = [m for m in marks if o <= m < pe]
+            if hit and nxt < size:  # page_cache_async_ra: the next window, at once
+                marks.difference_update(hit)
+                if nxt >= end and nxt in pc.starts:
+                    pc.starts.discard(nxt)  # another copy read it already
+                else:
+                    ws, we = nxt, min(nxt + W, size)
+                    r = s.submit(now, ws, we - ws)
+                    if ws >= end:
+                        pc.ahead[ws] = r  # for the copy that starts there
+                    else:
+                        win[ws] = r
+                        marks.add(ws)
+                nxt += W
+            ws = offset + (o - offset) // W * W if o >= plain else o
+            ready = win.get(ws, now)
+        pc.prev_pos = pe
+        if ready > now:
+            yield env.timeout(ready - now)
+        done = d.submit(env.now, o, pe - o, True)
+        yield env.timeout(done - env.now)
+        o = pe

@@ -35,6 +35,11 @@ BLOCK_COPY_MAX_MEM = 128 * 2**20  # QEMU: in-flight copy buffers are capped at 1
 cnz = count_nonzero
 
 
+# why copy_range fails (devices/host.py: copy_method), for the event log
+_WHY = {"EXDEV": "source and target are on different filesystems",
+        "ENOTSUP": "the target or source is not a local file (NBD has no copy_range)"}
+
+
 def _all(m) -> bool:
     return cnz(m) == len(m)
 
@@ -90,8 +95,8 @@ class _Copy:
         src = bc.source
         if self.zero:
             self.write(src.peek(self.a, self.b), False)
-        elif bc.copy_range:
-            drive(src.copy_range(self.off, self.ln, bc.target), self._offloaded)
+        elif bc.copy_range and bc.offload_method():
+            drive(src.copy_range(self.off, self.ln, bc.target, bc.method), self._offloaded)
         else:
             r = src.read_at(self.off, self.ln)
             if r is None:
@@ -108,6 +113,7 @@ class _Copy:
         self.write(data, False)
 
     def _offloaded(self, data) -> None:
+        self.bc._offloaded()
         self.write(data, True)
 
     def write(self, data, offloaded: bool) -> None:
@@ -179,7 +185,7 @@ class BlockCopy:
                  disk_size: int, max_chunk: int, stats, *, zero_detect: str = "block-status",
                  mem_limit: int = BLOCK_COPY_MAX_MEM, count_source_reads: bool = True,
                  parallel: bool = True, granularity: int | None = None,
-                 copy_range: bool = False):
+                 copy_range: bool = False, copy_range_chunk: int | None = None):
         self.env = env
         self.name = name
         self.source = source
@@ -200,8 +206,18 @@ class BlockCopy:
         self.parallel = parallel
         # x-perf.use-copy-range: a data chunk is one copy_range request of the
         # source node into the target (block_copy_do_copy: bdrv_co_copy_range)
-        # instead of a read into a bounce buffer and a write from it.
+        # instead of a read into a bounce buffer and a write from it. QEMU
+        # starts at COPY_RANGE_SMALL (chunks of BLOCK_COPY_MAX_BUFFER, 1 MiB:
+        # block_copy_chunk_size), moves to COPY_RANGE_FULL (chunks up to
+        # BLOCK_COPY_MAX_COPY_RANGE, 16 MiB: ``copy_range_chunk``) when a
+        # copy_range succeeds, and on a failure copies that chunk by read +
+        # write and every later one too (COPY_READ_WRITE; block_copy_task_entry
+        # stores the method). Where offload fails is the source node's answer
+        # (ActiveDisk.copy_method), asked at the first copy.
         self.copy_range = copy_range
+        self.method = None  # splice / reflink once known; copy_range False on fallback
+        self.full_chunk = None if copy_range_chunk is None else \
+            max(self.k, copy_range_chunk // cluster_size // self.k * self.k)
         # issue 12: copies as callbacks on device completions (start_task)
         # instead of processes; the run chooses (run.py: simulate(analytic=))
         self.analytic = getattr(env, "analytic", True)
@@ -413,10 +429,11 @@ class BlockCopy:
         offloaded = False
         if zero:
             data = self.source.peek(a, b)
-        elif self.copy_range:
+        elif self.copy_range and self.offload_method():
             # the source stores the data in the target itself (no write below)
-            data = yield from self.source.copy_range(off, ln, self.target)
+            data = yield from self.source.copy_range(off, ln, self.target, self.method)
             offloaded = True
+            self._offloaded()
         else:
             data = yield from self.source.read(off, ln)
         ev.read_end = env.now
@@ -427,6 +444,32 @@ class BlockCopy:
             self._room(ev, off)
         self._task_end(a, b, ev, ln, ok)
         return ok
+
+    def offload_method(self) -> str | None:
+        """The copy offload method, or None once block-copy fell back to read
+        + write: decided at the first copy, from the source node's answer."""
+        if self.method is None:
+            m = self.source.copy_method(self.target)
+            if m in ("splice", "reflink"):
+                self.method = m
+                self.stats.copy_range_method = m
+                self.stats.copy_range_fallback = False
+            else:
+                # block_copy_do_copy: copy_range failed -> COPY_READ_WRITE for good
+                self.copy_range = False
+                self.stats.copy_range_method = "read-write"
+                self.stats.copy_range_fallback = True
+                self.stats.events.append(
+                    (self.env.now, f"{self.name}: copy offload failed ({m}: "
+                                   f"{_WHY.get(m, m)}); block-copy copies by read + write"))
+                return None
+        return self.method
+
+    def _offloaded(self) -> None:
+        """A copy_range succeeded: COPY_RANGE_FULL from now on (larger chunks
+        for the tasks claimed next)."""
+        if self.full_chunk is not None and self.chunk != self.full_chunk:
+            self.chunk = self.full_chunk
 
     def _after_read(self, a, b, zero, data, ln, flags, urgent):
         """A task's data is read (None: the read failed): count it, find zeroes,

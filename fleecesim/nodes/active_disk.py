@@ -5,7 +5,7 @@ import numpy as np
 
 from ..workloads.records import OP_DISCARD, OP_READ, OP_WRITE
 from ..devices.base import LAST
-from ..devices.host import copy_range
+from ..devices.host import copy_file_range, copy_method
 from ..metrics import PATH_DIRECT
 from ..sparse import env_sparse, full
 from .base import Node
@@ -91,13 +91,21 @@ class ActiveDisk(Node):
         c0, c1 = self.clusters(offset, length)
         return end, lambda: self.gen[c0:c1].copy()  # as of completion, as ``read``
 
-    def copy_range(self, offset, length, target):
-        """Copy offload into ``target`` (a node over a local file): one
-        copy_file_range through both devices (devices/host.py: copy_range).
-        Returns the generations copied, as ``read`` would."""
+    def copy_method(self, target) -> str:
+        """How copy offload into ``target`` (a node over a device) would go:
+        ``splice``/``reflink``, or the error (``EXDEV``, ``ENOTSUP``) on which
+        block-copy falls back to read + write (devices/host.py: copy_method)."""
+        dev = getattr(target, "device", None)
+        return copy_method(self.device, dev) if dev is not None else "ENOTSUP"
+
+    def copy_range(self, offset, length, target, method="splice"):
+        """Copy offload into ``target``: one copy_file_range through both
+        devices (devices/host.py: copy_file_range; ``method`` from
+        ``copy_method``). Returns the generations copied, as ``read`` would."""
         env = self.env
-        end = copy_range(self.device, target.device, env.now, offset, length)
-        yield env.timeout(end - env.now)
+        size = self.n * self.cs
+        yield from copy_file_range(env, self.device, target.device, offset, length,
+                                   size, method)
         c0, c1 = self.clusters(offset, length)
         data = self.gen[c0:c1].copy()
         target.store(offset, length, data)

@@ -52,8 +52,8 @@ DEFAULT_WHY = {
                     "write); on-cbw-error is for fleecing-push and fleecing-pull",
     "cbw-timeout": "its copy-before-write is blockdev-backup's internal filter, which has "
                    "no timeout; cbw-timeout is for fleecing-push and fleecing-pull",
-    "x-perf": "x-perf (use-copy-range) is blockdev-backup's (QEMU >= 6.0), with local "
-              "files at both ends: only the 'backup' scheme",
+    "x-perf": "x-perf (use-copy-range) is blockdev-backup's (QEMU >= 6.0): only the "
+              "'backup' scheme",
     "cbw-priority": "only for 'backup', where CBW and up to max-workers job copies share "
                     "one target queue (legacy-backup's job has one copy in flight: nothing "
                     "for CBW to overtake; fleecing CBW writes a local image)",

@@ -20,10 +20,12 @@ guest overwrites (see fleecesim/sync.py for what the oracle checks).
 copy-before-write writes before the job's queued writes (see
 nodes/target.py, BackupTarget).
 
-``backup.x-perf.use-copy-range`` (QEMU >= 6.0, local files only): the shared
-BlockCopy copies data chunks (job and CBW alike, as they share QEMU's
-BlockCopyState method) with copy_file_range, 16 MiB at a time unless
-``max-chunk`` says otherwise (devices/host.py: copy_range).
+``backup.x-perf.use-copy-range`` (QEMU >= 6.0): the shared BlockCopy copies
+data chunks (job and CBW alike, as they share QEMU's BlockCopyState method)
+with copy_file_range, 1 MiB at a time until one succeeded, then 16 MiB unless
+``max-chunk`` says otherwise; where the kernel cannot offload (NBD, two
+filesystems) block-copy falls back to read + write (jobs/block_copy.py,
+devices/host.py: copy_file_range).
 """
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter
@@ -67,7 +69,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
         copier = BlockCopy(env, "backup", ctx.active, target, needed, cs, ctx.disk_size,
                            max_chunk=max_chunk, stats=ctx.stats, zero_detect=zero_detect,
                            parallel=parallel, granularity=ctx.job_cluster_size,
-                           copy_range=copy_range)
+                           copy_range=copy_range, copy_range_chunk=ctx.cfg.copy_range_chunk)
         cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=workers,
