@@ -169,7 +169,8 @@ def test_copy_method():
                     "reflink": True}}, "reflink: only a filesystem on a local disk"),
     ({"devices.n": {"preset": "nbd-1gbe", "reflink": True}}, "reflink: only"),
     ({"backup.target.device": "local",
-      "faults.target": [{"kind": "reset", "at": "1s"}]}, "faults.target: not with backup.x-perf"),
+      "faults.target": [{"kind": "slow", "at": "1s", "duration": "1s", "factor": 2}]},
+     "faults.target: not with backup.x-perf"),
 ])
 def test_still_invalid_configs_are_one_line_errors(over, needle):
     raw = {"backup": {"scheme": "backup", "x-perf": {"use-copy-range": True}}}
