@@ -21,7 +21,7 @@ from fleecesim.config import load_config, variants  # noqa: E402
 from fleecesim.run import simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = re.compile(r"^(?P<pair>[a-z]+-[a-z]+)(?P<off>/offload)?/w(?P<w>\d+)$")
+NAME = re.compile(r"^(?P<pair>[a-z]+[-:][a-z]+)(?P<off>/offload)?/w(?P<w>\d+)$")
 
 
 def measure() -> dict:
@@ -53,7 +53,7 @@ def plot(res: dict, path: Path) -> None:
     large to small so pairs with identical durations stay visible."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
     pairs = sorted({p for p, _off in res})
-    style = {p: (m, 11 - 1.6 * i, f"C{i}") for i, (p, m) in enumerate(zip(pairs, "osD^vx"))}
+    style = {p: (m, 12 - 1.2 * i, f"C{i}") for i, (p, m) in enumerate(zip(pairs, "osD^vx<>"))}
     for ax, off in zip(axes, (False, True)):
         for pair in pairs:
             d = res.get((pair, off))
@@ -62,7 +62,7 @@ def plot(res: dict, path: Path) -> None:
             ws = sorted(d)
             marker, size, colour = style[pair]
             ax.plot(ws, [d[w] for w in ws], marker=marker, markersize=size, alpha=0.8, color=colour,
-                    label=pair.replace("-", " -> "))
+                    label=pair.replace("-", " -> ").replace(":", " : ") + (" (one device)" if ":" in pair else ""))
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 2, 4, 16, 64], labels=["1", "2", "4", "16", "64"])
         ax.set_xlabel("max-workers")
