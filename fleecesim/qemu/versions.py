@@ -35,6 +35,11 @@ class Change:
 
 
 TABLE: tuple[Change, ...] = (
+    Change("block-export-add", "feature", (5, 2),
+           "block-export-add / block-export-del (nbd-server-add before) and the export's "
+           "bitmaps list",
+           "qapi/block-export.json block-export-add (Since: 5.2), BlockExportOptionsNbd "
+           "@bitmaps (since 5.2)"),
     Change("x-perf", "feature", (6, 0),
            "blockdev-backup x-perf (BackupPerf: max-workers, max-chunk, use-copy-range); "
            "the job runs block-copy with parallel workers",
