@@ -120,6 +120,9 @@ class Endpoints:
     # (blockdev-reopen resets every option it is not given); read from a
     # running QEMU by node_options(), or given by the user
     attach_options: dict | None = None
+    # the disk node's driver (query-named-block-nodes with --socket); a
+    # persistent bitmap needs qcow2 (a raw node's bitmap lives until QEMU exits)
+    disk_driver: str | None = None
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -148,7 +151,7 @@ def node_options(client, name: str) -> dict:
     nodes = client.execute("query-named-block-nodes", {"flat": True})
     info = next((n for n in nodes if n.get("node-name") == name), None)
     if info is None:
-        raise UserError(f"--attach node:{name}: no node {name!r} on that QEMU (it has "
+        raise UserError(f"node {name!r}: not on that QEMU (its nodes: "
                         f"{', '.join(n['node-name'] for n in nodes if n.get('node-name'))})")
     opts: dict[str, Any] = {"driver": info["drv"], "node-name": name,
                             "read-only": bool(info.get("ro", False))}
@@ -203,7 +206,7 @@ def _nbd_addr(spec: str) -> dict:
         host, _, port = rest.rpartition(":")
         if host and port.isdigit():
             return {"type": "inet", "data": {"host": host, "port": port}}
-    raise UserError(f"--nbd-server {spec}: expected unix:PATH or inet:HOST:PORT")
+    raise UserError(f"--nbd-server {spec}: expected unix:PATH, inet:HOST:PORT or existing")
 
 
 def unsupported_features(cfg, version: tuple[int, int]) -> list[str]:
@@ -372,6 +375,10 @@ def qmp_steps(cfg, ends: Endpoints | None = None,
 
     # --- the dirty bitmap's life cycle (block-dirty-bitmap-*, qapi/block-core.json) ---
     snap_bitmap = f"{ends.bitmap}.t0" if ends.bitmap else None
+    persistent = (ends.disk_driver or "qcow2") == "qcow2"
+    if ends.bitmap and b.sync == "full" and ends.disk_driver is None:
+        note("the new bitmap is persistent (kept in the image across restarts), which needs "
+             "a qcow2 disk node; on a raw disk set \"persistent\": false")
 
     def bitmap_at_t0():
         """sync=full: start --bitmap so the next backup can be incremental; a
@@ -395,7 +402,7 @@ def qmp_steps(cfg, ends: Endpoints | None = None,
                  "data": {"node": disk, "name": ends.bitmap}}]})
         else:
             cmd("block-dirty-bitmap-add", {"node": disk, "name": ends.bitmap,
-                                           "persistent": True},
+                                           "persistent": persistent},
                 note=f"start dirty bitmap {ends.bitmap!r} before t0, so the next backup can "
                      f"be sync=incremental with it")
 
@@ -430,7 +437,7 @@ def qmp_steps(cfg, ends: Endpoints | None = None,
                  f"so the next backup can be sync=incremental")
             cmd("transaction", {"actions": [
                 {"type": "block-dirty-bitmap-add",
-                 "data": {"node": disk, "name": ends.bitmap, "persistent": True}},
+                 "data": {"node": disk, "name": ends.bitmap, "persistent": persistent}},
                 {"type": "blockdev-backup", "data": args}]})
         else:
             cmd("blockdev-backup", args, note=what or None)
@@ -574,7 +581,9 @@ def _export(plan: Plan, ends: Endpoints, node: str, version, writable: bool,
     """nbd-server-start, the export (with ``bitmap`` as the qemu:dirty-bitmap:NAME
     metadata context, for an incremental pull), the client's pause, its removal."""
     S = plan.steps
-    S.append(Step("cmd", "nbd-server-start", {"addr": _nbd_addr(ends.nbd_server)}))
+    running = ends.nbd_server == "existing"  # QEMU has one NBD server: reuse it
+    if not running:
+        S.append(Step("cmd", "nbd-server-start", {"addr": _nbd_addr(ends.nbd_server)}))
     if has(version, "block-export-add"):
         args = {"type": "nbd", "id": "fs-export", "node-name": node, "name": ends.export,
                 "writable": writable}
@@ -601,7 +610,8 @@ def _export(plan: Plan, ends: Endpoints, node: str, version, writable: bool,
     if has(version, "block-export-add"):
         S.append(Step("cmd", "block-export-del", {"id": "fs-export"}))
         S.append(Step("wait", event="BLOCK_EXPORT_DELETED", match={"id": "fs-export"}))
-    S.append(Step("cmd", "nbd-server-stop"))
+    if not running:
+        S.append(Step("cmd", "nbd-server-stop"))
 
 
 def render(plan: Plan) -> str:
@@ -676,7 +686,9 @@ def add_qmp_subcommand(sub) -> None:
     q.add_argument("--target", default=e.target,
                    help="backup target: a file (.qcow2 or raw), nbd://HOST[:PORT]/EXPORT or "
                         "nbd+unix:///EXPORT?socket=PATH")
-    q.add_argument("--nbd-server", default=e.nbd_server, help="pull: unix:PATH or inet:HOST:PORT")
+    q.add_argument("--nbd-server", default=e.nbd_server,
+                   help="pull: unix:PATH or inet:HOST:PORT, or 'existing' (QEMU's NBD server "
+                        "is already running: add the export to it, leave it running)")
     q.add_argument("--export", default=e.export, help="pull: NBD export name")
     q.add_argument("--job-id", default=e.job_id)
     q.add_argument("--bitmap", default=None,
@@ -724,6 +736,7 @@ def cmd_qmp(args) -> int:
         kind, _, name = ends.attach.partition(":")
         if kind == "node" and name:
             ends.attach_options = node_options(client, name)
+        ends.disk_driver = node_options(client, ends.disk_node)["driver"]
         plan = qmp_steps(c, ends)
 
         def pause(s):
