@@ -123,6 +123,9 @@ class Endpoints:
     # the disk node's driver (query-named-block-nodes with --socket); a
     # persistent bitmap needs qcow2 (a raw node's bitmap lives until QEMU exits)
     disk_driver: str | None = None
+    # more disks of the same VM (node, target), backed up with the first in one
+    # transaction (completion-mode grouped: one fails, all are cancelled)
+    more_disks: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -284,6 +287,11 @@ def qmp_steps(cfg, ends: Endpoints | None = None,
                         "snapshot unreadable (cbw_snapshot_read_lock: EACCES), which fails a "
                         "sync=full job; use fleecing-pull (its client reads the exported "
                         "bitmap) or backup")
+    if ends.more_disks and (scheme not in ("backup", "legacy-backup") or b.sync == "none"):
+        raise UserError(f"several --disk-node: one grouped transaction of blockdev-backup jobs "
+                        f"is for backup / legacy-backup with sync full or incremental, not "
+                        f"{scheme} sync={b.sync} (fleecing's blockdev-add and re-attach are "
+                        f"no transaction actions, so the disks' t0 would differ)")
     if b.sync == "incremental" and not ends.bitmap:
         raise UserError("sync=incremental needs --bitmap NAME (the dirty bitmap on the disk "
                         "node that the previous backup left)")
@@ -467,6 +475,10 @@ def qmp_steps(cfg, ends: Endpoints | None = None,
         cleanup(E)
         bitmap_end(E, ok=False)
 
+    if scheme in ("backup", "legacy-backup") and ends.more_disks:
+        _grouped_backups(plan, cfg, ends, x_perf() if scheme == "backup" else {})
+        return plan
+
     if scheme in ("backup", "legacy-backup"):
         add_target()
         sync = b.sync
@@ -576,6 +588,55 @@ def qmp_steps(cfg, ends: Endpoints | None = None,
     return plan
 
 
+def _grouped_backups(plan: Plan, cfg, ends: Endpoints, perf: dict) -> None:
+    """Several disks of one VM: their blockdev-backup jobs in one transaction
+    with completion-mode grouped (qapi/transaction.json TransactionProperties,
+    since 2.5: if one job fails, the others are cancelled, so either every disk
+    has its t0 backup or none does). Each job ends concluded (completed or
+    cancelled): the steps wait for that, and run_steps asks query-jobs whether
+    any ended in error."""
+    b = cfg.backup
+    S, E = plan.steps, plan.on_error
+    disks = [(ends.disk_node, ends.target)] + list(ends.more_disks)
+    actions = []
+    for i, (node, target) in enumerate(disks):
+        args, how = _target_node(target, f"fs-target-{i}")
+        S.append(Step("note", text=how or f"create the target first: qemu-img create -f "
+                                          f"{args['driver']} {target} (the size of {node})"))
+        S.append(Step("cmd", "blockdev-add", args))
+        job = {"job-id": f"{ends.job_id}-{i}", "device": node, "target": f"fs-target-{i}",
+               "sync": b.sync, "auto-finalize": True, "auto-dismiss": False}
+        if b.speed:
+            job["speed"] = int(b.speed)
+        if perf:
+            job["x-perf"] = perf
+        if b.sync == "incremental":
+            job["bitmap"] = ends.bitmap
+        elif ends.bitmap:
+            actions.append({"type": "block-dirty-bitmap-add",
+                            "data": {"node": node, "name": ends.bitmap,
+                                     "persistent": (ends.disk_driver or "qcow2") == "qcow2"}})
+        actions.append({"type": "blockdev-backup", "data": job})
+    S.append(Step("note", text=f"t0 of all {len(disks)} disks: one transaction, "
+                               f"completion-mode grouped"))
+    S.append(Step("cmd", "transaction", {"actions": actions,
+                                         "properties": {"completion-mode": "grouped"}}))
+    for i in range(len(disks)):
+        S.append(Step("wait", event="JOB_STATUS_CHANGE",
+                      match={"id": f"{ends.job_id}-{i}", "status": "concluded"}))
+    S.append(Step("note", text="query-jobs: a job with an 'error' (or cancelled by the group) "
+                               "means no disk has a usable backup: run the on-error steps"))
+    for where in (S, E):
+        for i in range(len(disks)):
+            where.append(Step("cmd", "job-dismiss", {"id": f"{ends.job_id}-{i}"}))
+        for i in range(len(disks)):
+            where.append(Step("cmd", "blockdev-del", {"node-name": f"fs-target-{i}"}))
+    if ends.bitmap and b.sync == "full":
+        for node, _t in disks:
+            E.append(Step("cmd", "block-dirty-bitmap-remove", {"node": node,
+                                                                "name": ends.bitmap}))
+
+
 def _export(plan: Plan, ends: Endpoints, node: str, version, writable: bool,
             bitmap=None) -> None:
     """nbd-server-start, the export (with ``bitmap`` as the qemu:dirty-bitmap:NAME
@@ -650,8 +711,21 @@ def run_steps(client, steps: list[Step], *, timeout: float = 600.0,
                                                           for k, v in match.items()),
                                    timeout=timeout)
             seen.append(ev)
-            if on_error is not None and ev["event"] == "BLOCK_JOB_COMPLETED" \
-                    and ev["data"].get("error"):
+            failed = ev["event"] == "BLOCK_JOB_COMPLETED" and ev["data"].get("error")
+            if ev["event"] == "JOB_STATUS_CHANGE" and match.get("status") == "concluded":
+                # a grouped job: completed or cancelled, QEMU's query-jobs says which
+                job = next((j for j in client.execute("query-jobs")
+                            if j["id"] == match.get("id")), {})
+                if job.get("error"):
+                    ev["data"]["error"] = job["error"]
+                    failed = True
+            if failed and on_error is not None:
+                # the rest of a grouped transaction's jobs concluded too (cancelled)
+                for w in steps[steps.index(s) + 1:]:
+                    if w.kind == "wait" and w.event == "JOB_STATUS_CHANGE":
+                        wm = w.match or {}
+                        client.wait_event(w.event, lambda d, wm=wm: all(
+                            d.get(k) == v for k, v in wm.items()), timeout=timeout)
                 run_steps(client, on_error, timeout=timeout, on_command=on_command)
                 return seen
         elif s.kind == "pause":
@@ -678,7 +752,9 @@ def add_qmp_subcommand(sub) -> None:
                         "same as --set qemu.version=X.Y")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     e = Endpoints()
-    q.add_argument("--disk-node", default=e.disk_node, help="the VM disk's node name")
+    q.add_argument("--disk-node", default=e.disk_node,
+                   help="the VM disk's node name; several, comma-separated (with as many "
+                        "--target): one grouped transaction (backup, legacy-backup)")
     q.add_argument("--attach", default=e.attach,
                    help="how the guest reaches the disk: qdev:DEVICE-ID (qom-set drive) or "
                         "node:NODE (a raw node re-pointed by blockdev-reopen)")
@@ -720,9 +796,14 @@ def cmd_qmp(args) -> int:
         sets.append(f"qemu.version={_vs(parse_version(args.qemu_version))}")
     cfg = load_config(args.config, sets)
     _name, c = pick_variant(cfg, args.variant)
-    ends = Endpoints(disk_node=args.disk_node, attach=args.attach, fleece=args.fleece,
-                     target=args.target, nbd_server=args.nbd_server, export=args.export,
-                     job_id=args.job_id, bitmap=args.bitmap)
+    nodes, targets = args.disk_node.split(","), args.target.split(",")
+    if len(nodes) != len(targets):
+        raise UserError(f"--disk-node lists {len(nodes)} disks, --target {len(targets)}: "
+                        f"expected one target per disk")
+    ends = Endpoints(disk_node=nodes[0], attach=args.attach, fleece=args.fleece,
+                     target=targets[0], nbd_server=args.nbd_server, export=args.export,
+                     job_id=args.job_id, bitmap=args.bitmap,
+                     more_disks=list(zip(nodes[1:], targets[1:])))
     if not args.socket:
         print(render(qmp_steps(c, ends)))
         return 0

@@ -215,6 +215,22 @@ def test_incremental_and_new_bitmap():
     assert kinds == ["block-dirty-bitmap-add", "blockdev-backup"]
 
 
+def test_several_disks_go_in_one_grouped_transaction():
+    ends = Endpoints(target="a.raw", more_disks=[("disk1", "b.raw")], bitmap="b0")
+    plan = qmp_steps(small(**{"backup.scheme": "backup"}), ends)
+    (tx,) = cmds(plan, "transaction")
+    assert tx["arguments"]["properties"] == {"completion-mode": "grouped"}
+    jobs = [a["data"] for a in tx["arguments"]["actions"] if a["type"] == "blockdev-backup"]
+    assert [(j["device"], j["target"]) for j in jobs] == [("disk0", "fs-target-0"),
+                                                          ("disk1", "fs-target-1")]
+    assert [a["data"]["node"] for a in tx["arguments"]["actions"]
+            if a["type"] == "block-dirty-bitmap-add"] == ["disk0", "disk1"]
+    waits = [s.match["id"] for s in plan.steps if s.kind == "wait"]
+    assert waits == ["fs-backup-0", "fs-backup-1"]
+    with pytest.raises(UserError, match="grouped transaction"):
+        qmp_steps(small(), ends)  # fleecing: the attach is no transaction action
+
+
 @pytest.mark.parametrize("scheme", ["none", "overlay-cor", "overlay-commit",
                                     "fleecing-push-2018"])
 def test_inexpressible_schemes_refused_in_one_line(scheme, tmp_path, capsys):

@@ -60,7 +60,8 @@ class Qsd:
     NBD (export ``guest``), with detect-zeroes=unmap so a reopen that drops it
     shows. Sockets live in a short directory (unix path limit)."""
 
-    def __init__(self, tmp: Path, *, disk: str = "raw", read_bps: int | None = None):
+    def __init__(self, tmp: Path, *, disk: str = "raw", read_bps: int | None = None,
+                 second_disk: bool = False):
         self.tmp = tmp
         self.sock = Path(tempfile.mkdtemp(prefix="fsq", dir="/tmp"))
         self.active = tmp / ("active.qcow2" if disk == "qcow2" else "active.raw")
@@ -85,10 +86,17 @@ class Qsd:
             cmd += ["--object", f"throttle-group,id=tgr,x-bps-read={read_bps}"]
         for b in base:
             cmd += ["--blockdev", b]
+        if second_disk:  # a second disk of the same VM: disk2 (raw), guest2 over NBD
+            self.active2 = tmp / "active2.raw"
+            _write_pattern_disk(self.active2, SIZE, salt=9)
+            cmd += ["--blockdev", f"driver=file,node-name=disk2,filename={self.active2}",
+                    "--blockdev", "driver=raw,node-name=guest2,file=disk2"]
         cmd += ["--blockdev", "driver=raw,node-name=guest,file=disk,detect-zeroes=unmap,"
                               "discard=unmap",
                 "--nbd-server", f"addr.type=unix,addr.path={self.nbd},max-connections=0",
                 "--export", "type=nbd,id=guest-exp,node-name=guest,name=guest,writable=on"]
+        if second_disk:
+            cmd += ["--export", "type=nbd,id=guest2-exp,node-name=guest2,name=guest2,writable=on"]
         self.d = _Daemon("qsd", cmd, tmp)
         from fleecesim.qemu.qmp import QMPClient
         try:
@@ -141,10 +149,10 @@ class Qsd:
                                                             {"flat": True})}
 
 
-def guest_writes(q: Qsd, clusters, pattern: int = 0x40) -> None:
+def guest_writes(q: Qsd, clusters, pattern: int = 0x40, export: str = "guest") -> None:
     script = "\n".join(f"write -P 0x{pattern + i % 64:02x} {c * CL} 64k"
                        for i, c in enumerate(clusters)) + "\nflush\n"
-    rc, out, _ = q.io(script)
+    rc, out, _ = q.io(script, export=export)
     assert rc == 0 and "failed" not in out, out
 
 
@@ -181,6 +189,31 @@ def test_push_backs_up_t0(scheme, opts, tmp_path):
         assert q.node_names() == {"disk-file", "disk", "guest"}  # all cleaned up
         # the reopens kept the guest node's own options
         assert node_options(q.client, "guest").get("detect-zeroes") == "unmap"
+
+
+def test_two_disks_in_one_grouped_transaction(tmp_path):
+    """Two disks of one VM: their jobs start in one transaction (completion-mode
+    grouped), so both backups are of the same t0."""
+    cfg = small(**{"disk.size": SIZE, "backup.scheme": "backup", "backup.speed": "4MiB/s"})
+    with Qsd(tmp_path, second_disk=True) as q:
+        t1, t2 = q.file("t1.raw"), q.file("t2.raw")
+        ends = q.ends(target=str(t1))
+        ends.more_disks = [("disk2", str(t2))]
+        plan = qmp_steps(cfg, ends, VERSION)
+        c1, c2 = tmp_path / "c1.raw", tmp_path / "c2.raw"
+
+        def on_command(step, _ret):
+            if step.execute == "transaction":
+                shutil.copyfile(q.active, c1)
+                shutil.copyfile(q.active2, c2)
+                guest_writes(q, WRITTEN)
+                guest_writes(q, WRITTEN, export="guest2")
+        done = run_steps(q.client, plan.steps, timeout=30, on_command=on_command,
+                         on_error=plan.on_error)
+        assert len(done) == 2 and not any(e["data"].get("error") for e in done)
+        assert sha(t1) == sha(c1) != sha(q.active)
+        assert sha(t2) == sha(c2) != sha(q.active2)
+        assert not {"fs-target-0", "fs-target-1"} & q.node_names()
 
 
 def test_incremental_backup_with_bitmap(tmp_path):
