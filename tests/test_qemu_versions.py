@@ -114,8 +114,8 @@ def test_thin_volume_cbw_timeout_45s_on_7_2_breaks_after_2_05s_and_warns():
 
 def test_fleecing_push_before_8_0_copies_one_cluster_per_request():
     """The recipe's workaround (x-perf max-chunk = one cluster) is simulated:
-    the job's requests are one cluster each, so it issues at least as many
-    target writes as clusters, and says so."""
+    the same bytes reach the target in one-cluster requests instead of 1 MiB
+    ones, which changes the job's timing, and the summary says so."""
     cfg = {"disk.size": "64MiB", "workload.iops": 50}
     old = run(small(**cfg, **{"qemu.version": "7.2"})).summary
     new = run(small(**cfg, **{"qemu.version": "8.0"})).summary
