@@ -528,6 +528,23 @@ class BackupSpec(Model):
         return v
 
 
+class QemuSpec(Model):
+    """The QEMU the user runs (fleecesim/qemu/versions.py: what changes between
+    versions). Default: the newest behaviour modelled."""
+    version: str = "10.1"
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v):
+        from .qemu.versions import fmt, parse
+        return fmt(parse(v))  # 9.2 (a YAML float), "7.2.22" -> "7.2"
+
+    @property
+    def v(self) -> tuple[int, int]:
+        from .qemu.versions import parse
+        return parse(self.version)
+
+
 class RunSpec(Model):
     seed: int = Field(1, ge=0)  # numpy's SeedSequence takes non-negative integers
     warmup: Seconds = 2.0
@@ -751,6 +768,7 @@ class Config(Model):
     variants: list[Variant] = []
     vms: list[VMSpec] = []          # issue 13 item 4: several VMs on shared devices
     fleet: FleetSpec = FleetSpec()
+    qemu: QemuSpec = QemuSpec()
 
     def dump(self) -> dict:
         d = super().dump()
@@ -762,6 +780,8 @@ class Config(Model):
             d["run"].pop("state", None)
         if self.run.bulk_zeroes:  # the default: configs dump (and hash) as before it existed
             d["run"].pop("bulk-zeroes", None)
+        if self.qemu == QemuSpec():  # the newest behaviour: dumps (and hashes) as before
+            d.pop("qemu", None)
         return d
 
     @model_validator(mode="after")
@@ -958,6 +978,15 @@ class Config(Model):
             if fd.thin is not None and fd.thin.extent < self.cbw_cluster_size:
                 raise ValueError(f"faults.fleecing-device.thin.extent: smaller than one "
                                  f"cluster ({self.cbw_cluster_size} bytes)")
+        return self
+
+    @model_validator(mode="after")
+    def _qemu_version(self):
+        """A feature the configured QEMU lacks (fleecesim/qemu/versions.py)."""
+        from .qemu.versions import config_errors
+        err = config_errors(self)
+        if err:
+            raise ValueError(err)
         return self
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import pytest
 from fleecesim.cli import main
 from fleecesim.errors import UserError
 from fleecesim.qemu.runner import qemu_available
-from fleecesim.qmp_export import Endpoints, qmp_steps, render, run_steps
+from fleecesim.qmp_export import Endpoints, node_options, qmp_steps, render, run_steps
 from tests.conftest import small
 
 QEMU_OK, QEMU_WHY = qemu_available()
@@ -52,14 +52,18 @@ def test_backup_sequence_and_x_perf():
 def test_defaults_emit_no_x_perf_and_qemu_6_has_none_before():
     plan = qmp_steps(small(**{"backup.scheme": "backup"}))
     assert "x-perf" not in backup_args(plan)
-    old = qmp_steps(small(**{"backup.scheme": "backup", "backup.max-workers": 4}),
-                    version=(5, 2))
+    old = qmp_steps(small(**{"backup.scheme": "legacy-backup"}), version=(5, 2))
     assert "x-perf" not in backup_args(old)
+    # a feature the version lacks is the config's one-line error, naming the version
+    with pytest.raises(UserError, match=r"needs QEMU >= 6\.0.*not qemu.version 5\.2"):
+        qmp_steps(small(**{"backup.scheme": "backup", "backup.max-workers": 4}),
+                  version=(5, 2))
 
 
 def test_fleecing_push_graph_and_teardown_order():
     cfg = small(**{"backup.on-cbw-error": "break-snapshot", "backup.cbw-timeout": "1.2s"})
-    plan = qmp_steps(cfg, Endpoints(attach="node:guest"))
+    guest = {"driver": "raw", "node-name": "guest", "detect-zeroes": "unmap"}
+    plan = qmp_steps(cfg, Endpoints(attach="node:guest", attach_options=guest))
     names = [(c["execute"], (c.get("arguments") or {}).get("node-name")
               or (c.get("arguments") or {}).get("driver")) for c in plan.commands()]
     adds = [c["arguments"] for c in cmds(plan, "blockdev-add")]
@@ -74,19 +78,84 @@ def test_fleecing_push_graph_and_teardown_order():
     assert dels == ["fs-target", "fs-access", "fs-cbw", "fs-fleece"]
     reopens = cmds(plan, "blockdev-reopen")
     assert [r["arguments"]["options"][0]["file"] for r in reopens] == ["fs-cbw", "disk0"]
+    # every option of the guest's node goes with the reopen (the rest would be reset)
+    assert all(r["arguments"]["options"][0]["detect-zeroes"] == "unmap" for r in reopens)
     assert len(names) == 12  # 4 adds, 2 reopens, backup, dismiss, 4 dels
+    # the error path cleans up the same nodes, in the same order
+    err_dels = [s.arguments["node-name"] for s in plan.on_error
+                if s.kind == "cmd" and s.execute == "blockdev-del"]
+    assert err_dels == dels
+    assert [s.execute for s in plan.on_error if s.kind == "cmd"][0] == "job-dismiss"
+
+
+def test_attach_node_without_its_options_is_refused():
+    with pytest.raises(UserError, match="blockdev-reopen resets every option"):
+        qmp_steps(small(), Endpoints(attach="node:guest"))
 
 
 def test_qemu_7_2_caps_snapshot_reads_at_one_cluster_and_9_1_has_discard_source():
-    cfg = small(**{"backup.discard-source": True})
+    cfg = small()
     old = qmp_steps(cfg, version=(7, 2))
     assert backup_args(old)["x-perf"]["max-chunk"] == 64 * KiB
-    assert "discard-source" not in backup_args(old)
-    assert any("discard-source" in u and "9.1" in u for u in old.unsupported)
-    new = qmp_steps(cfg, version=(9, 1))
+    with pytest.raises(UserError, match=r"discard-source: needs QEMU >= 9\.1"):
+        qmp_steps(small(**{"backup.discard-source": True}), version=(7, 2))
+    new = qmp_steps(small(**{"backup.discard-source": True}), version=(9, 1))
     assert backup_args(new)["discard-source"] is True
     assert "x-perf" not in backup_args(new)
-    assert not any("discard-source" in u for u in new.unsupported)
+
+
+@pytest.mark.parametrize("scheme, key", [("fleecing-push", "backup.discard-source"),
+                                         ("fleecing-pull", "backup.client.discard")])
+def test_read_once_sets_discard_unmap_on_the_fleecing_image_and_snapshot_access(scheme, key):
+    on = qmp_steps(small(**{"backup.scheme": scheme, key: True}))
+    adds = {a["node-name"]: a for a in (c["arguments"] for c in cmds(on, "blockdev-add"))}
+    assert adds["fs-fleece"]["discard"] == "unmap"
+    assert adds["fs-fleece"]["file"]["discard"] == "unmap"
+    assert adds["fs-access"]["discard"] == "unmap"
+    off = qmp_steps(small(**{"backup.scheme": scheme}))
+    assert "unmap" not in json.dumps(off.commands())  # nothing discards: QEMU's default
+
+
+def test_cbw_timeout_overflow_is_stated_where_the_version_has_it():
+    cfg = small(**{"backup.cbw-timeout": "45s", "backup.on-cbw-error": "break-snapshot"})
+    old = qmp_steps(cfg, version=(7, 2))
+    assert any("2.05 s" in u for u in old.unsupported)
+    new = qmp_steps(cfg, version=(9, 2))
+    assert not any("uint32 of nanoseconds" in u for u in new.unsupported)
+
+
+def test_pull_incremental_exports_the_bitmap_frozen_at_t0_and_its_life_cycle():
+    cfg = small(**{"backup.scheme": "fleecing-pull", "backup.sync": "incremental"})
+    plan = qmp_steps(cfg, Endpoints(bitmap="b0"), version=(9, 2))
+    (tx,) = cmds(plan, "transaction")
+    acts = [(a["type"], a["data"].get("name") or a["data"].get("target"))
+            for a in tx["arguments"]["actions"]]
+    assert acts == [("block-dirty-bitmap-add", "b0.t0"), ("block-dirty-bitmap-merge", "b0.t0"),
+                    ("block-dirty-bitmap-clear", "b0")]
+    cbw = next(c["arguments"] for c in cmds(plan, "blockdev-add")
+               if c["arguments"]["driver"] == "copy-before-write")
+    assert cbw["bitmap"] == {"node": "disk0", "name": "b0.t0"}
+    (exp,) = cmds(plan, "block-export-add")
+    assert exp["arguments"]["bitmaps"] == [{"node": "disk0", "name": "b0.t0"}]
+    # the transaction comes before the filter copies the bitmap
+    order = [c["execute"] for c in plan.commands()]
+    assert order.index("transaction") < order.index("qom-set")
+    # success: drop the frozen copy; error: give its changes back to b0 first
+    assert [c["arguments"] for c in cmds(plan, "block-dirty-bitmap-remove")] == [
+        {"node": "disk0", "name": "b0.t0"}]
+    err = [(s.execute, s.arguments) for s in plan.on_error if s.kind == "cmd"]
+    assert ("block-dirty-bitmap-merge", {"node": "disk0", "target": "b0",
+                                         "bitmaps": ["b0.t0"]}) in err
+    assert err[-1] == ("block-dirty-bitmap-remove", {"node": "disk0", "name": "b0.t0"})
+
+
+@pytest.mark.parametrize("scheme", ["fleecing-push", "fleecing-pull"])
+def test_full_backup_of_a_fleecing_scheme_starts_the_bitmap_before_t0(scheme):
+    plan = qmp_steps(small(**{"backup.scheme": scheme}), Endpoints(bitmap="b1"))
+    order = [c["execute"] for c in plan.commands()]
+    assert order.index("block-dirty-bitmap-add") < order.index("qom-set")
+    (add,) = cmds(plan, "block-dirty-bitmap-add")
+    assert add["arguments"] == {"node": "disk0", "name": "b1", "persistent": True}
 
 
 def test_model_only_features_are_listed_not_dropped_silently():
@@ -144,6 +213,22 @@ def test_incremental_and_new_bitmap():
     (tx,) = cmds(full, "transaction")
     kinds = [x["type"] for x in tx["arguments"]["actions"]]
     assert kinds == ["block-dirty-bitmap-add", "blockdev-backup"]
+
+
+def test_several_disks_go_in_one_grouped_transaction():
+    ends = Endpoints(target="a.raw", more_disks=[("disk1", "b.raw")], bitmap="b0")
+    plan = qmp_steps(small(**{"backup.scheme": "backup"}), ends)
+    (tx,) = cmds(plan, "transaction")
+    assert tx["arguments"]["properties"] == {"completion-mode": "grouped"}
+    jobs = [a["data"] for a in tx["arguments"]["actions"] if a["type"] == "blockdev-backup"]
+    assert [(j["device"], j["target"]) for j in jobs] == [("disk0", "fs-target-0"),
+                                                          ("disk1", "fs-target-1")]
+    assert [a["data"]["node"] for a in tx["arguments"]["actions"]
+            if a["type"] == "block-dirty-bitmap-add"] == ["disk0", "disk1"]
+    waits = [s.match["id"] for s in plan.steps if s.kind == "wait"]
+    assert waits == ["fs-backup-0", "fs-backup-1"]
+    with pytest.raises(UserError, match="grouped transaction"):
+        qmp_steps(small(), ends)  # fleecing: the attach is no transaction action
 
 
 @pytest.mark.parametrize("scheme", ["none", "overlay-cor", "overlay-commit",
@@ -214,8 +299,8 @@ def test_generated_sequence_backs_up_t0_on_real_qemu(scheme, tmp_path):
         d.wait_path(nbd_sock, 15)
         cfg = small(**{"disk.size": size, "backup.scheme": scheme, "backup.speed": "8MiB/s",
                        "backup.max-workers": 4})
-        plan = qmp_steps(cfg, Endpoints(disk_node="disk", attach="node:guest",
-                                        fleece=str(fleece), target=str(target)), (7, 2))
+        ends = Endpoints(disk_node="disk", attach="node:guest", fleece=str(fleece),
+                         target=str(target))
         t0_copy = tmp_path / "t0.raw"
         writes_done = []
 
@@ -231,6 +316,8 @@ def test_generated_sequence_backs_up_t0_on_real_qemu(scheme, tmp_path):
                 writes_done.append(time.time())
 
         with QMPClient(str(qmp_sock), alive=d.alive) as client:
+            ends.attach_options = node_options(client, "guest")
+            plan = qmp_steps(cfg, ends, (7, 2))
             (done,) = run_steps(client, plan.steps, timeout=60, on_command=on_command)
             assert done["data"].get("error") is None
             assert event_time(done) > writes_done[0], "the writes must land while the job runs"

@@ -58,3 +58,24 @@ def test_push_2018_saves_overwritten_clusters_even_after_the_job_copied_them():
         # ... and never read back: job 2's notifier sent every cluster job 1 saves
         # to the target before the save, so job 2 never needs the scratch image
         assert old["local_read_bytes"] == 0 and new["local_read_bytes"] > 0
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_push_2018_remote_waits_are_attributed_to_the_target_write(fast_path):
+    """The guest's wait for job 2's notifier (a copy to the remote target) is
+    ``target_write``, not a write to the local scratch image: on a slow target
+    it is most of the CBW time, and it grows with the remote's slowness while
+    the scratch-image part does not. The components still add up (moved, not
+    added: the total is the same with either label)."""
+    def att(bw):
+        r = simulate(busy("fleecing-push-2018", **{"devices.target.link-bandwidth": bw}),
+                     analytic=fast_path)
+        w = r.requests[(r.requests["op"] == "write") & (r.requests["phase"] == "backup")]
+        a = r.summary["write_attribution_s"]
+        assert sum(a.values()) == pytest.approx(float(w["latency"].astype("f8").mean()),
+                                                rel=1e-5)
+        return a
+    slow, fast = att("20MiB/s"), att("1GiB/s")
+    assert slow["target_write"] > 20 * slow["cache_write"]
+    assert slow["target_write"] > 50 * fast["target_write"]
+    assert fast["target_write"] > 0  # the notifier copies to the remote at any speed

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..bitmap import count_nonzero, widen
 from ..devices.base import LAST
-from ..metrics import A_CBW_READ, A_FROZEN, PATH_CBW, PATH_DIRECT, PATH_ERROR, PATH_WAIT, Attr
+from ..metrics import (A_CACHE_WRITE, A_CBW_READ, A_FROZEN, PATH_CBW, PATH_DIRECT, PATH_ERROR,
+                       PATH_WAIT, Attr)
 from ..workloads.records import OP_DISCARD, OP_READ
 from .base import Node, at, call_at, drive
 from .cache import NOT_CACHED, ZERO
@@ -43,7 +44,7 @@ class CBWFilter(Node):
     def __init__(self, env, file, copier, stats, cluster_size: int, *, cache=None,
                  on_cbw_error: str = "break-guest-write", cbw_timeout: float = 0.0,
                  cor: bool = False, serve_reads: bool = False, lazy_discard: bool = False,
-                 wanted=None, access=None):
+                 wanted=None, access=None, nested: bool = False):
         super().__init__(env, "copy-before-write", cluster_size)
         self.file = file
         self.copier = copier
@@ -67,6 +68,15 @@ class CBWFilter(Node):
         self.n = copier.n
         # snapshot-access's access bitmap (None: no snapshot API limits, as 2018)
         self.access = access.copy() if access is not None else None
+        # ``nested``: this filter guards an image another filter copies into
+        # (fleecing-push-2018: job 2's write notifier on the scratch image,
+        # passed by job 1's copy-before-write writes, block/io.c
+        # bdrv_aligned_pwritev -> before-write notifiers). Where the time of its
+        # own copy went (job 2's copy to the remote target), per write offset,
+        # for the guest write whose copy wrote here: that part of the guest's
+        # wait is the remote's, not the scratch image's (_take_nested).
+        self.nested_att: dict[int, list] | None = {} if nested else None
+        self._below = getattr(copier.target, "nested_att", None)  # my copies' target's
 
     # ------------------------------------------------------------ guest side
     def fast(self, op, offset, length, now):
@@ -211,8 +221,13 @@ class CBWFilter(Node):
             if discard and self.lazy_discard and self.copier.pending(c0, c1):
                 self._defer(offset, length, c0, c1)
                 return PATH_DIRECT
+            mine = att  # nested under another filter's copy: my own record of the time
+            if self.nested_att is not None and att is None:
+                mine = Attr()
             if self.copier.pending(c0, c1):
-                ok, copied, waited = yield from self._copy_before_write(c0, c1, att)
+                ok, copied, waited = yield from self._copy_before_write(c0, c1, mine)
+                if self._below is not None and copied:
+                    self._take_nested(c0, c1, att)
                 path = self._cbw_path(ok, copied, waited)
                 if path == PATH_ERROR:
                     return PATH_ERROR
@@ -220,8 +235,10 @@ class CBWFilter(Node):
                 t = self.env.now
                 while self.frozen and self._is_frozen(c0, c1):
                     yield self._unfrozen
-                if att is not None:
-                    att.c[A_FROZEN] += self.env.now - t
+                if mine is not None:
+                    mine.c[A_FROZEN] += self.env.now - t
+            if mine is not att and any(mine.c):
+                self.nested_att[offset] = mine.c
         if discard:
             yield from self.file.discard(offset, length, flags, att=att)
         else:
@@ -270,12 +287,37 @@ class CBWFilter(Node):
             self._absorb(c0, c1)
         if copier.pending(c0, c1):
             def copied(ok, nbytes):
+                if self._below is not None and nbytes:
+                    self._take_nested(c0, c1, att)
                 self._land_at(offset, length, c0, c1, self._cbw_path(ok, nbytes, False), done,
                               att)
             copier.start_copy(c0, c1, copied, att)
         else:
             self._land_at(offset, length, c0, c1, PATH_DIRECT, done, att)
         return True
+
+    def _take_nested(self, c0, c1, att) -> None:
+        """My copies of [c0, c1) wrote into a nested filter (``nested_att``):
+        move the part of the guest's wait that was that filter's own copy
+        (cbw_read, target_write, inflight_wait of the remote copy) out of
+        ``cache_write``, where BlockCopy._attribute put the whole write. Called
+        only by a write that copied something itself (a write that only waited
+        for another's copy has that time as inflight_wait already). Moved, never
+        more than ``cache_write`` holds, so the components still add up to the
+        latency; a write that both copied and waited on the same range may take
+        the other's record (then both keep correct totals, one label off)."""
+        below = self._below
+        lo, hi = c0 * self.cs, c1 * self.cs
+        for off in [o for o in below if lo <= o < hi]:
+            parts = below.pop(off)
+            if att is None:
+                continue
+            c = att.c
+            total = sum(parts)
+            share = min(1.0, c[A_CACHE_WRITE] / total) if total > 0 else 0.0
+            c[A_CACHE_WRITE] -= total * share
+            for i, v in enumerate(parts):
+                c[i] += v * share
 
     def _land_at(self, offset, length, c0, c1, path, done, att=None) -> None:
         """The guest write itself once its copy is done (``write_now``)."""

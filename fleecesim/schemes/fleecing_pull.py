@@ -39,6 +39,7 @@ from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..nodes.nbd import NBDExport
 from ..policies import CLIENT_HINTS, hint_error, make_ordering
+from ..qemu import versions
 from . import BLOCK_COPY, CLIENT, COPY, TIERED_CACHE, Graph, register
 from .fleecing_push import cbw_filter, finish_fleecing, tiered_cache
 
@@ -86,6 +87,13 @@ def build_pull(ctx, *, modern: bool):
     g = Graph(top=ctx.active, target=target, cache=cache)
     g.levels += [cache.level] + ([t.level for t in cache.tiers] if len(cache.tiers) > 1 else [])
     discard = b.client.discard and modern
+    chunk = cfg.max_chunk
+    if modern:
+        ctx.stats.warnings += versions.warnings(cfg, "fleecing-pull")
+        # before QEMU 8.0 the recipe splits the client's reads at fleecing
+        # clusters (blkdebug max-transfer; qemu/versions.py: hbitmap-status):
+        # modelled as one-cluster client requests
+        chunk = versions.job_chunk(cfg.qemu.v, "fleecing-pull", chunk, ctx.cbw_cluster_size)
 
     def start(graph, needed):
         if modern:
@@ -105,7 +113,7 @@ def build_pull(ctx, *, modern: bool):
         snap = SnapshotView(env, cbw, cs)
         export = NBDExport(env, snap, transport, cs, ctx.stats)
         copier = BlockCopy(env, "client", export, target, needed, cs, ctx.disk_size,
-                           max_chunk=cfg.max_chunk, stats=ctx.stats,
+                           max_chunk=chunk, stats=ctx.stats,
                            zero_detect="block-status" if uses_block_status(b.client)
                            else "buffer",
                            granularity=ctx.job_cluster_size,

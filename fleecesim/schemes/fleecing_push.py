@@ -18,6 +18,7 @@ from ..devices.host import with_host
 from ..jobs import BackupJob, BlockCopy
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
+from ..qemu import versions
 from . import BLOCK_COPY, COPY, TIERED_CACHE, Graph, register
 
 
@@ -47,13 +48,16 @@ def tiered_cache(ctx) -> FleecingCache:
 
 
 def cbw_filter(ctx, cache, needed) -> CBWFilter:
-    """The copy-before-write filter into ``cache``, with the seed's options."""
+    """The copy-before-write filter into ``cache``, with the seed's options.
+    Its cbw-timeout is the one the configured QEMU applies (before 9.1 a
+    uint32 of nanoseconds: qemu/versions.py cbw_timeout_seconds)."""
     env, cs, b = ctx.env, ctx.cluster_size, ctx.cfg.backup
     cbw_copier = BlockCopy(env, "cbw", ctx.active, cache, needed.copy(), cs, ctx.disk_size,
                            max_chunk=ctx.cbw_cluster_size, stats=ctx.stats,
                            granularity=ctx.cbw_cluster_size)
     return CBWFilter(env, ctx.active, cbw_copier, ctx.stats, cs, cache=cache,
-                     on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout,
+                     on_cbw_error=b.on_cbw_error,
+                     cbw_timeout=versions.cbw_timeout_seconds(ctx.cfg.qemu.v, b.cbw_timeout),
                      cor=b.cache.cor, serve_reads=b.cache.serve_reads_from_ram,
                      lazy_discard=b.lazy_discard, wanted=needed,
                      access=cbw_copier.needed)  # snapshot-access starts as the CBW bitmap
@@ -77,12 +81,16 @@ def build(ctx):
     cache = tiered_cache(ctx)
     g = Graph(top=ctx.active, target=target, cache=cache)
     g.levels += [cache.level] + [t.level for t in cache.tiers]
+    ctx.stats.warnings += versions.warnings(cfg, "fleecing-push")
+    # before QEMU 8.0 the recipe caps the job's reads at one cluster (x-perf
+    # max-chunk; qemu/versions.py: hbitmap-status), so the model copies so too
+    chunk = versions.job_chunk(cfg.qemu.v, "fleecing-push", cfg.max_chunk, cfg.cluster_size)
 
     def start(graph, needed):
         cbw = cbw_filter(ctx, cache, needed)
         snap = SnapshotView(env, cbw, cs)
         job_copier = BlockCopy(env, "backup", snap, target, needed, cs, ctx.disk_size,
-                               max_chunk=cfg.max_chunk, stats=ctx.stats,
+                               max_chunk=chunk, stats=ctx.stats,
                                granularity=ctx.job_cluster_size,
                                count_source_reads=False)  # the snapshot view counts them
 

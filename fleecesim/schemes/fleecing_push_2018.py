@@ -64,8 +64,11 @@ def build(ctx):
                             zero_detect="buffer", parallel=False, count_source_reads=False,
                             granularity=ctx.job_cluster_size)
         # job 2's write notifier on the scratch image: job 1's writes pass it
+        # (nested: a guest write's wait for this notifier's remote copy is
+        # attributed to target_write, not to the scratch image's write)
         notifier2 = CBWFilter(env, scratch, copier2, ctx.stats, cs,
-                              on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
+                              on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout,
+                              nested=True)
         # job 1: backup sync=none into the scratch image, no bitmap, one cluster at a time
         ones = needed.copy()
         ones[:] = True
