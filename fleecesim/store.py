@@ -98,3 +98,35 @@ def write_run(outdir: str | Path, result) -> Path:
         atomic_write_parquet(d / "timeline.parquet", result.timeline)
     atomic_write_text(d / "summary.json", to_json(result.summary, indent=2))
     return d
+
+
+# ---------------------------------------------------------------- reading back
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:160] if text else type(e).__name__
+
+
+def read_json(path: str | Path):
+    """A results file's JSON; a truncated or foreign file is one line naming it
+    (a UserError), never a JSONDecodeError traceback."""
+    from .errors import UserError
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path}: not a readable results file ({_why(e)}); remove it and "
+                        f"run again") from None
+
+
+def read_parquet(path: str | Path, **kw) -> pd.DataFrame:
+    """A results Parquet file; a truncated or foreign file is one line naming it
+    (a UserError), never an ArrowInvalid traceback."""
+    import pyarrow as pa
+
+    from .errors import UserError
+    try:
+        return pd.read_parquet(path, **kw)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else \
+            "truncated, or not Parquet"
+        raise UserError(f"{path}: not a readable Parquet file ({why}); remove it and run "
+                        f"again") from None
