@@ -380,12 +380,14 @@ class Advice:
             lines = [f"NO worker count in {list(c.workers)} meets {c.describe()} "
                      f"({c.bound_text(c.runs, 1)}):"]
             lines += [f"  - {u}" for u in self.unmet]
+            lines.append("assumptions:")
+            lines += [f"  - {a}" for a in self.assumptions]
             return "\n".join(lines)
         row = self.table.set_index("workers").loc[self.workers]
         lines = [f"max-workers {self.workers}; reserve {fmt_size(self.space_bytes)} of "
                  f"fleecing space (constraints: {c.describe()})",
                  f"  space {fmt_size(self.data_bytes)}: {c.bound_text(self.runs, self.rank)}"
-                 f" (at least {c.needed} runs needed: 1 - p^N >= {c.confidence:g})"]
+                 f" (it needs at least {c.needed} runs: 1 - {c.p:g}^N >= {c.confidence:g})"]
         if has_cache(self.scheme):
             lines.append(f"  + qcow2 metadata {fmt_size(self.metadata_bytes)} (disk tier)")
             lines.append(f"  RAM tier {fmt_size(self.ram_bytes)}, disk tier "
@@ -600,8 +602,10 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
     from ..sweep import load_runs, run_sweep
     reps = cons.runs
     if say and cons.replications is not None and cons.replications < reps:
-        say(f"advise: --replications {cons.replications} is too few for an "
-            f"{cons.bound_text(reps, 1)}; running {reps} per worker count")
+        say(f"advise: --replications {cons.replications} is too few for an upper "
+            f"{cons.confidence * 100:g}% confidence bound on p{cons.percentile:g} (it needs "
+            f"{cons.needed} runs: 1 - {cons.p:g}^N >= {cons.confidence:g}); running {reps} "
+            f"per worker count")
     while True:
         sweep = sweep_dict(cfg, cons, reps)
         with _progress_lines(sweep, results_dir, enabled=progress):
