@@ -563,8 +563,15 @@ def load_run_dir(d: str | Path, latency: bool = True,
 
 def _read_writes(path: Path) -> pd.DataFrame:
     """op, phase, latency of the guest writes in a run's requests.parquet."""
-    return read_parquet(path, columns=["op", "phase", "latency"],
-                        filters=[("op", "==", "write")])
+    import pyarrow.parquet as pq
+
+    from .store import parquet_errors, unreadable_parquet
+    try:
+        t = pq.read_table(path, columns=["op", "phase", "latency"],
+                          filters=[("op", "==", "write")])
+    except parquet_errors() as e:
+        raise unreadable_parquet(path, e) from None
+    return t.to_pandas()
 
 
 def save(fig: Figure, stem: str | Path, formats=("png", "svg"), dpi: int = 120) -> list[Path]:

@@ -120,13 +120,21 @@ def read_json(path: str | Path):
 def read_parquet(path: str | Path, **kw) -> pd.DataFrame:
     """A results Parquet file; a truncated or foreign file is one line naming it
     (a UserError), never an ArrowInvalid traceback."""
-    import pyarrow as pa
-
-    from .errors import UserError
     try:
         return pd.read_parquet(path, **kw)
-    except (pa.ArrowException, OSError, ValueError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else \
-            "truncated, or not Parquet"
-        raise UserError(f"{path}: not a readable Parquet file ({why}); remove it and run "
-                        f"again") from None
+    except parquet_errors() as e:
+        raise unreadable_parquet(path, e) from None
+
+
+def parquet_errors() -> tuple:
+    """What pyarrow raises on a truncated or foreign file (imported only then:
+    an except clause is evaluated when an exception reaches it)."""
+    import pyarrow as pa
+    return (pa.ArrowException, OSError, ValueError)
+
+
+def unreadable_parquet(path, e: BaseException):
+    """The one-line UserError for a results Parquet file pyarrow cannot read."""
+    from .errors import UserError
+    why = e.strerror if isinstance(e, OSError) and e.strerror else "truncated, or not Parquet"
+    return UserError(f"{path}: not a readable Parquet file ({why}); remove it and run again")
