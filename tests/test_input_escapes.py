@@ -179,8 +179,9 @@ def _never(*_a, **_k):
     raise AssertionError("the work started before the output was checked")
 
 
-@pytest.mark.parametrize("out, needles", [("/proc/fleecesim-x.yaml", ["--out /proc/", "cannot write"]),
-                                          ("AFILE/x.yaml", ["cannot write", "Not a directory"])])
+@pytest.mark.parametrize("out, needles", [
+    ("/proc/fleecesim-x.yaml", ["--out /proc/", "cannot write"]),
+    ("AFILE/x.yaml", ["cannot write", "Not a directory"])])
 def test_calibrate_checks_its_output_before_measuring(tmp_path, monkeypatch, capsys, out,
                                                         needles):
     import fleecesim.calibrate as cal
