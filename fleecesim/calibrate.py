@@ -381,6 +381,13 @@ def cmd_calibrate(args) -> int:
         raise UserError(f"--out {out}: is a directory")
     if not out.parent.exists():
         raise UserError(f"--out {out}: directory {out.parent} does not exist")
+    try:  # before seconds of measuring: the fragment is written atomically beside it
+        import tempfile
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write in {out.parent} "
+                        f"({e.strerror or e})") from None
     r = calibrate(args.path, name=args.name, size=args.size, runtime=args.runtime,
                   tool=args.tool, direct=args.direct, progress=say)
     header = (f"fleecesim calibrate {r['path']}: {r['tool_version'] or r['tool']}, "

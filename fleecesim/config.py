@@ -687,9 +687,30 @@ class FaultsSpec(Model):
 # --- end faults ---
 
 
+def _folder_name(v: str, nested: bool = False) -> str:
+    """A name that becomes a results folder: no separator, not '.' or '..'
+    (which would write beside or above results/), no control character (a
+    newline in a folder name breaks every listing), not starting with '-'
+    (it would read as an option to the shell tools that list it). ``nested``
+    (a variant's name): '/' between such names makes sub-folders
+    ("ssd-nbd/w4"), still inside the config's results folder."""
+    parts = v.split("/") if nested and v else [v]
+    for p in parts:
+        if (not p or p in (".", "..") or "/" in p or "\\" in p or p.startswith("-")
+                or any(ord(c) < 32 or ord(c) == 127 for c in p)):
+            what = ("plain names joined by '/'" if nested else "a plain name")
+            raise ValueError(f"expected {what} (it names the results folder), got {v!r}")
+    return v
+
+
 class Variant(Model):
     name: str
     set: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        return _folder_name(v, nested=True)
 
 
 # --- issue 13 item 4: many VMs, one target ---------------------------------
@@ -742,9 +763,7 @@ class Config(Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v):
-        if not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v:
-            raise ValueError(f"expected a plain name (it names the results folder), got {v!r}")
-        return v
+        return _folder_name(v)
 
     @model_validator(mode="after")
     def _workload_fits(self):
@@ -1239,11 +1258,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     # A trace path in a config file is relative to that file: the workload's,
     # each VM's (vms[i].workload.trace) and each variant's (set: workload.trace).
     base = Path(path).parent
-    for wl in [raw.get("workload")] + [vm.get("workload") for vm in raw.get("vms") or []
+
+    def listed(key):  # anything but a list is left to the validator's one line
+        v = raw.get(key)
+        return v if isinstance(v, list) else []
+    for wl in [raw.get("workload")] + [vm.get("workload") for vm in listed("vms")
                                        if isinstance(vm, dict)]:
         if isinstance(wl, dict) and "trace" in wl:
             wl["trace"] = _relative_to(base, wl["trace"])
-    for v in raw.get("variants") or []:
+    for v in listed("variants"):
         st = v.get("set") if isinstance(v, dict) else None
         if isinstance(st, dict) and "workload.trace" in st:
             st["workload.trace"] = _relative_to(base, st["workload.trace"])

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .store import read_json, read_parquet
 from .summarize import NO_LIMIT_AT_ZERO, ci_table, quiet_on_broken_pipe
 
 # ------------------------------------------------------------------ labels and units
@@ -497,7 +498,7 @@ def summaries_frame(d: str | Path) -> pd.DataFrame:
     for s in sorted(d.rglob("summary.json")):
         if s.parent == d:
             continue
-        row = flatten(json.loads(s.read_text()))
+        row = flatten(read_json(s))
         row["variant"] = str(s.parent.relative_to(d))
         rows.append(row)
     if not rows:
@@ -549,8 +550,8 @@ def load_run_dir(d: str | Path, latency: bool = True,
             lats.append(write_latency_quantiles(_read_writes(req)).assign(variant=name))
         tlp = s.parent / "timeline.parquet"
         if timelines and tlp.is_file():
-            summ = json.loads(s.read_text())
-            tl = pd.read_parquet(tlp, columns=["time", "level", "value"])
+            summ = read_json(s)
+            tl = read_parquet(tlp, columns=["time", "level", "value"])
             tls.append(tl.assign(variant=name, time_since_backup_start_s=tl["time"] - (
                 summ.get("backup_start_s") or 0.0)))
     if not found:
@@ -563,7 +564,13 @@ def load_run_dir(d: str | Path, latency: bool = True,
 def _read_writes(path: Path) -> pd.DataFrame:
     """op, phase, latency of the guest writes in a run's requests.parquet."""
     import pyarrow.parquet as pq
-    t = pq.read_table(path, columns=["op", "phase", "latency"], filters=[("op", "==", "write")])
+
+    from .store import parquet_errors, unreadable_parquet
+    try:
+        t = pq.read_table(path, columns=["op", "phase", "latency"],
+                          filters=[("op", "==", "write")])
+    except parquet_errors() as e:
+        raise unreadable_parquet(path, e) from None
     return t.to_pandas()
 
 

@@ -98,3 +98,43 @@ def write_run(outdir: str | Path, result) -> Path:
         atomic_write_parquet(d / "timeline.parquet", result.timeline)
     atomic_write_text(d / "summary.json", to_json(result.summary, indent=2))
     return d
+
+
+# ---------------------------------------------------------------- reading back
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:160] if text else type(e).__name__
+
+
+def read_json(path: str | Path):
+    """A results file's JSON; a truncated or foreign file is one line naming it
+    (a UserError), never a JSONDecodeError traceback."""
+    from .errors import UserError
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path}: not a readable results file ({_why(e)}); remove it and "
+                        f"run again") from None
+
+
+def read_parquet(path: str | Path, **kw) -> pd.DataFrame:
+    """A results Parquet file; a truncated or foreign file is one line naming it
+    (a UserError), never an ArrowInvalid traceback."""
+    try:
+        return pd.read_parquet(path, **kw)
+    except parquet_errors() as e:
+        raise unreadable_parquet(path, e) from None
+
+
+def parquet_errors() -> tuple:
+    """What pyarrow raises on a truncated or foreign file (imported only then:
+    an except clause is evaluated when an exception reaches it)."""
+    import pyarrow as pa
+    return (pa.ArrowException, OSError, ValueError)
+
+
+def unreadable_parquet(path, e: BaseException):
+    """The one-line UserError for a results Parquet file pyarrow cannot read."""
+    from .errors import UserError
+    why = e.strerror if isinstance(e, OSError) and e.strerror else "truncated, or not Parquet"
+    return UserError(f"{path}: not a readable Parquet file ({why}); remove it and run again")

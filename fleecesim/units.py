@@ -1,6 +1,7 @@
 """Parse the units a storage engineer writes: "64KiB", "100MiB/s", "2ms", "1.5GB"."""
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE = {
@@ -16,18 +17,28 @@ _TIME = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9,
 _NUM = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
 
 
+def _finite(val: float, v, what: str) -> float:
+    """``val`` (parsed from ``v``) if it is a finite number: ".inf", "1e400"
+    and a product past float's range are mistakes, never "unlimited"."""
+    if not math.isfinite(val):
+        raise ValueError(f"expected a finite {what}, got {v!r}")
+    return val
+
+
 def parse_size(v) -> int:
     """Bytes from an int or a string like "64KiB" (binary K/M/G without 'B' too)."""
     if isinstance(v, bool):
         raise ValueError(f"expected a size like '64KiB', got {v!r}")
-    if isinstance(v, (int, float)):
-        if v != int(v):
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if v != int(_finite(v, v, "size like '64KiB'")):
             raise ValueError(f"expected a whole number of bytes, got {v!r}")
         return int(v)
     m = re.fullmatch(_NUM + r"([A-Za-z]*)\s*", str(v))
     if not m or m.group(2).lower() not in _SIZE:
         raise ValueError(f"expected a size like '64KiB' or '1GiB', got {v!r}")
-    val = float(m.group(1)) * _SIZE[m.group(2).lower()]
+    val = _finite(float(m.group(1)) * _SIZE[m.group(2).lower()], v, "size like '64KiB'")
     if val != int(val):
         raise ValueError(f"expected a whole number of bytes, got {v!r}")
     return int(val)
@@ -38,14 +49,14 @@ def parse_rate(v) -> float:
     if isinstance(v, bool):
         raise ValueError(f"expected a rate like '100MiB/s', got {v!r}")
     if isinstance(v, (int, float)):
-        return float(v)
+        return _finite(float(v), v, "rate like '100MiB/s'")
     s = str(v).strip()
     if not s.endswith("/s"):
         raise ValueError(f"expected a rate like '100MiB/s', got {v!r}")
     m = re.fullmatch(_NUM + r"([A-Za-z]*)\s*", s[:-2])
     if not m or m.group(2).lower() not in _SIZE:
         raise ValueError(f"expected a rate like '100MiB/s', got {v!r}")
-    return float(m.group(1)) * _SIZE[m.group(2).lower()]
+    return _finite(float(m.group(1)) * _SIZE[m.group(2).lower()], v, "rate like '100MiB/s'")
 
 
 def parse_time(v) -> float:
@@ -53,11 +64,11 @@ def parse_time(v) -> float:
     if isinstance(v, bool):
         raise ValueError(f"expected a time like '2ms', got {v!r}")
     if isinstance(v, (int, float)):
-        return float(v)
+        return _finite(float(v), v, "time like '2ms'")
     m = re.fullmatch(_NUM + r"([a-zµ]*)\s*", str(v))
     if not m or m.group(2) not in _TIME:
         raise ValueError(f"expected a time like '2ms' or '1.5s', got {v!r}")
-    return float(m.group(1)) * _TIME[m.group(2)]
+    return _finite(float(m.group(1)) * _TIME[m.group(2)], v, "time like '2ms'")
 
 
 def fmt_size(n: float) -> str:

@@ -27,7 +27,7 @@ BAD_CONFIGS = [
     ("backup: {scheme: []}", "backup.scheme: expected a scheme or a non-empty list"),
     ("workload: {iops: .inf}", "workload.iops: Input should be a finite number"),
     ("devices: {local: {kind: ssd, latency: .nan, bandwidth: 1GiB/s}}",
-     "devices.local.read-latency: Input should be a finite number"),
+     "devices.local.read-latency: expected a finite time"),
     ("name: /abs/path", "name: expected a plain name"),
     ("name: ../up", "name: expected a plain name"),
     ("run: {seed: -1}", "run.seed:"),

@@ -1,6 +1,7 @@
 """Trace workloads inside the simulator (readers themselves: test_traces.py)."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,11 +62,21 @@ def test_closed_loop_trace_keeps_order(tmp_path):
     assert r.requests["time"].iloc[-1] == pytest.approx(99 * lat)
 
 
-@pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason="../shared/traces not present")
 def test_bundled_trace_replay_passes_oracle():
     cfg = load_config(REPO / "configs" / "trace-replay.yaml", ["disk.size=4GiB"])
+    n = len(Path(cfg.workload.trace).read_text().splitlines())  # one request a line
     for name, c in variants(cfg):
         s = simulate(c, name).summary
         assert s.get("error") is None, s.get("error")
         assert s["oracle_ok"], name
+        assert s["guest_ios"] > n  # the bundled trace looped to cover the backup
+
+
+@pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason="../shared/traces not present")
+def test_recorded_tpcc_trace_replays_through_the_bundled_config():
+    cfg = load_config(REPO / "configs" / "trace-replay.yaml",
+                      ["disk.size=4GiB", f"workload.trace={SHARED_TRACES / 'mqsim-tpcc-small.trace'}"])
+    for name, c in variants(cfg):
+        s = simulate(c, name).summary
+        assert s.get("error") is None and s["oracle_ok"], name
         assert s["guest_ios"] > 6999  # the 6,999-request trace looped to cover the backup

@@ -1,5 +1,5 @@
 """``fleecesim advise``: how much fleecing space, and how many workers, for one VM
-under the user's constraints (issue 13 item 1).
+under the user's constraints.
 
 One sweep (fleecesim.sweep: parallel, Dask, resumable) runs the VM's config
 over ``max-workers`` candidates x replications with the fleecing image
@@ -11,21 +11,30 @@ unbounded, so each run's peak *is* the space that run needed:
   without it the configured RAM tier is kept and the disk tier needed is
   ``disk_cache_peak_bytes``;
 * ``write_p99_s``, the longest guest request (max of ``write_max_s`` and
-  ``read_max_s``) and ``backup_duration_s`` (``run.max-time`` is set just
-  above ``window``, so a run over the window is "unfinished": infinite).
+  ``read_max_s``, whichever the workload has) and ``backup_duration_s``
+  (``run.max-time`` is set just above ``window``, so a run over the window is
+  "unfinished": infinite).
 
-Each quantity is taken at the chosen percentile over the replications
-(``numpy.percentile(..., method="higher")``: an observed run, never an
-interpolation below it). A worker count is feasible when every constraint
-holds at that percentile; the advice is the fewest feasible workers whose
-space is within ``SPACE_SLACK`` of the least space any feasible count needs
-(more workers rarely save much space but cost guest latency). A constraint no
-count meets is reported as unmet, never relaxed.
+Each quantity is an upper confidence bound on its ``percentile``-th quantile
+over backups of this VM: an observed run, the k-th largest of N, chosen by
+``upper_bound`` so the true quantile lies at or below it with probability at
+least ``confidence`` (distribution-free: no shape is assumed). Replications
+are raised to the fewest runs for which such a bound exists (``min_runs``),
+up to ``max_replications``. A worker count is feasible when every constraint
+holds at its bound; the advice is the fewest feasible workers whose space is
+within ``SPACE_SLACK`` of the least space any feasible count needs (more
+workers rarely save much space but cost guest latency). A constraint no count
+meets is reported as unmet, never relaxed. The disk tier gets the qcow2
+metadata of the fleecing image on top (``qcow2_metadata_bytes``).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +45,121 @@ from ..units import fmt_size, fmt_time, parse_time
 WORKERS = (1, 2, 4, 8, 16, 32, 64)
 SPACE_SLACK = 0.10   # "within 10 % of the least space"
 AXIS = "backup.max-workers"
+MAX_REPLICATIONS = 100  # the default cap on runs per worker count (--max-replications)
+PROGRESS_EVERY_S = 5.0  # a progress line this often when stderr is not a terminal
+
+
+# ---------------------------------------------------------------- statistics
+def _binom_cdf(m: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= m), summed in log space (lgamma) so n in the
+    thousands neither overflows math.comb's float nor underflows p**i."""
+    if m < 0:
+        return 0.0
+    if m >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq, lf = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(lf - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                                 + i * lp + (n - i) * lq) for i in range(m + 1)))
+
+
+def bound_confidence(k: int, n: int, p: float) -> float:
+    """Confidence that the k-th largest of ``n`` independent runs is at or above
+    the ``p``-quantile q_p (0 < p < 1) of what one run gives.
+
+    With X_(1) <= ... <= X_(n) the order statistics, the k-th largest is
+    X_(n-k+1), and it lies below q_p only if at least n-k+1 runs fall below
+    q_p; each does with probability p (at most p when values tie, which makes
+    the bound conservative), so
+
+        P(X_(n-k+1) >= q_p) = P(Binomial(n, p) <= n - k)
+                            = 1 - P(Binomial(n, 1 - p) <= k - 1).
+
+    The distribution-free one-sided confidence bound on a quantile: Hahn &
+    Meeker, "Statistical Intervals: A Guide for Practitioners" (Wiley 1991),
+    ch. 5 (distribution-free confidence bounds on quantiles); David &
+    Nagaraja, "Order Statistics", 3rd ed. (Wiley 2003), sec. 7.1."""
+    return _binom_cdf(n - k, n, p)
+
+
+def min_runs(p: float, confidence: float) -> int:
+    """The fewest runs for which an upper ``confidence`` bound on the
+    ``p``-quantile exists: the largest run (k = 1) has confidence 1 - p**n, so
+    n >= log(1 - confidence) / log(p)."""
+    if not 0 < p < 1:
+        raise ValueError("p must be in (0, 1): no number of runs bounds the maximum")
+    n = max(1, math.ceil(math.log1p(-confidence) / math.log(p) - 1e-9))
+    while 1 - p ** n < confidence:  # guard the ceil against rounding
+        n += 1
+    return n
+
+
+def bound_rank(n: int, p: float, confidence: float) -> int | None:
+    """The largest k (the least conservative run) whose k-th largest of ``n``
+    runs is an upper ``confidence`` bound on the ``p``-quantile; None when
+    even the largest is not (n < min_runs)."""
+    best = None
+    for k in range(1, n + 1):  # confidence falls as k grows
+        if bound_confidence(k, n, p) < confidence:
+            break
+        best = k
+    return best
+
+
+def upper_bound(values, p: float, confidence: float) -> tuple[float, int | None, float]:
+    """(bound, k, its confidence): the k-th largest of the observed ``values``
+    as an upper ``confidence`` bound on their ``p``-quantile (``bound_rank``);
+    (nan, None, nan) when the runs are too few for one."""
+    a = np.sort(np.asarray(values, dtype=float))
+    k = bound_rank(len(a), p, confidence) if len(a) else None
+    if k is None:
+        return math.nan, None, math.nan
+    return float(a[len(a) - k]), k, bound_confidence(k, len(a), p)
+
+
+def ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+# ---------------------------------------------------------------- qcow2 metadata
+def qcow2_metadata_bytes(virtual_size: int, data_bytes: float, cluster_size: int,
+                         refcount_bits: int = 16) -> int:
+    """Host bytes a qcow2 image's own metadata takes beside ``data_bytes`` of
+    allocated data clusters, at most (QEMU docs/interop/qcow2.txt):
+
+    * the header: one cluster;
+    * the L1 table: 8 bytes per L2 table of the whole virtual size, in whole
+      clusters (allocated when the image is created);
+    * L2 tables: one cluster each, 8 bytes per cluster of the image
+      (cluster_size / 8 entries); allocated data may touch every table, so
+      as many as the data's clusters, up to all of them;
+    * refcount blocks: refcount_bits per host cluster (2 bytes at the default
+      refcount_bits=16), in whole clusters, covering every host cluster —
+      data and metadata, themselves included — and the refcount table,
+      8 bytes per refcount block, in whole clusters.
+
+    Filesystem overhead under the image file is not included."""
+    cs = int(cluster_size)
+    per_l2 = cs // 8
+    vclusters = -(-int(virtual_size) // cs)
+    data = -(-int(math.ceil(data_bytes)) // cs)
+    l2_all = -(-vclusters // per_l2)
+    l1 = max(1, -(-l2_all * 8 // cs))
+    l2 = min(l2_all, data)
+    fixed = 1 + l1 + l2 + data
+    per_refblock = cs * 8 // refcount_bits
+    refblocks = reftable = 1
+    while True:  # the refcount structures count themselves: iterate to a fixed point
+        host = fixed + refblocks + reftable
+        rb = -(-host // per_refblock)
+        rt = max(1, -(-rb * 8 // cs))
+        if (rb, rt) == (refblocks, reftable):
+            break
+        refblocks, reftable = rb, rt
+    return (1 + l1 + l2 + refblocks + reftable) * cs
 
 
 @dataclass
@@ -45,12 +169,37 @@ class Constraints:
     max_stall: float | None = None   # seconds: the longest guest request
     window: float | None = None      # seconds: the backup must finish within
     percentile: float = 95.0
-    replications: int = 10
+    replications: int | None = None  # None: the fewest that give a bound (min_runs)
     workers: tuple[int, ...] = WORKERS
+    confidence: float = 0.9
+    max_replications: int = MAX_REPLICATIONS
+
+    @property
+    def p(self) -> float:
+        return self.percentile / 100
+
+    @property
+    def needed(self) -> int:
+        """Runs per worker count for the bound to exist (``min_runs``)."""
+        return min_runs(self.p, self.confidence)
+
+    @property
+    def runs(self) -> int:
+        """Runs per worker count this question plans: the asked replications,
+        raised to ``needed``."""
+        return max(self.replications or 0, self.needed)
+
+    def bound_text(self, n: int, k: int | None = None) -> str:
+        """e.g. 'upper 90% confidence bound on p95 from 45 runs, the 1st largest'."""
+        head = f"upper {self.confidence * 100:g}% confidence bound on p{self.percentile:g}"
+        if k is None:
+            return f"{head}: {n} runs are too few (needs {self.needed})"
+        return f"{head} from {n} runs, the {ordinal(k)} largest"
 
     @classmethod
     def parse(cls, *, no_spill=False, write_p99=None, max_stall=None, window=None,
-              percentile=95.0, replications=10, workers=None) -> "Constraints":
+              percentile=95.0, replications=None, workers=None, confidence=0.9,
+              max_replications=MAX_REPLICATIONS) -> "Constraints":
         """From command-line text; UserError (one line) on a bad value."""
         def dur(flag, v):
             if v is None:
@@ -62,14 +211,31 @@ class Constraints:
             if not t > 0 or not math.isfinite(t):
                 raise UserError(f"{flag} {v}: expected a time > 0 like '2ms'")
             return t
+
+        def whole(flag, v, none_ok=False):
+            if v is None and none_ok:
+                return None
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserError(f"{flag} {v}: expected a whole number >= 1")
+            return v
         try:
             p = float(percentile)
         except (TypeError, ValueError):
-            raise UserError(f"--percentile {percentile}: expected a number in (0, 100]") from None
-        if not 0 < p <= 100:
-            raise UserError(f"--percentile {percentile}: expected a number in (0, 100]")
-        if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
-            raise UserError(f"--replications {replications}: expected a whole number >= 1")
+            raise UserError(f"--percentile {percentile}: expected a number in (0, 100)") from None
+        if p == 100:
+            raise UserError(f"--percentile {percentile}: no number of runs bounds the worst "
+                            f"case with confidence; expected a number in (0, 100), e.g. 99")
+        if not 0 < p < 100:
+            raise UserError(f"--percentile {percentile}: expected a number in (0, 100)")
+        try:
+            conf = float(confidence)
+        except (TypeError, ValueError):
+            raise UserError(f"--confidence {confidence}: expected a number in (0, 1), "
+                            f"e.g. 0.9") from None
+        if not 0 < conf < 1:
+            raise UserError(f"--confidence {confidence}: expected a number in (0, 1), e.g. 0.9")
+        reps = whole("--replications", replications, none_ok=True)
+        cap = whole("--max-replications", max_replications)
         if workers is None:
             ws = WORKERS
         else:
@@ -81,8 +247,16 @@ class Constraints:
                     from None
             if not ws or ws[0] < 1:
                 raise UserError(f"--workers {workers}: expected whole numbers >= 1")
-        return cls(bool(no_spill), dur("--write-p99", write_p99), dur("--max-stall", max_stall),
-                   dur("--window", window), p, replications, ws)
+        c = cls(bool(no_spill), dur("--write-p99", write_p99), dur("--max-stall", max_stall),
+                dur("--window", window), p, reps, ws, conf, cap)
+        if reps is not None and reps > cap:
+            raise UserError(f"--replications {reps}: more than --max-replications {cap}")
+        if c.needed > cap:
+            raise UserError(f"--max-replications {cap}: an upper {conf * 100:g}% confidence "
+                            f"bound on p{p:g} needs at least {c.needed} runs per worker "
+                            f"count; raise --max-replications to {c.needed}, or lower "
+                            f"--percentile or --confidence")
+        return c
 
     def describe(self) -> str:
         parts = []
@@ -102,9 +276,11 @@ def has_cache(scheme: str) -> bool:
     return option_error(scheme, "cache") is None
 
 
-def sweep_dict(cfg, cons: Constraints) -> dict:
+def sweep_dict(cfg, cons: Constraints, replications: int | None = None) -> dict:
     """The sweep (a dict for ``run_sweep``) that answers the question for ``cfg``
-    (one resolved variant)."""
+    (one resolved variant): ``replications`` runs per worker count (default
+    ``cons.runs``). Replication r's seed depends on r alone, so a larger count
+    plans the same runs and more: resuming keeps the earlier ones."""
     from ..schemes import option_error
     scheme = cfg.scheme
     if option_error(scheme, "max-workers") is not None:
@@ -125,13 +301,56 @@ def sweep_dict(cfg, cons: Constraints) -> dict:
         # never cost more than the question needs
         sets["run.max-time"] = cons.window * 1.02
     return {"name": f"advise-{cfg.name}", "base": base, "set": sets,
-            "replications": cons.replications, "grid": {AXIS: list(cons.workers)}}
+            "replications": replications or cons.runs, "grid": {AXIS: list(cons.workers)}}
 
 
-def pct(values, p: float) -> float:
-    """The p-th percentile of observed runs (method 'higher': a run's own value)."""
-    a = np.asarray(values, dtype=float)
-    return float(np.percentile(a, p, method="higher")) if len(a) else math.nan
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """A summary column as floats; all-missing when no run has it (a read-only
+    workload has no write latencies, a write-only one no read latencies)."""
+    if name in df:
+        return df[name].astype(float)
+    return pd.Series(math.nan, index=df.index, dtype=float)
+
+
+def workload_text(cfg) -> str:
+    """The modelled workload, in the config's own terms."""
+    w = cfg.workload
+    if w.trace is not None:
+        src = f"trace {os.path.basename(w.trace)} (time-scale {w.time_scale:g})"
+    elif w.iops is not None:
+        src = f"{w.iops:g} IOPS"
+    else:
+        src = f"iodepth {w.iodepth}"
+    mix = ", ".join(f"{k} {v:g}" for k, v in (("read", w.mix.read), ("write", w.mix.write),
+                                             ("discard", w.mix.discard)) if v)
+    sizes = "/".join(fmt_size(sz) for sz, _w in w.size_weights())
+    tail = "" if w.trace is not None else f", {mix}, {sizes} {w.pattern}"
+    return f"{src}{tail}, on a {fmt_size(cfg.disk.size)} disk"
+
+
+def assumptions(cfg, scheme: str, metadata_bytes: float) -> list[str]:
+    """What the advice takes for granted, printed with it."""
+    out = [f"it holds for the modelled workload only ({workload_text(cfg)}); another "
+           f"guest load needs its own runs"]
+    if has_cache(scheme):
+        cs = cfg.backup.cache.cluster_size
+        out.append(f"the disk tier includes {fmt_size(metadata_bytes)} of qcow2 metadata for "
+                   f"{fmt_size(cs)} clusters (header, L1, L2 tables at 8 bytes per image "
+                   f"cluster, refcount blocks at 2 bytes per cluster with refcount_bits=16; "
+                   f"QEMU docs/interop/qcow2.txt); the filesystem's own overhead under the "
+                   f"image is not included")
+    if cfg.backup.discard_source:
+        out.append("read-once (backup.discard-source) frees a copied cluster only if the "
+                   "fleecing image's node discards (discard=unmap on its blockdev); "
+                   "discard-source needs QEMU >= 9.1: without both, reserve the space the "
+                   "same VM needs without read-once")
+    elif has_cache(scheme):
+        out.append("no read-once: copied clusters stay allocated until the backup ends "
+                   "(backup.discard-source would free them, if the fleecing node has "
+                   "discard=unmap; it needs QEMU >= 9.1)")
+    out.append("each figure is its own bound (space, latency, duration), not a joint "
+               "bound on all of them at once")
+    return out
 
 
 @dataclass
@@ -141,9 +360,14 @@ class Advice:
     scheme: str
     table: pd.DataFrame            # one row per worker count
     workers: int | None            # None: no count meets every constraint
-    space_bytes: float = math.nan  # fleecing space (both tiers) at the percentile
+    space_bytes: float = math.nan  # fleecing space to reserve: data bound + qcow2 metadata
     ram_bytes: float = math.nan    # RAM tier to reserve
-    disk_bytes: float = math.nan   # disk tier to reserve
+    disk_bytes: float = math.nan   # disk tier to reserve, qcow2 metadata included
+    data_bytes: float = math.nan   # the bound on the data alone (what the runs measured)
+    metadata_bytes: float = 0.0    # qcow2 metadata added to the disk tier
+    runs: int = 0                  # runs (without error) the chosen count's bounds use
+    rank: int | None = None        # the bound is the rank-th largest of them
+    assumptions: list[str] = field(default_factory=list)
     unmet: list[str] = field(default_factory=list)
 
     @property
@@ -152,19 +376,27 @@ class Advice:
 
     def text(self) -> str:
         c = self.constraints
-        pc = f"p{c.percentile:g} of {c.replications} runs"
         if not self.met:
-            lines = [f"NO worker count in {list(c.workers)} meets {c.describe()} ({pc}):"]
+            lines = [f"NO worker count in {list(c.workers)} meets {c.describe()} "
+                     f"({c.bound_text(c.runs, 1)}):"]
             lines += [f"  - {u}" for u in self.unmet]
+            lines.append("assumptions:")
+            lines += [f"  - {a}" for a in self.assumptions]
             return "\n".join(lines)
         row = self.table.set_index("workers").loc[self.workers]
         lines = [f"max-workers {self.workers}; reserve {fmt_size(self.space_bytes)} of "
-                 f"fleecing space ({pc}; constraints: {c.describe()})"]
+                 f"fleecing space (constraints: {c.describe()})",
+                 f"  space {fmt_size(self.data_bytes)}: {c.bound_text(self.runs, self.rank)}"
+                 f" (it needs at least {c.needed} runs: 1 - {c.p:g}^N >= {c.confidence:g})"]
         if has_cache(self.scheme):
+            lines.append(f"  + qcow2 metadata {fmt_size(self.metadata_bytes)} (disk tier)")
             lines.append(f"  RAM tier {fmt_size(self.ram_bytes)}, disk tier "
                          f"{fmt_size(self.disk_bytes)}")
         lines.append(f"  then: write p99 {fmt_time(row.write_p99_s)}, longest request "
-                     f"{fmt_time(row.stall_s)}, backup {fmt_time(row.duration_s)}")
+                     f"{fmt_time(row.stall_s)}, backup {fmt_time(row.duration_s)} "
+                     f"(each the same bound)")
+        lines.append("assumptions:")
+        lines += [f"  - {a}" for a in self.assumptions]
         return "\n".join(lines)
 
     def table_text(self) -> str:
@@ -174,25 +406,28 @@ class Advice:
             rows.append([str(r.workers), str(r.runs), fmt_size(r.space_bytes), fmt_size(r.ram_bytes),
                          fmt_size(r.disk_bytes), fmt_time(r.write_p99_s), fmt_time(r.stall_s),
                          fmt_time(r.duration_s), "yes" if r.feasible else r.why])
-        p = f"p{self.constraints.percentile:g}"
+        c = self.constraints
+        p = f"p{c.percentile:g}"
         header = ["workers", "runs", f"space {p}", f"RAM {p}", f"disk {p}",
                   f"write p99 {p}", f"longest {p}", f"backup {p}", "meets constraints"]
         text = _render(header, rows).splitlines()
         # the last column is words: left-aligned reads better
-        return "\n".join(line.rstrip() for line in text)
+        note = (f"each {p} cell: the upper {c.confidence * 100:g}% confidence bound on the "
+                f"{p} over backups (the k-th largest run; data only, no qcow2 metadata)")
+        return "\n".join([note] + [line.rstrip() for line in text])
 
 
 def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
     """The advice from a sweep's runs (``load_runs`` of ``sweep_dict``'s sweep)."""
     scheme = cfg.scheme
-    p = cons.percentile
+    p, conf = cons.p, cons.confidence
     rows = []
     for w in cons.workers:
         g = runs[runs[AXIS] == w]
         errs = g["error"].dropna() if len(g) else pd.Series([], dtype=object)
         why = []
-        if len(g) < cons.replications:
-            why.append(f"{cons.replications - len(g)} runs missing")
+        if len(g) < cons.runs:
+            why.append(f"{cons.runs - len(g)} runs missing")
         if len(errs):
             why.append(f"{len(errs)} runs failed: {str(errs.iloc[0])[:80]}")
         ok = g[g["error"].isna()] if len(g) else g
@@ -200,25 +435,33 @@ def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
         bad = ok[(ok["backup_outcome"] != "complete") & (ok["backup_outcome"] != "unfinished")]
         if len(bad):
             why.append(f"{len(bad)} backups {bad['backup_outcome'].iloc[0]}")
-        dur = ok["backup_duration_s"].where(done, math.inf)
-        stall = np.fmax(ok["write_max_s"].astype(float), ok["read_max_s"].astype(float)).fillna(0)
-        r = {"workers": w, "runs": len(g),
-             "space_bytes": pct(ok["fleecing_peak_bytes"], p),
-             "ram_bytes": pct(ok["ram_peak_bytes"], p),
-             "disk_bytes": pct(ok["disk_cache_peak_bytes"], p),
-             "spill_max_bytes": float(ok["spill_bytes"].max()) if len(ok) else math.nan,
-             "write_p99_s": pct(ok["write_p99_s"].astype(float).fillna(0), p),
-             "stall_s": pct(stall, p), "duration_s": pct(dur, p)}
-        if cons.window is not None and not r["duration_s"] <= cons.window:
+        dur = _col(ok, "backup_duration_s").where(done, math.inf)
+        stall = np.fmax(_col(ok, "write_max_s"), _col(ok, "read_max_s")).fillna(0)
+        space, k, got = upper_bound(_col(ok, "fleecing_peak_bytes"), p, conf)
+        r = {"workers": w, "runs": len(ok), "rank": k, "confidence": got,
+             "space_bytes": space,
+             "ram_bytes": upper_bound(_col(ok, "ram_peak_bytes").fillna(0), p, conf)[0],
+             "disk_bytes": upper_bound(_col(ok, "disk_cache_peak_bytes").fillna(0), p, conf)[0],
+             "spill_max_bytes": float(_col(ok, "spill_bytes").max()) if len(ok) else math.nan,
+             # no writes (a read-only workload): no write latency to hold to a limit
+             "write_p99_s": upper_bound(_col(ok, "write_p99_s").fillna(0), p, conf)[0],
+             "stall_s": upper_bound(stall, p, conf)[0],
+             "duration_s": upper_bound(dur, p, conf)[0]}
+        if k is None:
+            why.append(f"{len(ok)} runs: too few for an upper {conf * 100:g}% bound on "
+                       f"p{cons.percentile:g} (needs {cons.needed})")
+        elif cons.window is not None and not r["duration_s"] <= cons.window:
             why.append(f"backup {fmt_time(r['duration_s'])} > {fmt_time(cons.window)}"
                        if math.isfinite(r["duration_s"]) else
                        f"backup unfinished within {fmt_time(cons.window)}")
         elif cons.window is None and math.isinf(r["duration_s"]):
             why.append("backup unfinished at run.max-time")
-        if cons.write_p99 is not None and not r["write_p99_s"] <= cons.write_p99:
-            why.append(f"write p99 {fmt_time(r['write_p99_s'])} > {fmt_time(cons.write_p99)}")
-        if cons.max_stall is not None and not r["stall_s"] <= cons.max_stall:
-            why.append(f"longest {fmt_time(r['stall_s'])} > {fmt_time(cons.max_stall)}")
+        if k is not None:
+            if cons.write_p99 is not None and not r["write_p99_s"] <= cons.write_p99:
+                why.append(f"write p99 {fmt_time(r['write_p99_s'])} > "
+                           f"{fmt_time(cons.write_p99)}")
+            if cons.max_stall is not None and not r["stall_s"] <= cons.max_stall:
+                why.append(f"longest {fmt_time(r['stall_s'])} > {fmt_time(cons.max_stall)}")
         if cons.no_spill and has_cache(scheme) and r["spill_max_bytes"] > 0:
             why.append(f"spilled {fmt_size(r['spill_max_bytes'])} with a disk-sized RAM tier")
         r["feasible"] = not why
@@ -226,8 +469,10 @@ def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
         rows.append(r)
     table = pd.DataFrame(rows)
     question = (f"{cfg.name}: how much fleecing space and how many workers for "
-                f"{cons.describe()}? (p{cons.percentile:g} of {cons.replications} runs)")
+                f"{cons.describe()}? (upper {conf * 100:g}% confidence bounds on "
+                f"p{cons.percentile:g}, {cons.runs} runs per worker count)")
     adv = Advice(question, cons, scheme, table, None)
+    adv.assumptions = assumptions(cfg, scheme, _metadata(cfg, scheme, 0.0))
     feas = table[table["feasible"]]
     if not len(feas):
         adv.unmet = _unmet(table, cons)
@@ -235,15 +480,30 @@ def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
     least = feas["space_bytes"].min()
     pick = feas[feas["space_bytes"] <= least * (1 + SPACE_SLACK)].iloc[0]
     adv.workers = int(pick["workers"])
-    adv.space_bytes = float(pick["space_bytes"])
+    adv.runs, adv.rank = int(pick["runs"]), int(pick["rank"])
+    adv.data_bytes = float(pick["space_bytes"])
     if not has_cache(scheme):
         adv.ram_bytes = adv.disk_bytes = 0.0
-    elif cons.no_spill:
-        adv.ram_bytes, adv.disk_bytes = float(pick["ram_bytes"]), 0.0
+        adv.space_bytes = adv.data_bytes
+        return adv
+    if cons.no_spill:
+        adv.ram_bytes, disk_data = float(pick["ram_bytes"]), 0.0
     else:
         adv.ram_bytes = float(cfg.backup.cache.ram.size)
-        adv.disk_bytes = float(pick["disk_bytes"])
+        disk_data = float(pick["disk_bytes"])
+    adv.metadata_bytes = float(_metadata(cfg, scheme, disk_data))
+    adv.disk_bytes = disk_data + adv.metadata_bytes
+    adv.space_bytes = adv.data_bytes + adv.metadata_bytes
+    adv.assumptions = assumptions(cfg, scheme, adv.metadata_bytes)
     return adv
+
+
+def _metadata(cfg, scheme: str, disk_data: float) -> int:
+    """qcow2 metadata of the fleecing image holding ``disk_data`` bytes (0 for a
+    scheme without a fleecing image)."""
+    if not has_cache(scheme):
+        return 0
+    return qcow2_metadata_bytes(cfg.disk.size, disk_data, cfg.backup.cache.cluster_size)
 
 
 def _unmet(table: pd.DataFrame, cons: Constraints) -> list[str]:
@@ -289,17 +549,18 @@ def plot(advice: Advice, runs: pd.DataFrame):
                  label=f"{w} workers" + (" (advice)" if chosen else ""))
     ax1.axvline(c.percentile, color="k", ls=":", lw=1, label=f"p{c.percentile:g}")
     if advice.met:
-        ax1.plot([c.percentile], [advice.space_bytes / 2**20], "o", color="crimson", ms=8,
-                 label=f"reserve {fmt_size(advice.space_bytes)}")
-    ax1.set_xlabel(f"percentile over {c.replications} replications (%)")
+        ax1.plot([c.percentile], [advice.data_bytes / 2**20], "o", color="crimson", ms=8,
+                 label=f"upper {c.confidence * 100:g}% bound {fmt_size(advice.data_bytes)}"
+                       f" (+{fmt_size(advice.metadata_bytes)} qcow2 metadata)")
+    ax1.set_xlabel(f"percentile of the {c.runs}+ runs per worker count (observed, %)")
     ax1.set_ylabel("fleecing space needed (MiB)")
     ax1.set_title("fleecing space needed vs percentile")
     ax1.legend(fontsize=8)
     t = advice.table
-    ax2.plot(t["workers"], t["write_p99_s"] * 1e3, "o-", label=f"write p99 (p{c.percentile:g} "
-                                                                 f"over runs)")
+    ub = f"upper {c.confidence * 100:g}% bound on p{c.percentile:g}"
+    ax2.plot(t["workers"], t["write_p99_s"] * 1e3, "o-", label=f"write p99 ({ub})")
     ax2.plot(t["workers"], t["stall_s"] * 1e3, "s--", alpha=0.6,
-             label=f"longest request (p{c.percentile:g})")
+             label=f"longest request ({ub})")
     if c.write_p99 is not None:
         ax2.axhline(c.write_p99 * 1e3, color="crimson", ls="--", lw=1,
                     label=f"limit {fmt_time(c.write_p99)}")
@@ -313,7 +574,8 @@ def plot(advice: Advice, runs: pd.DataFrame):
     ax2.set_xscale("log", base=2)
     ax2.set_xticks(list(c.workers))
     ax2.set_xticklabels([str(w) for w in c.workers])
-    ax2.set_yscale("log")
+    if (t[["write_p99_s", "stall_s"]].to_numpy() > 0).all():
+        ax2.set_yscale("log")
     ax2.set_xlabel("max-workers")
     ax2.set_ylabel("guest latency during backup (ms)")
     ax2.set_title("guest latency vs workers")
@@ -325,10 +587,96 @@ def plot(advice: Advice, runs: pd.DataFrame):
 
 
 def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, scheduler=None,
-                  dask_local=False, resume=False, quiet=True):
-    """Run the sweep for ``cfg`` (one variant) and return (Advice, runs, results dir)."""
+                  dask_local=False, resume=True, quiet=True, progress=False, say=None):
+    """Run the sweep for ``cfg`` (one variant) and return (Advice, runs, results dir).
+
+    ``cons.runs`` runs per worker count; while a count has fewer runs without
+    error than the bound needs, replications are added (up to
+    ``cons.max_replications``) and the sweep resumed, so the runs stored
+    before are kept. ``resume`` (the default) keeps runs an earlier advise of
+    the same question stored in ``results_dir`` (a run's id is the hash of
+    its config and seed: a changed question never reuses one). ``progress``:
+    a line on stderr every ``PROGRESS_EVERY_S`` (for logs, where the sweep's
+    bar is off); ``say``: where to tell the user that replications were
+    raised (default: nowhere)."""
     from ..sweep import load_runs, run_sweep
-    out = run_sweep(sweep_dict(cfg, cons), results_dir=results_dir, jobs=jobs,
-                    scheduler=scheduler, dask_local=dask_local, resume=resume, quiet=quiet)
-    runs = load_runs(out)
-    return analyse(runs, cons, cfg), runs, out
+    reps = cons.runs
+    if say and cons.replications is not None and cons.replications < reps:
+        say(f"advise: --replications {cons.replications} is too few for an upper "
+            f"{cons.confidence * 100:g}% confidence bound on p{cons.percentile:g} (it needs "
+            f"{cons.needed} runs: 1 - {cons.p:g}^N >= {cons.confidence:g}); running {reps} "
+            f"per worker count")
+    while True:
+        sweep = sweep_dict(cfg, cons, reps)
+        with _progress_lines(sweep, results_dir, enabled=progress):
+            out = run_sweep(sweep, results_dir=results_dir, jobs=jobs, scheduler=scheduler,
+                            dask_local=dask_local, resume=resume, quiet=quiet)
+        runs = load_runs(out)
+        ok = runs[runs["error"].isna()]
+        fewest = min(int((ok[AXIS] == w).sum()) for w in cons.workers)
+        if fewest >= cons.needed or reps >= cons.max_replications:
+            break
+        more = min(cons.max_replications, reps + cons.needed - fewest)
+        if say:
+            say(f"advise: {cons.needed - fewest} runs failed at some worker count; adding "
+                f"replications {reps}..{more - 1}")
+        reps, resume = more, True
+    return analyse(runs, replace(cons, replications=reps), cfg), runs, out
+
+
+class _progress_lines:
+    """While a sweep runs: every ``PROGRESS_EVERY_S`` a line on stderr with the
+    runs stored of those planned, the time elapsed and an estimate of what is
+    left (from the rate of this invocation's runs). Counts the sweep's own
+    result files (``runs/<id>.parquet``, written last for each run), so it
+    works with every executor."""
+
+    def __init__(self, sweep: dict, results_dir, enabled: bool,
+                 every: float = PROGRESS_EVERY_S, stream=None):
+        self.enabled = enabled and results_dir is not None
+        self.every, self.stream = every, stream or sys.stderr
+        if self.enabled:
+            from ..sweep import plan
+            from ..sweep.spec import spec_from_dict
+            spec, base = spec_from_dict(sweep)
+            self.files = [os.path.join(results_dir, "runs", f"{r.run_id}.parquet")
+                          for r in plan(spec, base)]
+            self.name = spec.name
+
+    def done(self) -> int:
+        return sum(os.path.exists(f) for f in self.files)
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        self.t0, self.start = time.monotonic(), self.done()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def line(self) -> str:
+        n, total = self.done(), len(self.files)
+        el = time.monotonic() - self.t0
+        new = n - self.start
+        left = f"~{_clock((total - n) * el / new)} left" if new > 0 and n < total else \
+            ("done" if n >= total else "estimating")
+        return f"{self.name}: {n}/{total} runs, {_clock(el)} elapsed, {left}"
+
+    def _loop(self):
+        while not self.stop.wait(self.every):
+            print(self.line(), file=self.stream, flush=True)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+            if exc[0] is None:
+                print(self.line(), file=self.stream, flush=True)
+        return False
+
+
+def _clock(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
+        (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")

@@ -48,6 +48,10 @@ def cmd_qemu(args) -> int:
     for s in args.scheme:
         if s not in SCHEMES:
             raise UserError(f"--scheme {s}: expected one of {', '.join(SCHEMES)}")
+    if not args.no_save:  # before ~20 s of real QEMU: the results must have a place
+        from fleecesim.cli import writable_dir
+        writable_dir((Path(args.out) if args.out else Path("results")) / cfg.name / "qemu",
+                     "--out" if args.out else "results folder")
     ok, why = qemu_available()
     if not ok:
         raise UserError(f"real QEMU is not available: {why}")

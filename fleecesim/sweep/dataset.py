@@ -11,13 +11,12 @@ exactly the runs with a row, and a killed sweep leaves no half-written file.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import UserError
-from ..store import atomic_write_parquet, atomic_write_text, to_json
+from ..store import atomic_write_parquet, atomic_write_text, read_json, read_parquet, to_json
 from .spec import Run, SweepSpec
 
 PARTS = ("runs", "timelines", "latency")
@@ -36,7 +35,10 @@ def read_manifest(out: str | Path) -> dict:
     p = Path(out) / "sweep.json"
     if not p.is_file():
         raise UserError(f"{out}: not a sweep results directory (no sweep.json)")
-    return json.loads(p.read_text())
+    m = read_json(p)
+    if not isinstance(m, dict) or not isinstance(m.get("runs"), list):
+        raise UserError(f"{p}: not a sweep manifest (no list of runs)")
+    return m
 
 
 def clean_temp(out: Path) -> None:
@@ -85,7 +87,7 @@ def _read_parts(out: Path, part: str, ids: list[str]) -> list[pd.DataFrame]:
     for rid in ids:
         p = out / part / f"{rid}.parquet"
         if p.is_file():
-            frames.append(pd.read_parquet(p))
+            frames.append(read_parquet(p))
     return frames
 
 

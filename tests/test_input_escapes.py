@@ -1,0 +1,208 @@
+"""Inputs that escaped as tracebacks or wrote outside results/: one line on
+stderr naming what is wrong, exit status 2, and nothing written. Each case
+was a traceback (TypeError, OverflowError, ArrowInvalid, JSONDecodeError,
+OSError after the work) or a write outside the results folder before."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleecesim.cli import main
+from fleecesim.sweep import run_sweep
+from fleecesim.units import parse_rate, parse_size, parse_time
+from tests.conftest import REPO
+
+SMALL = {"disk": {"size": "64MiB"}, "workload": {"iops": 500},
+         "backup": {"scheme": "fleecing-push"}, "run": {"warmup": "0.1s", "tail": "0s"}}
+
+
+def _tree(d: Path) -> dict:
+    return {str(p.relative_to(d)): p.stat().st_mtime_ns for p in d.rglob("*")}
+
+
+def _one_line(capsys, *needles):
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fleecesim: error: "), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def _run(tmp_path, monkeypatch, capsys, raw: dict | str, *extra):
+    """``fleecesim run`` in an empty tmp_path (its default results/ there)."""
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "conf" / "c.yaml"
+    p.parent.mkdir(exist_ok=True)
+    p.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    before = _tree(tmp_path)
+    code = main(["run", str(p), "--quiet", *extra])
+    assert _tree(tmp_path) == before  # nothing written, anywhere
+    return code
+
+
+# ---------------------------------------------------------------- vms / variants not lists
+@pytest.mark.parametrize("text, needles", [
+    ("vms: 5", ["vms: Input should be a valid list"]),
+    ("variants: 5", ["variants: Input should be a valid list"]),
+    ("vms: {a: 1}", ["vms: Input should be a valid list"]),
+    ("variants: x", ["variants: Input should be a valid list"]),
+    ("variants: [5]", ["variants[0]:"]),
+    ("vms: [5]", ["vms[0]:"]),
+])
+def test_vms_and_variants_must_be_lists(tmp_path, monkeypatch, capsys, text, needles):
+    assert _run(tmp_path, monkeypatch, capsys, "disk: {size: 64MiB}\n" + text + "\n") == 2
+    _one_line(capsys, *needles)
+
+
+# ---------------------------------------------------------------- non-finite sizes, rates, times
+@pytest.mark.parametrize("setting, needles", [
+    ("disk.size=.inf", ["disk.size: expected a finite size", "inf"]),
+    ("disk.size=1e400", ["disk.size: expected a finite size"]),
+    ('disk.size="1e400"', ["disk.size: expected a finite size", "'1e400'"]),
+    ('disk.size="1e300PiB"', ["disk.size: expected a finite size", "1e300PiB"]),
+    ('devices.target.bandwidth="1e400MiB/s"', ["read-bandwidth: expected a finite rate"]),
+    ('run.warmup="1e400s"', ["run.warmup: expected a finite time"]),
+    ("backup.cache.cluster-size=.inf", ["backup.cache.cluster-size: expected a finite size"]),
+])
+def test_non_finite_sizes_rates_times_are_one_line(tmp_path, monkeypatch, capsys, setting,
+                                                     needles):
+    assert _run(tmp_path, monkeypatch, capsys, SMALL, "--set", setting) == 2
+    _one_line(capsys, *needles)
+
+
+@pytest.mark.parametrize("fn, bad", [
+    (parse_size, float("inf")), (parse_size, float("nan")), (parse_size, "1e400"),
+    (parse_size, "1e305PiB"), (parse_rate, float("inf")), (parse_rate, "1e305PiB/s"),
+    (parse_time, float("nan")), (parse_time, "1e400ms"), (parse_time, float("-inf")),
+])
+def test_unit_parsers_refuse_non_finite(fn, bad):
+    with pytest.raises(ValueError, match="expected a finite"):
+        fn(bad)
+
+
+def test_unit_parsers_keep_large_finite_values():
+    assert parse_size(2**60) == 2**60 and parse_size("1PiB") == 2**50
+    assert parse_size(1e18) == 10**18 and parse_rate("1e300/s") == 1e300
+
+
+# ---------------------------------------------------------------- names that are paths
+BAD_NAMES = ["../../X", "ABS", ".", "..", "a/../../b", "-x", "--help", "a\nb", "",
+             "ok/.", "a//b", "a\\b"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_variant_name_must_be_a_folder_name(tmp_path, monkeypatch, capsys, name):
+    if name == "ABS":  # never a real /abs, even if the check regressed
+        name = str(tmp_path / "abs" / "olute")
+    raw = dict(SMALL, variants=[{"name": name, "set": {"backup.max-workers": 2}}])
+    assert _run(tmp_path, monkeypatch, capsys, raw) == 2
+    _one_line(capsys, "variants[0].name: expected plain names joined by '/'")
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_NAMES if n not in ("ok/.", "a//b")])
+def test_config_name_must_be_a_folder_name(tmp_path, monkeypatch, capsys, name):
+    if name == "ABS":
+        name = str(tmp_path / "abs" / "olute")
+    assert _run(tmp_path, monkeypatch, capsys, dict(SMALL, name=name)) == 2
+    _one_line(capsys, "name: expected a plain name")
+
+
+def test_nested_variant_names_stay_inside_the_results_folder(tmp_path, monkeypatch, capsys):
+    # configs/workers.yaml names its variants "ssd-nbd/w4": sub-folders, still inside
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(dict(SMALL, name="n", variants=[
+        {"name": "ssd/w1", "set": {"backup.max-workers": 1}}])))
+    assert main(["run", str(p), "--quiet"]) == 0
+    assert (tmp_path / "results" / "n" / "ssd" / "w1" / "summary.json").is_file()
+    assert {q.name for q in tmp_path.iterdir()} == {"c.yaml", "results"}
+
+
+# ---------------------------------------------------------------- corrupt results
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    s = {"name": "corrupt", "base": SMALL, "replications": 2,
+         "grid": {"backup.max-workers": [1, 4]}}
+    return run_sweep(s, results_dir=tmp_path_factory.mktemp("res") / "corrupt", jobs=1,
+                     quiet=True)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    p = d / "c.yaml"
+    p.write_text(yaml.safe_dump(dict(SMALL, name="r")))
+    assert main(["run", str(p), "--quiet", "--out", str(d / "out")]) == 0
+    return d / "out" / "r"
+
+
+def _spoil(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"not this\n")
+
+
+CMDS = (["summarize"], ["plot", "--kind", "metric"], ["plot", "--kind", "cdf"])
+SPOILED = [(part, how, cmd) for part, how in [("runs", "truncate"), ("runs", "garbage"),
+                                              ("sweep.json", "truncate"),
+                                              ("sweep.json", "garbage")] for cmd in CMDS]
+SPOILED.append(("latency", "truncate", ["plot", "--kind", "cdf"]))  # only the CDF reads it
+
+
+@pytest.mark.parametrize("part, how, cmd", SPOILED)
+def test_corrupt_sweep_results_name_the_file(sweep_dir, tmp_path, capsys, part, how, cmd):
+    d = tmp_path / "copy"
+    shutil.copytree(sweep_dir, d)
+    bad = d / "sweep.json" if part == "sweep.json" else sorted((d / part).glob("*.parquet"))[0]
+    _spoil(bad, how)
+    assert main([cmd[0], str(d), *cmd[1:], *(["--quiet"] if cmd[0] == "plot" else [])]) == 2
+    _one_line(capsys, str(bad), "not a readable")
+
+
+@pytest.mark.parametrize("file, kind", [("fleecing-push/summary.json", "attribution"),
+                                        ("fleecing-push/summary.json", "occupancy"),
+                                        ("fleecing-push/timeline.parquet", "occupancy"),
+                                        ("fleecing-push/requests.parquet", "cdf")])
+def test_corrupt_run_results_name_the_file(run_dir, tmp_path, capsys, file, kind):
+    d = tmp_path / "copy"
+    shutil.copytree(run_dir, d)
+    _spoil(d / file, "truncate")
+    assert main(["plot", str(d), "--kind", kind, "--quiet"]) == 2
+    _one_line(capsys, str(d / file), "not a readable")
+
+
+# ---------------------------------------------------------------- outputs checked first
+def _never(*_a, **_k):
+    raise AssertionError("the work started before the output was checked")
+
+
+@pytest.mark.parametrize("out, needles", [
+    ("/proc/fleecesim-x.yaml", ["--out /proc/", "cannot write"]),
+    ("AFILE/x.yaml", ["cannot write", "Not a directory"])])
+def test_calibrate_checks_its_output_before_measuring(tmp_path, monkeypatch, capsys, out,
+                                                        needles):
+    import fleecesim.calibrate as cal
+    monkeypatch.setattr(cal, "calibrate", _never)
+    (tmp_path / "AFILE").write_text("x")
+    out = out.replace("AFILE", str(tmp_path / "AFILE"))
+    assert main(["calibrate", str(tmp_path), "--out", out]) == 2
+    _one_line(capsys, *needles)
+
+
+@pytest.mark.parametrize("out, needles", [("AFILE", ["--out", "Not a directory"]),
+                                          ("/proc", ["--out /proc/qemu-small/qemu"])])
+def test_qemu_checks_its_output_before_running_qemu(tmp_path, monkeypatch, capsys, out,
+                                                      needles):
+    import fleecesim.qemu.compare as compare
+    import fleecesim.qemu.runner as runner
+    monkeypatch.setattr(runner, "qemu_available", _never)
+    monkeypatch.setattr(compare, "compare", _never)
+    (tmp_path / "AFILE").write_text("x")
+    out = out.replace("AFILE", str(tmp_path / "AFILE"))
+    before = _tree(tmp_path)
+    assert main(["qemu", str(REPO / "configs" / "qemu-small.yaml"), "--out", out]) == 2
+    _one_line(capsys, *needles)
+    assert _tree(tmp_path) == before
