@@ -38,7 +38,8 @@ modelled: source and target here are different devices.
 """
 from __future__ import annotations
 
-from heapq import heappop, heappush, heapreplace
+from bisect import bisect_right
+from heapq import heapreplace
 
 from . import base
 from .base import Device
@@ -145,17 +146,30 @@ class HostDevice:
                 dur = dev.min_read
         if dev._positions:
             xfer += dev.positioning(offset, length)
-        pipe = dev._pipe_free
-        end = (xfer if xfer > pipe else pipe) + dur
-        dev._pipe_free = end
         if dev.ps:
-            act = dev._active
-            while act and act[0] <= xfer:
-                heappop(act)
-            ps_end = xfer + dur * (1 + len(act))
-            if ps_end < end:
-                end = ps_end
-            heappush(act, end)
+            if dur:
+                b = dev._busy
+                if xfer >= b[-2]:
+                    last = b[-1]
+                    if xfer <= last:
+                        end = last + dur
+                        b[-1] = end
+                    else:
+                        end = xfer + dur
+                        if last <= t:
+                            dev._busy = [xfer, end]
+                        else:
+                            if b[1] <= t:
+                                del b[:bisect_right(b, t) & -2]
+                            b += (xfer, end)
+                else:
+                    end = dev._backfill(xfer, dur, t)
+            else:
+                end = xfer
+        else:
+            pipe = dev._pipe_free
+            end = (xfer if xfer > pipe else pipe) + dur
+            dev._pipe_free = end
         heapreplace(free, end)
         dev.ops += 1
         dev.bytes += length
