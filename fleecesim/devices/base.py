@@ -35,25 +35,25 @@ class Device:
     * ``fifo`` — one pipe, transfers in arrival order (a network link: NBD
       runs over one TCP stream; an HDD's single head).
     * ``ps`` — out of order into free capacity, as an SSD serves requests
-      (an NVMe controller completes commands in any order, not the order
-      submitted: NVM Express Base Specification 1.4, 4.11 "Command
-      Arbitration" and 4.6 "Completion Queue Entry"). At submission a
-      request's transfer is placed into the capacity that no earlier request
-      holds, from the moment it is ready (after its latency), at the full
-      rate: it runs in any gap the committed transfers leave, is interrupted
-      by them and continues after them, and ends with its last byte. That is
-      the earliest completion any schedule can give a request while keeping
-      every completion already returned (the queue is analytic: callers chain
-      on them) and never moving more than the bandwidth over any interval.
-      So a request ready while committed transfers hold the pipe waits for
-      them — as a 4 KiB read on a real SSD waits for the pages a striped
-      large read has queued on its flash die, each die serving its queue in
-      order (Tavakkol et al., "MQSim", FAST 2018: per-die transaction queues;
-      "FLIN", ISCA 2018: small-request flows slowed by a concurrent
-      high-intensity flow on real NVMe SSDs) — but one ready before a
-      transfer submitted ahead of it (a write's short access beside a read's
-      long one) moves in the gap first. A running transfer is never slowed by
-      a later request: its completion has been returned.
+      (NVM Express 1.2, 7 "Controller Architecture": no ordering
+      restrictions for processing of commands within or across submission
+      queues, nor for their completions). At submission a request's transfer
+      is placed into the capacity that no earlier request holds, from the
+      moment it is ready (after its latency), at the full rate: it runs in
+      any gap the committed transfers leave, is interrupted by them and
+      continues after them, and ends with its last byte. That is the
+      earliest completion any schedule can give it while keeping every
+      completion already returned (the queue is analytic: callers chain on
+      them) and never moving more than the bandwidth over any interval. So a
+      request ready while committed transfers hold the pipe waits for them,
+      as a 4 KiB read on a real SSD waits for the pages that a striped large
+      read has queued on its flash chip (MQSim, Tavakkol et al., FAST 2018:
+      src/ssd/TSU_OutofOrder.h keeps user reads in one transaction queue per
+      chip; FLIN, ISCA 2018, measured on four real NVMe SSDs that a flow
+      issuing many requests slows the others down significantly); but one
+      ready before a transfer submitted ahead of it (a write's short access
+      beside a read's long one) moves in the gap first. A running transfer
+      is never slowed by a later request: its completion has been returned.
 
     The bound ``ps`` keeps, over every interval ``[t1, t2]``: the requests
     whose transfer lies inside it (ready at ``t1`` or later, complete by
@@ -62,8 +62,9 @@ class Device:
     at most ``bandwidth * (t2 - t1)``, and fluidly the pipe moves at most
     ``bandwidth * t`` by any ``t``. (The committed capacity is a set of
     disjoint full-rate intervals, each request's share inside its own
-    ``[ready, end]``; the interval condition is also exactly when such a
-    schedule exists: Horn, "Some simple scheduling algorithms", 1974.)
+    ``[ready, end]``. Conversely the interval condition is exactly when such
+    a schedule exists, earliest deadline first being optimal for it: Horn,
+    "Some simple scheduling algorithms", Naval Res. Logist. Q. 21, 1974.)
     ``fifo`` keeps it too (one request at a time, in order).
 
     Reads and writes have their own latency and bandwidth (``write_latency``,
