@@ -150,9 +150,13 @@ class Device:
                         if last <= now:
                             self._busy = [xfer, end]
                         else:
-                            if b[1] <= now:
-                                del b[:bisect_right(b, now) & -2]
                             b += (xfer, end)
+                            if len(b) > 16:  # drop what ended before now
+                                del b[:bisect_right(b, now) & -2]
+                elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
+                    # ready, and done, in the gap before the last interval
+                    end = xfer + dur
+                    b[-2:-2] = (xfer, end)
                 else:
                     end = self._backfill(xfer, dur, now)
             else:

@@ -159,9 +159,13 @@ class HostDevice:
                         if last <= t:
                             dev._busy = [xfer, end]
                         else:
-                            if b[1] <= t:
-                                del b[:bisect_right(b, t) & -2]
                             b += (xfer, end)
+                            if len(b) > 16:  # drop what ended before now
+                                del b[:bisect_right(b, t) & -2]
+                elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
+                    # ready, and done, in the gap before the last interval
+                    end = xfer + dur
+                    b[-2:-2] = (xfer, end)
                 else:
                     end = dev._backfill(xfer, dur, t)
             else:
