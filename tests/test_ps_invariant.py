@@ -37,7 +37,7 @@ def _run(dev_kw, reqs):
     now = 0.0
     ready, ends, work, lens = [], [], [], []
     for gap, length, write in reqs:
-        now += gap
+        now = max(0.0, now + gap)
         start = max(now, slots[0])
         lat = d.write_latency if write else d.latency
         per_byte = d.inv_wbw if write else d.inv_bw
@@ -81,9 +81,13 @@ def mixes(draw):
               write_latency=draw(st.sampled_from([0.0, 15e-6, 5e-3])),
               write_bandwidth=bw if same_bw else bw / 3,
               read_iops=iops[0], write_iops=iops[1])
-    # arrival gaps of the order of a 4 KiB .. 16 MiB transfer, bursts (0) too
+    # arrival gaps of the order of a 4 KiB .. 16 MiB transfer, bursts (0)
+    # too; sometimes ``now`` steps back (a remote device's backend is
+    # submitted at each request's arrival over its connection, and one
+    # connection's window can hold a request back past a later one's)
     scale = draw(st.sampled_from([4096, 65536, MiB, 16 * MiB])) / bw
-    gap = st.one_of(st.just(0.0), st.floats(0.0, 2 * scale))
+    back = draw(st.booleans())
+    gap = st.one_of(st.just(0.0), st.floats(-scale if back else 0.0, 2 * scale))
     reqs = draw(st.lists(st.tuples(gap, sizes, st.booleans()), min_size=1, max_size=80))
     return kw, reqs
 
@@ -130,3 +134,14 @@ def test_large_request_then_small_ones_deliver_at_most_bandwidth():
         done = 8 * MiB * (big <= t) + 4096 * (small <= t + 1e-12).sum()
         assert done <= MiB * t + 1e-6
     assert small.max() == pytest.approx(8.0 + 2000 * 4096 / MiB)
+
+
+def test_ps_keeps_committed_capacity_when_now_steps_back():
+    # A 1 MiB transfer holds [0, 1 s]; a request at 2 s finds the device idle;
+    # then one submitted at 0.5 s (as a remote backend can be, its requests
+    # arriving over connections of their own) must still go around [0, 1 s]:
+    # it is ready at 0.5 s and moves in [1, 2 s).
+    d = Device("d", 0.0, 1 * MiB, 8, sharing="ps")
+    assert d.submit(0.0, 0, MiB) == 1.0
+    assert d.submit(2.0, 0, 4096) == 2.0 + 4096 / MiB
+    assert d.submit(0.5, 0, MiB) == 2.0

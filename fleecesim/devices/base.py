@@ -105,8 +105,12 @@ class Device:
         self.ps = sharing == "ps"
         # ps: the committed capacity, disjoint full-rate intervals as sorted
         # boundaries [start0, end0, start1, end1, ...] (gaps between them are
-        # free); those that ended before the latest ``now`` are dropped
+        # free). Those that end before the earliest free slot can be dropped:
+        # a request starts no earlier (that slot time never decreases, even
+        # if a caller's ``now`` does), so at most ``slots`` + 1 are kept;
+        # they are dropped in bulk, once the list is twice that long
         self._busy = [0.0, 0.0]
+        self._prune_at = 4 * slots + 8
         self.ops = 0
         self.bytes = 0
         self.busy = 0.0  # seconds the pipe moved data
@@ -147,18 +151,18 @@ class Device:
                         b[-1] = end
                     else:
                         end = xfer + dur
-                        if last <= now:
+                        if last <= free[0]:
                             self._busy = [xfer, end]
                         else:
                             b += (xfer, end)
-                            if len(b) > 16:  # drop what ended before now
-                                del b[:bisect_right(b, now) & -2]
+                            if len(b) > self._prune_at:  # drop what no later request can reach
+                                del b[:bisect_right(b, free[0]) & -2]
                 elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
                     # ready, and done, in the gap before the last interval
                     end = xfer + dur
                     b[-2:-2] = (xfer, end)
                 else:
-                    end = self._backfill(xfer, dur, now)
+                    end = self._backfill(xfer, dur, free[0])
             else:
                 end = xfer  # nothing to move: done when ready
         else:
@@ -173,16 +177,17 @@ class Device:
         LAST.service = xfer - start + dur
         return end
 
-    def _backfill(self, xfer: float, dur: float, now: float) -> float:
+    def _backfill(self, xfer: float, dur: float, lo: float) -> float:
         """ps: place ``dur`` seconds of transfer ready at ``xfer`` into the
         free capacity before and between the committed intervals (``xfer``
         lies before the start of the last one); return when it is done. Each
         gap it fills wholly merges two intervals, so a request walks past at
         most one more interval than it removes (amortised O(1) besides the
-        bisection)."""
+        bisection). Intervals that end by ``lo`` (the earliest a slot frees)
+        are dropped: no later request starts before it."""
         b = self._busy
-        if b[1] <= now:
-            del b[:bisect_right(b, now) & -2]
+        if b[1] <= lo:
+            del b[:bisect_right(b, lo) & -2]
         i = bisect_right(b, xfer)
         if i & 1:  # inside a committed interval: continue at its end
             t = b[i]

@@ -156,18 +156,18 @@ class HostDevice:
                         b[-1] = end
                     else:
                         end = xfer + dur
-                        if last <= t:
+                        if last <= free[0]:
                             dev._busy = [xfer, end]
                         else:
                             b += (xfer, end)
-                            if len(b) > 16:  # drop what ended before now
-                                del b[:bisect_right(b, t) & -2]
+                            if len(b) > dev._prune_at:  # drop what no later request can reach
+                                del b[:bisect_right(b, free[0]) & -2]
                 elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
                     # ready, and done, in the gap before the last interval
                     end = xfer + dur
                     b[-2:-2] = (xfer, end)
                 else:
-                    end = dev._backfill(xfer, dur, t)
+                    end = dev._backfill(xfer, dur, free[0])
             else:
                 end = xfer
         else:
