@@ -132,18 +132,45 @@ def test_littles_law_on_multi_slot_device():
     assert L == pytest.approx(lam_hat * lat.mean(), rel=0.02)
 
 
-def test_ps_sharing_small_request_not_stuck_behind_large_transfers():
+def test_ps_request_waits_for_committed_transfers_like_fifo():
+    # 32 MiB of backup reads submitted first hold the pipe from 80us on: their
+    # completions are returned, so a 4 KiB read ready at the same 80us cannot
+    # end before they have moved (the interval [80us, end] would hold more than
+    # bandwidth x its length). Under ps as under fifo it ends after them.
     bw = 2 * 2**30
-    fifo = Device("f", 80e-6, bw, slots=64, sharing="fifo")
-    ps = Device("p", 80e-6, bw, slots=64, sharing="ps")
-    for d in (fifo, ps):
+    ends = []
+    for sharing in ("fifo", "ps"):
+        d = Device("d", 80e-6, bw, slots=64, sharing=sharing)
         for i in range(32):
-            d.submit(0.0, i * 2**20, 2**20)  # a burst of 32 MiB of backup reads
-    small_fifo = fifo.submit(0.0, 0, 4096)
-    small_ps = ps.submit(0.0, 0, 4096)
-    # FIFO: behind the whole burst; PS: one share among 33 transfers
-    assert small_fifo == pytest.approx(80e-6 + (32 * 2**20 + 4096) / bw)
-    assert small_ps == pytest.approx(80e-6 + 33 * 4096 / bw)
+            d.submit(0.0, i * 2**20, 2**20)
+        ends.append(d.submit(0.0, 0, 4096))
+    assert ends[0] == ends[1] == pytest.approx(80e-6 + (32 * 2**20 + 4096) / bw)
+
+
+def _read_then_write(sharing, wlen):
+    """A 1 MiB read (80 us access) then a write (20 us access) submitted at 0."""
+    bw = 2 * 2**30
+    d = Device("d", 80e-6, bw, slots=8, sharing=sharing, write_latency=20e-6)
+    return d.submit(0.0, 0, 2**20), d.submit(0.0, 0, wlen, True), bw
+
+
+def test_ps_write_ready_first_moves_in_the_gap_before_a_committed_read():
+    # The pipe is free from 20 us (the write is ready) to 80 us (the read's
+    # transfer starts): a 64 KiB write (30.5 us) moves there and completes
+    # before the read, out of submission order; fifo keeps it behind the read.
+    r, w, bw = _read_then_write("ps", 65536)
+    assert r == pytest.approx(80e-6 + 2**20 / bw)
+    assert w == pytest.approx(20e-6 + 65536 / bw)
+    r, w, bw = _read_then_write("fifo", 65536)
+    assert w == pytest.approx(80e-6 + (2**20 + 65536) / bw)
+
+
+def test_ps_transfer_is_interrupted_by_a_committed_one_and_continues_after_it():
+    # A 256 KiB write (122 us) fills the 60 us gap, waits out the read's
+    # 1 MiB, then moves the rest: it ends 62 us after the read.
+    r, w, bw = _read_then_write("ps", 256 * 1024)
+    assert r == pytest.approx(80e-6 + 2**20 / bw)
+    assert w == pytest.approx(r + 256 * 1024 / bw - 60e-6)
 
 
 def test_ps_saturated_delivers_bandwidth():

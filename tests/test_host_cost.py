@@ -77,7 +77,7 @@ def test_fused_submit_is_host_then_device_bit_for_bit(sharing, cost, mem, copy):
         sa = base.LAST.service
         b = plain.submit(now, 0, n, w)
         assert (a, sa) == (b, base.LAST.service)
-    for attr in ("ops", "bytes", "busy", "_pipe_free"):
+    for attr in ("ops", "bytes", "busy", "_pipe_free", "_busy"):
         assert getattr(fused.device, attr) == getattr(plain.device, attr), attr
     assert (fused.host.requests, fused.host.copied) == (plain.host.requests, plain.host.copied)
 

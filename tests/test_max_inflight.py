@@ -108,7 +108,7 @@ def test_fast_path_and_reference_path_agree_under_a_limit(scheme):
                     "target": {"kind": "remote", "rtt": "50us", "link-bandwidth": "40MiB/s",
                                "queue-depth": 16, "backend": {"preset": "nvme"}}},
         "workload": {"iops": 2000, "mix": {"read": 0.3, "write": 0.7},
-                     "size": {"4KiB": 3, "64KiB": 1}, "max-inflight": 4},
+                     "size": {"4KiB": 3, "64KiB": 1}, "max-inflight": 1},
         "backup": {"scheme": scheme},
         "run": {"seed": 5, "warmup": "0.2s", "tail": "0.3s"},
     })

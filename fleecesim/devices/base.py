@@ -2,8 +2,8 @@
 kind has its own module: ram.py, ssd.py, hdd.py, remote.py (NBD over TCP)."""
 from __future__ import annotations
 
-import heapq
-from heapq import heappop, heappush, heapreplace
+from bisect import bisect_right
+from heapq import heapreplace
 
 
 class _Last:
@@ -34,14 +34,38 @@ class Device:
 
     * ``fifo`` — one pipe, transfers in arrival order (a network link: NBD
       runs over one TCP stream; an HDD's single head).
-    * ``ps`` — approximate processor sharing, as an SSD's internal
-      parallelism serves a small read alongside large transfers: a transfer
-      that starts while ``k`` others are in progress ends after at most
-      ``(k+1) * length/bandwidth``, or at its FIFO time if that is sooner. The
-      FIFO schedule of all bytes is kept, so the device never delivers more
-      than its bandwidth over time; completion times are fixed at submission
-      (exact for equal sizes; small requests among large ones are served as
-      under PS).
+    * ``ps`` — out of order into free capacity, as an SSD serves requests
+      (NVM Express 1.2, 7 "Controller Architecture": no ordering
+      restrictions for processing of commands within or across submission
+      queues, nor for their completions). At submission a request's transfer
+      is placed into the capacity that no earlier request holds, from the
+      moment it is ready (after its latency), at the full rate: it runs in
+      any gap the committed transfers leave, is interrupted by them and
+      continues after them, and ends with its last byte. That is the
+      earliest completion any schedule can give it while keeping every
+      completion already returned (the queue is analytic: callers chain on
+      them) and never moving more than the bandwidth over any interval. So a
+      request ready while committed transfers hold the pipe waits for them,
+      as a 4 KiB read on a real SSD waits for the pages that a striped large
+      read has queued on its flash chip (MQSim, Tavakkol et al., FAST 2018:
+      src/ssd/TSU_OutofOrder.h keeps user reads in one transaction queue per
+      chip; FLIN, ISCA 2018, measured on four real NVMe SSDs that a flow
+      issuing many requests slows the others down significantly); but one
+      ready before a transfer submitted ahead of it (a write's short access
+      beside a read's long one) moves in the gap first. A running transfer
+      is never slowed by a later request: its completion has been returned.
+
+    The bound ``ps`` keeps, over every interval ``[t1, t2]``: the requests
+    whose transfer lies inside it (ready at ``t1`` or later, complete by
+    ``t2``) hold at most ``t2 - t1`` seconds of the pipe, each
+    ``max(length/bandwidth, 1/iops)``; so with one bandwidth their bytes are
+    at most ``bandwidth * (t2 - t1)``, and fluidly the pipe moves at most
+    ``bandwidth * t`` by any ``t``. (The committed capacity is a set of
+    disjoint full-rate intervals, each request's share inside its own
+    ``[ready, end]``. Conversely the interval condition is exactly when such
+    a schedule exists, earliest deadline first being optimal for it: Horn,
+    "Some simple scheduling algorithms", Naval Res. Logist. Q. 21, 1974.)
+    ``fifo`` keeps it too (one request at a time, in order).
 
     Reads and writes have their own latency and bandwidth (``write_latency``,
     ``write_bandwidth`` default to the read values) and an optional IOPS cap
@@ -79,7 +103,14 @@ class Device:
         self._free = [0.0] * slots  # heap of times each slot becomes free
         self._pipe_free = 0.0
         self.ps = sharing == "ps"
-        self._active: list[float] = []  # ps: end times of transfers in progress
+        # ps: the committed capacity, disjoint full-rate intervals as sorted
+        # boundaries [start0, end0, start1, end1, ...] (gaps between them are
+        # free). Those that end before the earliest free slot can be dropped:
+        # a request starts no earlier (that slot time never decreases, even
+        # if a caller's ``now`` does), so at most ``slots`` + 1 are kept;
+        # they are dropped in bulk, once the list is twice that long
+        self._busy = [0.0, 0.0]
+        self._prune_at = 4 * slots + 8
         self.ops = 0
         self.bytes = 0
         self.busy = 0.0  # seconds the pipe moved data
@@ -108,23 +139,90 @@ class Device:
                 dur = self.min_read
         if self._positions:
             xfer += self.positioning(offset, length)
-        # The pipe keeps the FIFO schedule of all bytes (work conservation).
-        pipe = self._pipe_free
-        end = (xfer if xfer > pipe else pipe) + dur
-        self._pipe_free = end
         if self.ps:
-            act = self._active
-            while act and act[0] <= xfer:
-                heappop(act)
-            ps_end = xfer + dur * (1 + len(act))
-            if ps_end < end:
-                end = ps_end
-            heappush(act, end)
+            if dur:
+                b = self._busy
+                if xfer >= b[-2]:
+                    # in or after the last committed interval: nothing later
+                    # to go around (the common case, a FIFO pipe's step)
+                    last = b[-1]
+                    if xfer <= last:
+                        end = last + dur
+                        b[-1] = end
+                    else:
+                        end = xfer + dur
+                        if last <= free[0]:
+                            self._busy = [xfer, end]
+                        else:
+                            b += (xfer, end)
+                            if len(b) > self._prune_at:  # drop what no later request can reach
+                                del b[:bisect_right(b, free[0]) & -2]
+                elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
+                    # ready, and done, in the gap before the last interval
+                    end = xfer + dur
+                    b[-2:-2] = (xfer, end)
+                else:
+                    end = self._backfill(xfer, dur, free[0])
+            else:
+                end = xfer  # nothing to move: done when ready
+        else:
+            # one pipe, transfers in submission order
+            pipe = self._pipe_free
+            end = (xfer if xfer > pipe else pipe) + dur
+            self._pipe_free = end
         heapreplace(free, end)
         self.ops += 1
         self.bytes += length
         self.busy += dur
         LAST.service = xfer - start + dur
+        return end
+
+    def _backfill(self, xfer: float, dur: float, lo: float) -> float:
+        """ps: place ``dur`` seconds of transfer ready at ``xfer`` into the
+        free capacity before and between the committed intervals (``xfer``
+        lies before the start of the last one); return when it is done. Each
+        gap it fills wholly merges two intervals, so a request walks past at
+        most one more interval than it removes (amortised O(1) besides the
+        bisection). Intervals that end by ``lo`` (the earliest a slot frees)
+        are dropped: no later request starts before it."""
+        b = self._busy
+        if b[1] <= lo:
+            del b[:bisect_right(b, lo) & -2]
+        i = bisect_right(b, xfer)
+        if i & 1:  # inside a committed interval: continue at its end
+            t = b[i]
+            i += 1
+        else:
+            t = xfer
+        rem = dur
+        n = len(b)
+        while i < n:
+            nxt = b[i]  # the next committed interval starts here
+            end = t + rem
+            if end <= nxt:  # done in this gap
+                if i and t == b[i - 1]:
+                    if end == nxt:
+                        del b[i - 1:i + 1]
+                    else:
+                        b[i - 1] = end
+                elif end == nxt:
+                    b[i] = t
+                else:
+                    b[i:i] = (t, end)
+                return end
+            rem -= nxt - t  # the gap [t, nxt) is filled; go on after it
+            if i and t == b[i - 1]:
+                del b[i - 1:i + 1]
+                n -= 2
+                t = b[i - 1]
+            else:
+                b[i] = t
+                t = b[i + 1]
+                i += 2
+            if rem <= 0.0:  # rounding: it filled the gap exactly
+                return nxt
+        end = t + rem  # t is the end of the last interval
+        b[-1] = end
         return end
 
     @classmethod

@@ -17,6 +17,7 @@ the loop's by a few ulps per wave skipped), nothing else.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 
 from .base import Device
@@ -44,11 +45,26 @@ def _wave(dev) -> int | None:
     return None
 
 
+def _committed(d: Device) -> list:
+    """A ps device's committed intervals from its earliest free slot on: no
+    later request starts before that, so what lies earlier cannot matter
+    (and would not shift with the waves)."""
+    lo = d._free[0]
+    b = d._busy
+    b = b[bisect_right(b, lo) & -2:]
+    if b and b[0] < lo:
+        b[0] = lo
+    return b
+
+
 def _dev_state(d: Device, times: list, shape: list, counts: list) -> None:
     times += sorted(d._free)
-    times.append(d._pipe_free)
-    times += sorted(d._active)
-    shape.append(len(d._active))
+    if d.ps:
+        b = _committed(d)
+        times += b
+        shape.append(len(b))
+    else:
+        times.append(d._pipe_free)
     counts += [d.ops, d.bytes, d.busy]
 
 
@@ -85,13 +101,16 @@ def _state(dev):
 
 def _set_dev(d: Device, times: list, i: int, counts: list, j: int) -> tuple[int, int]:
     k = len(d._free)
+    kb = len(_committed(d)) if d.ps else 0  # as in the state being shifted
     d._free = times[i:i + k]  # ascending: a valid heap
+    lo = times[i]
     i += k
-    d._pipe_free = times[i]
-    i += 1
-    k = len(d._active)
-    d._active = times[i:i + k]
-    i += k
+    if d.ps:
+        d._busy = times[i:i + kb] if kb else [lo, lo]
+        i += kb
+    else:
+        d._pipe_free = times[i]
+        i += 1
     d.ops, d.bytes, d.busy = counts[j], counts[j + 1], counts[j + 2]
     return i, j + 3
 

@@ -31,7 +31,8 @@ and ``copy_file_range`` (the kernel's copy loop, request by request).
 """
 from __future__ import annotations
 
-from heapq import heappop, heappush, heapreplace
+from bisect import bisect_right
+from heapq import heapreplace
 
 from . import base
 from .base import Device
@@ -138,17 +139,34 @@ class HostDevice:
                 dur = dev.min_read
         if dev._positions:
             xfer += dev.positioning(offset, length)
-        pipe = dev._pipe_free
-        end = (xfer if xfer > pipe else pipe) + dur
-        dev._pipe_free = end
         if dev.ps:
-            act = dev._active
-            while act and act[0] <= xfer:
-                heappop(act)
-            ps_end = xfer + dur * (1 + len(act))
-            if ps_end < end:
-                end = ps_end
-            heappush(act, end)
+            if dur:
+                b = dev._busy
+                if xfer >= b[-2]:
+                    last = b[-1]
+                    if xfer <= last:
+                        end = last + dur
+                        b[-1] = end
+                    else:
+                        end = xfer + dur
+                        if last <= free[0]:
+                            dev._busy = [xfer, end]
+                        else:
+                            b += (xfer, end)
+                            if len(b) > dev._prune_at:  # drop what no later request can reach
+                                del b[:bisect_right(b, free[0]) & -2]
+                elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
+                    # ready, and done, in the gap before the last interval
+                    end = xfer + dur
+                    b[-2:-2] = (xfer, end)
+                else:
+                    end = dev._backfill(xfer, dur, free[0])
+            else:
+                end = xfer
+        else:
+            pipe = dev._pipe_free
+            end = (xfer if xfer > pipe else pipe) + dur
+            dev._pipe_free = end
         heapreplace(free, end)
         dev.ops += 1
         dev.bytes += length

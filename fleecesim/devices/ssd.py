@@ -1,6 +1,7 @@
 """Flash SSD (SATA or NVMe): no positioning; read and write have their own
-access latency, bandwidth and controller IOPS cap; internal parallelism
-serves small requests beside large ones (ps sharing by default).
+access latency, bandwidth and controller IOPS cap; requests are served out
+of order into the capacity earlier ones leave free (ps sharing by default,
+devices/base.py).
 
 No SLC/TurboWrite cliff is modelled: the presets' sources give the sustained
 write rate after the SLC buffer only for the NVMe drive (970 EVO Plus 1 TB:
