@@ -550,6 +550,8 @@ def error_policy_summary(guest, job, stats, t_stop: float) -> dict:
         "guest_requests_held": guest.held + guest.arrivals_held(t_stop),
         # failed requests held and resubmitted at cont (each try after the first)
         "guest_requests_retried": guest.retried,
+        # failed requests still held when the run ended (the VM still stopped)
+        "guest_requests_awaiting_cont": guest.awaiting(),
         "job_errors": stats.job_errors,
         "job_stops": stats.job_stops,
         "job_paused_s": stats.job_paused_s + (t_stop - job_since if job_since is not None

@@ -411,6 +411,10 @@ class GuestDriver:
         else:  # both engines alike: the generator without a process
             drive(self._slow(op, off, ln, t), _ignore)
 
+    def awaiting(self) -> int:
+        """Failed requests held for ``cont`` right now."""
+        return len(self._awaiting)
+
     def arrivals_held(self, now: float) -> int:
         """Arrivals still held (not issued) when the run stopped at ``now``."""
         return sum(1 for t, *_ in self._held_arrivals if t <= now)
