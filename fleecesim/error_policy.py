@@ -42,6 +42,20 @@ Which errno a failure has in this model (``errno`` of the node that failed):
   client's error, block/nbd.c);
 * a snapshot read the snapshot refuses (broken, or outside the access bitmap):
   EACCES (block/copy-before-write.c: cbw_snapshot_read_lock).
+
+So a job's error is never ENOSPC here, and ``enospc`` for the job acts as
+``report``; a guest read never fails, so ``guest.rerror`` never acts. A
+guest write the guest's ``ignore`` passes off as done never reached the
+active disk: its clusters keep their t0 generation and their copy bit (the
+failed copy set it back), so the job still copies their t0 content and the
+data oracle (which checks the backup image only) holds; the guest's data is
+what is lost, counted as ``errors_ignored``.
+
+While the VM is stopped the backup job runs on (vm_stop pauses vCPUs and
+drains requests, not block jobs); while the job is paused the
+copy-before-write filter still copies before guest writes (under ``backup``
+and ``legacy-backup`` to the target: a target error there fails the guest
+write, with EIO, whatever on-target-error says).
 """
 from __future__ import annotations
 
