@@ -874,6 +874,20 @@ class Config(Model):
     # --- end options ---
 
     @model_validator(mode="after")
+    def _resume_needs_a_stop(self):
+        """resume-after acts only where a policy can stop (error_policy.py)."""
+        g, b = self.guest, self.backup
+        if g.resume_after is not None and not {g.werror, g.rerror} & {"stop", "enospc"}:
+            raise ValueError("guest.resume-after: only acts when guest.werror or guest.rerror "
+                             "is stop or enospc (they stop the VM); both are "
+                             f"{g.werror}/{g.rerror}")
+        if b.resume_after is not None and \
+                not {b.on_source_error, b.on_target_error} & {"stop", "enospc"}:
+            raise ValueError("backup.resume-after: only acts when backup.on-source-error or "
+                             "backup.on-target-error is stop or enospc (they pause the job)")
+        return self
+
+    @model_validator(mode="after")
     def _faults(self):
         """issue 13: faults only where the scheme has what they act on."""
         from .faults import FLEECING_FAULT_SCHEMES, TARGET_FAULT_SCHEMES

@@ -138,10 +138,12 @@ class BackupJob:
         act = action(pol, err)
         stats.job_errors += 1
         self.error_policy = (key, pol, err)  # the last error's (faults.job_failed_event)
-        if is_read and act != REPORT and stats.snapshot_broken:
+        if is_read and stats.snapshot_broken and (
+                act == IGNORE or (act == STOP and self.resume_after is not None)):
             # copy-before-write's snapshot_error is never cleared: every read
             # of the snapshot fails from now on, so QEMU's job would retry (or
-            # pause and be resumed) until cancelled. The run ends it here.
+            # pause and be resumed) until cancelled. The run ends it here. (A
+            # stop never resumed is a plain pause: the job stays paused.)
             stats.events.append((env.now, f"BLOCK_JOB_ERROR (read, {errname(err)}, action "
                                           f"{act}): the snapshot is broken for good; every "
                                           f"retry fails: the job ends here (QEMU's would "

@@ -35,8 +35,9 @@ CLIENT = ("client",)
 CBW_OPTIONS = ("on-cbw-error", "cbw-timeout")
 # blockdev-backup's job error policy (qapi BlockdevBackup on-source-error,
 # on-target-error; fleecesim/error_policy.py): every scheme whose copier is a
-# QEMU backup job.
-JOB_ERROR = ("on-source-error", "on-target-error", "resume-after")
+# QEMU backup job. on-source-error only where the job's source can refuse a
+# read: fleecing-push's snapshot view (a broken snapshot, EACCES).
+JOB_ERROR = ("on-target-error", "resume-after")
 
 DEFAULT_WHY = {
     "order": "its job copies in ascending order (QEMU's blockdev-backup has no ordering "
@@ -58,8 +59,8 @@ DEFAULT_WHY = {
                    "no timeout; cbw-timeout is for fleecing-push and fleecing-pull",
     "x-perf": "x-perf (use-copy-range) is blockdev-backup's (QEMU >= 6.0), with local "
               "files at both ends: only the 'backup' scheme",
-    "on-source-error": "its copier is not a QEMU backup job (a pull scheme's is the external "
-                       "NBD client, whose error handling is its own)",
+    "on-source-error": "its job's reads never fail in this model (only fleecing-push's "
+                       "snapshot view refuses reads, once the snapshot is broken: EACCES)",
     "on-target-error": "its copier is not a QEMU backup job (a pull scheme's is the external "
                        "NBD client, whose error handling is its own)",
     "resume-after": "its copier is not a QEMU backup job, so nothing pauses it on an error",

@@ -67,6 +67,7 @@ def finish_fleecing(graph) -> None:
 
 
 @register("fleecing-push", options=COPY + BLOCK_COPY + TIERED_CACHE + JOB_ERROR + (
+    "on-source-error",
     "on-cbw-error", "cbw-timeout", "order", "discard-source"), why={
     "client": "its backup job reads the snapshot view inside QEMU; only pull schemes "
               "have an external NBD client"})

@@ -27,9 +27,12 @@ from . import BLOCK_COPY, COPY, JOB_ERROR, Graph, register
 from .backup import DIRECT_WHY
 
 
-@register("overlay-commit", options=COPY + BLOCK_COPY + JOB_ERROR + (
+@register("overlay-commit", options=COPY + BLOCK_COPY + (
     "overlay.device", "cache.device"), why={
     **DIRECT_WHY,
+    **{k: "its backup job writes the local overlay, which never fails; the target is "
+          "written by the commit (QEMU's block-commit has its own on-error)"
+       for k in JOB_ERROR},
     "overlay.copy-mode": "its commit drains an overlay only the backup writes (the guest "
                          "never writes it), so mirror's copy-mode has nothing to do",
     "cache": "it has no fleecing cache (backup.cache.device is only the default of "
