@@ -257,3 +257,22 @@ def test_default_policies_dump_as_before():
     d = small().dump()
     assert "guest" not in d and "on-target-error" not in d["backup"]
     assert small(**{"guest.werror": "report"}).dump()["guest"]["werror"] == "report"
+
+
+def test_broken_snapshot_with_on_source_error_stop_stays_paused():
+    s = run(small(**WRITER, **{"faults.fleecing-device.free": "1MiB",
+                               "backup.on-cbw-error": "break-snapshot",
+                               "backup.on-source-error": "stop"}))
+    assert s["backup_outcome"] == "snapshot-broken" and s["job_paused_at_end"]
+    assert any("BLOCK_JOB_ERROR (read, EACCES): on-source-error=stop" in e for e in s["events"])
+
+
+@pytest.mark.parametrize("over,key", [
+    ({"guest.werror": "report", "guest.resume-after": "1s"}, "guest.resume-after"),
+    ({"backup.resume-after": "1s"}, "backup.resume-after"),
+    ({"backup.scheme": "backup", "backup.on-source-error": "stop"}, "backup.on-source-error"),
+])
+def test_options_that_would_do_nothing_are_refused(over, key):
+    with pytest.raises(ConfigError) as e:
+        small(**over)
+    assert str(e.value).startswith(key) and "\n" not in str(e.value)
