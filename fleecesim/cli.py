@@ -121,6 +121,10 @@ def why_not_ok(s: dict) -> str:
     if outcome == "snapshot-broken":
         return (f"backup FAILED: the snapshot broke at {s.get('snapshot_broken_at', 0):.6f}s "
                 f"(on-cbw-error=break-snapshot); the target is not a usable backup")
+    if outcome == "unfinished" and s.get("job_paused_at_end"):
+        return ("backup unfinished: the job paused on an error (on-source-error/"
+                "on-target-error stop) and backup.resume-after is never: no point-in-time "
+                "image yet")
     if outcome == "unfinished":
         return (f"backup unfinished at run.max-time ({s.get('sim_time_s', 0):.6g}s): "
                 f"no point-in-time image yet")

@@ -25,6 +25,17 @@ Rate = Annotated[float, BeforeValidator(parse_rate)]
 Seconds = Annotated[float, BeforeValidator(parse_time)]
 
 
+def _resume_after(v):
+    from .error_policy import parse_resume_after
+    return parse_resume_after(v)
+
+
+# ``resume-after``: seconds after a stop until management resumes, or None (never)
+ResumeAfter = Annotated[float | None, BeforeValidator(_resume_after)]
+# BlockdevOnError (qapi/block-core.json); what each does: fleecesim/error_policy.py
+OnError = Literal["report", "ignore", "stop", "enospc"]
+
+
 def _pow2_block(v: int) -> int:
     if v < 512 or v & (v - 1):
         raise ValueError(f"expected a power of two >= 512, got {v}")
@@ -491,6 +502,13 @@ class BackupSpec(Model):
     # off: one FIFO, as QEMU's NBD client (see nodes/target.py)
     cbw_priority: bool = False
     x_perf: XPerfSpec = XPerfSpec()
+    # blockdev-backup's job error policy (default report: blockdev.c
+    # do_backup_common); stop pauses the job until ``block-job-resume``,
+    # sent ``resume-after`` seconds after each stop (never: the job stays
+    # paused). fleecesim/error_policy.py.
+    on_source_error: OnError = "report"
+    on_target_error: OnError = "report"
+    resume_after: ResumeAfter = None
 
     @field_validator("order")
     @classmethod
@@ -543,6 +561,17 @@ class QemuSpec(Model):
     def v(self) -> tuple[int, int]:
         from .qemu.versions import parse
         return parse(self.version)
+
+
+class GuestSpec(Model):
+    """The guest drive's error policy (``-drive werror=,rerror=``; QEMU's
+    defaults: werror=enospc, rerror=report, block/block-backend.c: blk_new).
+    A policy that stops the VM holds it until management sends ``cont``,
+    ``resume-after`` seconds after each stop (never: it stays paused).
+    fleecesim/error_policy.py."""
+    werror: OnError = "enospc"
+    rerror: OnError = "report"
+    resume_after: ResumeAfter = None
 
 
 class RunSpec(Model):
@@ -783,6 +812,7 @@ class Config(Model):
     backup: BackupSpec = BackupSpec()
     run: RunSpec = RunSpec()
     host: HostSpec = HostSpec()
+    guest: GuestSpec = GuestSpec()
     faults: FaultsSpec = FaultsSpec()
     variants: list[Variant] = []
     vms: list[VMSpec] = []          # issue 13 item 4: several VMs on shared devices
@@ -801,6 +831,13 @@ class Config(Model):
             d["run"].pop("bulk-zeroes", None)
         if self.qemu == QemuSpec():  # the newest behaviour: dumps (and hashes) as before
             d.pop("qemu", None)
+        # the error policies at their defaults: configs dump (and hash) as before them
+        if self.guest == GuestSpec():
+            d.pop("guest", None)
+        for k, v in (("on-source-error", "report"), ("on-target-error", "report"),
+                     ("resume-after", None)):
+            if d["backup"].get(k, v) == v:
+                d["backup"].pop(k, None)
         return d
 
     @model_validator(mode="after")
@@ -958,6 +995,20 @@ class Config(Model):
                              "backup.client.hints: none says the client has none")
         return self
     # --- end options ---
+
+    @model_validator(mode="after")
+    def _resume_needs_a_stop(self):
+        """resume-after acts only where a policy can stop (error_policy.py)."""
+        g, b = self.guest, self.backup
+        if g.resume_after is not None and not {g.werror, g.rerror} & {"stop", "enospc"}:
+            raise ValueError("guest.resume-after: only acts when guest.werror or guest.rerror "
+                             "is stop or enospc (they stop the VM); both are "
+                             f"{g.werror}/{g.rerror}")
+        if b.resume_after is not None and \
+                not {b.on_source_error, b.on_target_error} & {"stop", "enospc"}:
+            raise ValueError("backup.resume-after: only acts when backup.on-source-error or "
+                             "backup.on-target-error is stop or enospc (they pause the job)")
+        return self
 
     @model_validator(mode="after")
     def _faults(self):

@@ -544,8 +544,11 @@ def job_failed_event(stats, graph, now: float) -> None:
     """The job ended with an error: say which policy made it fail."""
     if stats.snapshot_broken:
         return
-    stats.events.append((now, "backup job failed: on-target-error=report (the default) "
-                              "completes the job with the error; no backup"))
+    key, pol, err = getattr(graph.job, "error_policy", None) or ("on-target-error", "report", 0)
+    why = " (the default)" if pol == "report" else " (stops on ENOSPC only)" \
+        if pol == "enospc" else ""
+    stats.events.append((now, f"backup job failed: {key}={pol}{why} completes the job with "
+                              f"the error; no backup"))
 
 
 def summary(stats, guest, recorded: int) -> dict:

@@ -11,8 +11,9 @@ from .workloads.records import OP_NAMES
 PATH_DIRECT = 0   # went straight to the disk (or a cache hit)
 PATH_CBW = 1      # copied old data before writing
 PATH_WAIT = 2     # waited for a copy someone else had in flight
-PATH_ERROR = 3    # failed (on-cbw-error=break-guest-write)
-PATH_NAMES = ("direct", "cbw", "wait", "error")
+PATH_ERROR = 3    # failed (on-cbw-error=break-guest-write): the guest was told
+PATH_IGNORED = 4  # failed, but werror/rerror=ignore told the guest it succeeded
+PATH_NAMES = ("direct", "cbw", "wait", "error", "error-ignored")
 
 
 # Where a guest request's time went (issue 13 item 2): ``requests.parquet``
@@ -27,7 +28,9 @@ ATTR_NAMES = ("cbw_read",         # the CBW's source read (its own copy of old d
               "inflight_wait",    # waiting for a copy someone else had in flight
               "frozen_wait",      # waiting for a snapshot read of its clusters
               "cache_full_wait",  # the CBW's write waiting for fleecing room
-              "error")            # a failed request: all its time
+              "error")            # a failed request: all its time; a request the VM
+                                  # held, stopped on an error (werror=stop/enospc):
+                                  # the failed tries and the time held
 COMPONENTS = ("queue", "service") + ATTR_NAMES
 A_CBW_READ, A_CACHE_WRITE, A_TARGET_WRITE, A_INFLIGHT, A_FROZEN, A_FULL, A_ERROR = \
     range(len(ATTR_NAMES))
@@ -37,13 +40,15 @@ class Attr:
     """A slow-path guest request's attribution while it runs: the service time
     of its own device request (``svc``, set by the leaf node) and seconds per
     component of ATTR_NAMES (``c``). Whatever is not attributed was time on
-    its device: ``service`` up to ``svc``, the rest ``queue``."""
+    its device: ``service`` up to ``svc``, the rest ``queue``. ``err``: the
+    errno of a failed request (0: not known, EIO; error_policy.py)."""
 
-    __slots__ = ("svc", "c")
+    __slots__ = ("svc", "c", "err")
 
     def __init__(self):
         self.svc = 0.0
         self.c = [0.0] * len(ATTR_NAMES)
+        self.err = 0
 
 
 class Recorder:
@@ -243,6 +248,10 @@ class Stats:
         # --- copy offload (backup.x-perf.use-copy-range; jobs/block_copy.py) ---
         self.copy_range_method = None    # splice / reflink / read-write (fell back); None: unused
         self.copy_range_fallback = None  # True: copy_range failed, block-copy read + wrote
+        # --- error policies (fleecesim/error_policy.py) ---
+        self.job_errors = 0         # BLOCK_JOB_ERROR events: failed block-copy calls of the job
+        self.job_stops = 0          # job paused by on-*-error stop/enospc
+        self.job_paused_s = 0.0     # seconds the job was paused
 
     def as_dict(self) -> dict:
         d = dict(vars(self))

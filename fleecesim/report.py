@@ -39,6 +39,14 @@ ROWS = [
     ("snapshot_broken", "snapshot broken", str),
     # --- faults and deadlines (issue 13); counts hidden when zero everywhere ---
     ("writes_failed", "guest writes failed", str),
+    # --- error policies (fleecesim/error_policy.py) ---
+    ("errors_ignored", "guest errors ignored", str),
+    ("vm_stops", "VM stops (werror)", str),
+    ("vm_paused_s", "VM paused", fmt_time),
+    ("guest_requests_held", "guest I/Os held", str),
+    ("guest_requests_retried", "guest I/Os retried", str),
+    ("job_errors", "BLOCK_JOB_ERRORs", str),
+    ("job_paused_s", "job paused", fmt_time),
     ("guest_requests_unfinished", "guest I/Os unanswered", str),
     ("target_errors", "target errors", str),
     ("cache_full_errors", "fleecing ENOSPC", str),
@@ -89,6 +97,8 @@ HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flu
                   "cor_admitted", "cor_dropped", "ram_read_hits", "cbw_absorbed",
                   "deferred_discards", "cbw_errors", "snapshot_broken",
                   "writes_failed", "guest_requests_unfinished", "target_errors",
+                  "errors_ignored", "vm_stops", "vm_paused_s", "guest_requests_held",
+                  "guest_requests_retried", "job_errors", "job_paused_s",
                   "cache_full_errors", "cbw_timeouts", "thin_extensions", "thin_waits",
                   *[f"guest_requests_over_{d}s{w}" for d in DEADLINES_S
                     for w in ("", "_overall")]}
@@ -132,7 +142,8 @@ WIDE_MAX = 6
 LONG_KEYS = ("scheme", "backup_duration_s", "write_p50_s", "write_p99_s",
              "write_tail_attribution_s", "read_p99_s",
              "cbw_count", "fleecing_peak_bytes", "ram_peak_bytes", "spill_bytes",
-             "local_write_bytes", "local_read_bytes", "writes_failed", "longest_stall_s",
+             "local_write_bytes", "local_read_bytes", "writes_failed", "vm_paused_s",
+             "guest_requests_held", "job_paused_s", "longest_stall_s",
              "guest_requests_over_1s", "guest_requests_over_60s", "backup_outcome",
              "oracle_ok")
 SHORT = {"backup duration": "duration", "write p50 (backup)": "write p50",

@@ -24,7 +24,7 @@ from .devices.host import Host, with_host
 from . import faults
 from .deadlines import deadline_stats
 from .errors import UserError
-from .metrics import PATH_CBW, PATH_ERROR, PATH_WAIT, Recorder, Stats
+from .metrics import PATH_CBW, PATH_ERROR, PATH_IGNORED, PATH_WAIT, Recorder, Stats
 from .bitmap import widen
 from .jobs.bulk import attach as attach_bulk
 from .nodes import ActiveDisk
@@ -331,7 +331,9 @@ class VM:
         self.guest = GuestDriver(env, graph, self.guest_source, self.rec,
                                  iodepth=cfg.workload.iodepth, fast_path=fast_path,
                                  max_inflight=cfg.workload.max_inflight,
-                                 processes=not analytic)
+                                 processes=not analytic, werror=cfg.guest.werror,
+                                 rerror=cfg.guest.rerror,
+                                 resume_after=cfg.guest.resume_after, stats=stats)
         self.guest.progress = bar
         self.guest.start()
 
@@ -350,7 +352,11 @@ class VM:
     def until_done(self):
         """The event that ends the backup: the job's end or run.max-time."""
         env = self.env
-        return simpy.AnyOf(env, [self.graph.done, env.timeout(self.cfg.run.max_time)])
+        ends = [self.graph.done, env.timeout(self.cfg.run.max_time)]
+        halted = getattr(self.graph.job, "halted", None)
+        if halted is not None:  # the job paused for good (on-*-error stop, never resumed)
+            ends.append(halted)
+        return simpy.AnyOf(env, ends)
 
     def end(self) -> None:
         graph, stats, cfg = self.graph, self.stats, self.cfg
@@ -437,7 +443,9 @@ class VM:
         summary["guest_write_bytes_during_backup"] = int(a["length"][w & during].sum())
         summary["writes_cbw"] = int(((path == PATH_CBW) & during).sum())
         summary["writes_waited"] = int(((path == PATH_WAIT) & during).sum())
-        summary["writes_failed"] = int((path == PATH_ERROR).sum())
+        summary["writes_failed"] = int(((path == PATH_ERROR) & (op != OP_READ)).sum())
+        summary["reads_failed"] = int(((path == PATH_ERROR) & (op == OP_READ)).sum())
+        summary["errors_ignored"] = int((path == PATH_IGNORED).sum())
         s = stats.as_dict()
         summary.update({k: s[k] for k in (
             "cbw_count", "cbw_bytes", "cbw_waits", "cbw_errors", "guest_errors",
@@ -451,7 +459,15 @@ class VM:
                                                                         key=lambda e: e[0])
                              if tt <= t_stop]
         summary.update(faults.summary(stats, guest, int(t.size)))
-        summary.update(deadline_stats(t, lat, t0, t_end))
+        summary.update(error_policy_summary(guest, graph.job, stats, t_stop))
+        # requests still held by a stopped VM count with the age they have
+        # reached: at least that long, so over every deadline it passed
+        pend = np.asarray(guest.pending(t_stop), dtype=np.float64)
+        if pend.size:
+            summary.update(deadline_stats(np.concatenate([t, pend]),
+                                          np.concatenate([lat, t_stop - pend]), t0, t_end))
+        else:
+            summary.update(deadline_stats(t, lat, t0, t_end))
         over = guest_overload(t[base], lat[base])
         summary["guest_overloaded"] = over is not None
         if over is not None:
@@ -524,6 +540,29 @@ class VM:
                              "copies": graph.target.copies if graph.target else None}
         return result
 
+
+
+def error_policy_summary(guest, job, stats, t_stop: float) -> dict:
+    """The error policies' costs (fleecesim/error_policy.py): the VM's stops
+    (werror/rerror stop, enospc on ENOSPC) and the job's (on-*-error)."""
+    paused = guest.paused_s + (t_stop - guest.paused_since if guest.paused else 0.0)
+    job_since = getattr(job, "paused_since", None)
+    return {
+        "vm_stops": guest.stops,
+        "vm_paused_s": paused,
+        "vm_paused_at_end": guest.paused,
+        # arrivals held while the VM was stopped (issued at cont, or still held)
+        "guest_requests_held": guest.held + guest.arrivals_held(t_stop),
+        # failed requests held and resubmitted at cont (each try after the first)
+        "guest_requests_retried": guest.retried,
+        # failed requests still held when the run ended (the VM still stopped)
+        "guest_requests_awaiting_cont": guest.awaiting(),
+        "job_errors": stats.job_errors,
+        "job_stops": stats.job_stops,
+        "job_paused_s": stats.job_paused_s + (t_stop - job_since if job_since is not None
+                                              else 0.0),
+        "job_paused_at_end": job_since is not None,
+    }
 
 
 def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar) -> Result:

@@ -186,7 +186,8 @@ def test_legacy_writes_pay_the_target_fleecing_writes_pay_local_copies():
 
 
 def test_failed_writes_are_all_error():
-    cfg = small(**{"backup.on-cbw-error": "break-guest-write", "backup.cache.size": "1MiB"})
+    cfg = small(**{"backup.on-cbw-error": "break-guest-write", "backup.cache.size": "1MiB",
+                   "guest.werror": "report"})  # reported, not held by a stopped VM
     res = simulate(cfg)
     req = res.requests
     assert (req["path"] == "error").sum() > 0

@@ -98,6 +98,11 @@ fault_scenario = st.fixed_dictionaries({
                              {"extent": "2MiB", "extend-time": "0.1s", "beyond": "fail"}]),
     "on-cbw-error": st.sampled_from(["break-guest-write", "break-snapshot"]),
     "cbw-timeout": st.sampled_from([0, "0.05s"]),
+    # the error policies (fleecesim/error_policy.py)
+    "guest.werror": st.sampled_from(["enospc", "report", "stop", "ignore"]),
+    "guest.resume-after": st.sampled_from(["never", "0.3s"]),
+    "backup.on-target-error": st.sampled_from(["report", "stop", "ignore", "enospc"]),
+    "backup.resume-after": st.sampled_from(["never", "0.5s"]),
 })
 
 
@@ -119,7 +124,14 @@ def _target_faults(ws):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fault_scenario)
 def test_faults_never_pass_off_a_bad_backup_as_good(f):
-    over = {k: f[k] for k in ("backup.scheme", "workload.iops", "disk.size", "run.seed")}
+    over = {k: f[k] for k in ("backup.scheme", "workload.iops", "disk.size", "run.seed",
+                              "guest.werror", "guest.resume-after", "backup.on-target-error",
+                              "backup.resume-after")}
+    # resume-after only with a policy that stops (else the config is refused)
+    if over["backup.on-target-error"] in ("report", "ignore"):
+        del over["backup.resume-after"]
+    if over["guest.werror"] in ("report", "ignore"):
+        del over["guest.resume-after"]
     over["faults.target"] = _target_faults(f["target"])
     over["devices.target.reconnect-delay"] = f["reconnect"]
     over["devices.target.open-timeout"] = f["reconnect"]
@@ -132,8 +144,13 @@ def test_faults_never_pass_off_a_bad_backup_as_good(f):
     assert s.get("error") is None, s.get("traceback")
     # Safety: whatever failed, the target holds only t0 content, copied once.
     assert s["target_wrong_clusters"] == 0 and s["clusters_copied_twice"] == 0
-    # Nothing is lost silently: every failed guest write is counted and logged.
-    assert s["writes_failed"] == s["guest_errors"]
+    # Nothing is lost silently: every failed guest write is counted and logged,
+    # and ends reported, ignored (told it succeeded), or held by a stopped VM
+    # (then resubmitted at cont, or still held when the run ended).
+    assert s["writes_failed"] + s["errors_ignored"] + s["guest_requests_retried"] \
+        + s["guest_requests_awaiting_cont"] == s["guest_errors"]
+    assert (s["vm_stops"] > 0) == (s["guest_requests_retried"]
+                                   + s["guest_requests_awaiting_cont"] > 0)
     if s["guest_errors"]:
         assert any("guest write failed" in e for e in s["events"])
     if s["target_errors"]:

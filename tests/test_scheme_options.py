@@ -29,6 +29,7 @@ BASE["devices.wan"].pop("backup")
 SMALL_WORKERS = {"backup.max-workers": 2}  # 64 x 1 MiB claims all 32 MiB at t0: no order left
 RAM = {"backup.cache.ram.size": "2MiB"}
 RAM_SLOW = {**RAM, **SMALL_WORKERS}  # copy-on-read needs time before the job copies a cluster
+OUTAGE = {"kind": "outage", "at": "0.02s", "duration": "0.05s"}  # reconnect-delay 0: EIO
 TRIALS = {
     "target.device": ("target2", {}),
     "target.cluster-size": ("1MiB", {}),
@@ -69,6 +70,12 @@ TRIALS = {
                                            "backup.cache.cor": True, "backup.speed": "20MiB/s",
                                            "workload.mix": {"read": 0.9, "write": 0.1}}),
     "cache.cor": (True, RAM_SLOW),
+    # the job's error policies (fleecesim/error_policy.py): a target that fails
+    # requests for a while; a snapshot that breaks
+    "on-target-error": ("ignore", {"faults.target": [OUTAGE]}),
+    "resume-after": ("0.05s", {"faults.target": [OUTAGE], "backup.on-target-error": "stop"}),
+    "on-source-error": ("stop", {"backup.cache.size": "128KiB",
+                                 "backup.on-cbw-error": "break-snapshot"}),
 }
 PENDING: set = set()
 

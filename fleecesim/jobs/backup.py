@@ -1,9 +1,17 @@
 """The backup job: ``max-workers`` coroutines copying chunks in policy order."""
 from __future__ import annotations
 
+from ..error_policy import IGNORE, REPORT, STOP, action, errname, node_errno
 from ..nodes.base import at
 
 _PENDING = object()  # _work: the tasks it started have not ended yet
+
+
+def job_errors(backup) -> dict:
+    """BackupJob's error-policy arguments from a config's ``backup`` section."""
+    return {"on_source_error": backup.on_source_error,
+            "on_target_error": backup.on_target_error,
+            "resume_after": backup.resume_after}
 
 
 class BackupJob:
@@ -20,10 +28,22 @@ class BackupJob:
     block/backup.c backup_do_cow added the notifier's copies to the
     ``bytes_read`` that yield_and_check rate-limits. So there the job ends at
     about (job + CBW bytes) / speed. A fleecing CBW copies through a block-copy
-    state of its own (to the fleecing image) and charges nothing here."""
+    state of its own (to the fleecing image) and charges nothing here.
+
+    A failed copy ends this round of copying (QEMU's block-copy call: no new
+    task starts once one failed, block/block-copy.c block_copy_dirty_clusters;
+    the failed clusters' bits are set back); then the error policy of the
+    failed side (``on_source_error`` for a failed read, ``on_target_error``
+    for a failed write; fleecesim/error_policy.py) decides, as block/backup.c
+    backup_loop does: ``report`` ends the job with the error; ``stop``
+    pauses it until ``resume_after`` seconds later (management's
+    block-job-resume; None: never, the job stays paused and ``halted``
+    fires); ``ignore`` starts the next round at once. Either way the next
+    round copies what is left, the failed chunks included."""
 
     def __init__(self, env, copier, policy, workers: int, stats, speed: float = 0.0,
-                 name: str = "backup", after_copy=None):
+                 name: str = "backup", after_copy=None, on_source_error: str = "report",
+                 on_target_error: str = "report", resume_after: float | None = None):
         self.env = env
         self.copier = copier
         self.policy = policy
@@ -35,6 +55,13 @@ class BackupJob:
         # (a pull client's read-once TRIM)
         self.after_copy = after_copy
         self.done = env.event()
+        self.on_source_error = on_source_error
+        self.on_target_error = on_target_error
+        self.resume_after = resume_after
+        self.halted = env.event()  # paused for good (stop, never resumed)
+        self.paused_since = None   # the job is paused (a stop) since then
+        self.error_policy = None   # (key, policy, errno) of the last error
+        self._retries = 0          # ignore: failed rounds in a row
         self.bulk = None  # jobs/bulk.py: long zero runs as one bulk (set at t0 by run.py)
         self.failed = False
         self.t_start = None
@@ -58,6 +85,8 @@ class BackupJob:
     def _run(self):
         env = self.env
         while True:
+            self.copier.first_error = None
+            t_round = env.now
             if self.copier.analytic:
                 # Issue 12: workers as callbacks on their copies' completions
                 # (BlockCopy.start_tasks); each worker's stop is one event,
@@ -71,11 +100,91 @@ class BackupJob:
                 procs = [env.process(self._worker()) for _ in range(self.workers)]
                 yield env.all_of(procs)
             yield from self.copier.wait_idle()
-            if self.failed or self.copier.remaining == 0:
+            if self.failed:
+                act = self._error_action()
+                if act == REPORT:
+                    break
+                self.failed = False
+                if act == STOP:
+                    resumed = yield from self._pause()
+                    if not resumed:
+                        return  # paused for good: the job never ends
+                elif env.now == t_round:
+                    # ignore: QEMU retries at once, again and again while the
+                    # cause lasts. A round that took no simulated time would
+                    # fail again until something happens: the retry waits for
+                    # the next scheduled event (nothing changes before it).
+                    yield env.timeout(env.peek() - env.now)
+            elif self.copier.remaining == 0:
                 break
+            elif self._retries:
+                self._recovered(t_round)
             self.policy.rewind()  # a copy failed and set bits back behind us
+        if self._retries and not self.failed:
+            self._recovered(t_round)
         self.t_end = env.now
         self.done.succeed(not self.failed)
+
+    # --- the error policy (block/backup.c: backup_loop; blockjob.c:
+    # block_job_error_action) ---
+    def _error_action(self) -> str:
+        """A round failed: BLOCK_JOB_ERROR, and what the failed side's policy does."""
+        env, stats, copier = self.env, self.stats, self.copier
+        first = copier.first_error
+        is_read = first is not None and first.read_failed
+        err = node_errno(copier.source if is_read else copier.target)
+        key = "on-source-error" if is_read else "on-target-error"
+        pol = self.on_source_error if is_read else self.on_target_error
+        act = action(pol, err)
+        stats.job_errors += 1
+        self.error_policy = (key, pol, err)  # the last error's (faults.job_failed_event)
+        if is_read and stats.snapshot_broken and (
+                act == IGNORE or (act == STOP and self.resume_after is not None)):
+            # copy-before-write's snapshot_error is never cleared: every read
+            # of the snapshot fails from now on, so QEMU's job would retry (or
+            # pause and be resumed) until cancelled. The run ends it here. (A
+            # stop never resumed is a plain pause: the job stays paused.)
+            stats.events.append((env.now, f"BLOCK_JOB_ERROR (read, {errname(err)}, action "
+                                          f"{act}): the snapshot is broken for good; every "
+                                          f"retry fails: the job ends here (QEMU's would "
+                                          f"retry until cancelled)"))
+            return REPORT
+        if act == IGNORE:
+            self._retries += 1
+            if self._retries > 1:
+                return act  # one entry per run of retries (QEMU: one event each)
+            what = "the job retries at once (a new block-copy call)"
+        elif act == STOP:
+            what = "the job pauses until block-job-resume"
+        else:
+            what = "the job ends with the error"
+        stats.events.append((env.now, f"BLOCK_JOB_ERROR ({'read' if is_read else 'write'}, "
+                                      f"{errname(err)}): {key}={pol} -> {act}: {what}"))
+        return act
+
+    def _recovered(self, t_round: float) -> None:
+        """The round begun at ``t_round`` did not fail: the retries are over."""
+        self.stats.events.append((t_round, f"backup job copying again: {self._retries} failed "
+                                           f"rounds retried at once (on-*-error=ignore)"))
+        self._retries = 0
+
+    def _pause(self):
+        """A stop: paused until block-job-resume ``resume_after`` later.
+        Returns True once resumed; False (at once) if it never is."""
+        env, stats = self.env, self.stats
+        stats.job_stops += 1
+        self.paused_since = t = env.now
+        if self.resume_after is None:
+            stats.events.append((t, "backup job paused; resume-after=never: it stays paused"))
+            self.halted.succeed()
+            return False
+        yield env.timeout(self.resume_after)
+        stats.job_paused_s += env.now - t
+        self.paused_since = None
+        stats.events.append((env.now, f"block-job-resume after {self.resume_after:g}s: "
+                                      f"the job copies what is left, the failed chunks "
+                                      f"included"))
+        return True
 
     def _claim_next(self, released: bool = False):
         """Claim the policy's next run as copy tasks (None: nothing left) and

@@ -51,7 +51,7 @@ class CopyTask:
     Asked for after the copy ended, it is an event already processed, as the
     event made at claim time would be by then."""
 
-    __slots__ = ("env", "ev", "urgent", "result", "read_end", "end", "room")
+    __slots__ = ("env", "ev", "urgent", "result", "read_end", "end", "room", "read_failed")
 
     def __init__(self, env):
         self.env = env
@@ -62,6 +62,10 @@ class CopyTask:
         self.read_end = None  # when its data was read (None: not yet)
         self.end = None       # when it ended
         self.room = 0.0       # seconds its write waited for room in the fleecing image
+        # it failed on its read (the source's error), not on its write (the
+        # target's): block/block-copy.c block_copy_do_copy's *error_is_read,
+        # which picks on-source-error or on-target-error (error_policy.py)
+        self.read_failed = False
 
     def event(self):
         if self.ev is None:
@@ -121,6 +125,8 @@ class _Copy:
         self.ev.read_end = bc.env._now  # latency attribution (copy(): _attribute)
         ok, flags = bc._after_read(self.a, self.b, self.zero, data, self.ln, self.flags,
                                    self.ev.urgent)
+        if not ok:
+            self.ev.read_failed = True
         if ok and not offloaded:
             tgt = bc.target
             w = tgt.write_at(self.off, self.ln, data, flags)
@@ -238,6 +244,11 @@ class BlockCopy:
         # copy() charges its tasks without waiting, as QEMU charges a CBW's
         self.rate_charge = None
         self.bulk = None  # jobs/bulk.py: a task longer than a chunk is a bulk of zeroes
+        # the first copy that failed since the job's block-copy call began (its
+        # CopyTask; the job resets it): block_copy_call_status reports the
+        # first failed task's error. A copy-before-write sharing this state
+        # writes the same target, so its failure has the same errno.
+        self.first_error = None
 
     # ------------------------------------------------------------ queries
     def pending(self, c0: int, c1: int) -> bool:
@@ -438,6 +449,8 @@ class BlockCopy:
             data = yield from self.source.read(off, ln)
         ev.read_end = env.now
         ok, flags = self._after_read(a, b, zero, data, ln, flags, ev.urgent)
+        if not ok:
+            ev.read_failed = True
         if ok and not offloaded:
             res = yield from self.target.write(off, ln, data, flags)
             ok = res != PATH_ERROR
@@ -514,6 +527,8 @@ class BlockCopy:
         else:
             self.needed[a:b] = True
             self.remaining += b - a
+            if self.first_error is None:
+                self.first_error = ev
         ev.result = ok  # ev.fire(ok), inlined
         if ev.ev is not None:
             ev.ev.succeed(ok)

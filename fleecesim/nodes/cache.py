@@ -21,6 +21,8 @@ unchanged ones for eviction without scanning the whole disk.
 """
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from ..bitmap import count_nonzero
@@ -55,6 +57,10 @@ class Tier:
 
 
 class FleecingCache(Node):
+    # a write it refuses found no room (a full device or volume, a full tier):
+    # the errno the copy-before-write hands on (fleecesim/error_policy.py)
+    errno = errno.ENOSPC
+
     def __init__(self, env, tiers: list[Tier], n_clusters: int, cluster_size: int, stats, *,
                  wait_for_room: bool = False, flush_high: float | None = None,
                  flush_low: float = 0.5):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..bitmap import count_nonzero, widen
+from ..error_policy import ETIMEDOUT, node_errno
 from ..devices.base import LAST
 from ..metrics import (A_CACHE_WRITE, A_CBW_READ, A_FROZEN, PATH_CBW, PATH_DIRECT, PATH_ERROR,
                        PATH_WAIT, Attr)
@@ -228,7 +229,7 @@ class CBWFilter(Node):
                 ok, copied, waited = yield from self._copy_before_write(c0, c1, mine)
                 if self._below is not None and copied:
                     self._take_nested(c0, c1, att)
-                path = self._cbw_path(ok, copied, waited)
+                path = self._cbw_path(ok, copied, waited, att)
                 if path == PATH_ERROR:
                     return PATH_ERROR
             if self.frozen and self._is_frozen(c0, c1):
@@ -245,9 +246,11 @@ class CBWFilter(Node):
             yield from self.file.write(offset, length, data, flags, att=att)
         return path
 
-    def _cbw_path(self, ok, copied, waited) -> int:
+    def _cbw_path(self, ok, copied, waited, att=None) -> int:
         """Count a finished copy-before-write; the guest request's path
-        (PATH_ERROR: the write fails, on-cbw-error break-guest-write)."""
+        (PATH_ERROR: the write fails, on-cbw-error break-guest-write, with
+        the copy's errno in ``att.err``: cbw_do_copy_before_write returns
+        block_copy's error -- the copy target's, or ETIMEDOUT if set before)."""
         path = PATH_DIRECT
         if copied:
             path = PATH_CBW
@@ -259,6 +262,8 @@ class CBWFilter(Node):
         if not ok:
             self.stats.cbw_errors += 1
             if self.on_cbw_error in ("break-guest-write", "wait"):  # wait: timed out
+                if att is not None and not att.err:
+                    att.err = node_errno(self.copier.target)
                 self.stats.guest_errors += 1
                 if self.stats.guest_errors == 1:  # the summary says when it began
                     self.stats.events.append(
@@ -289,8 +294,8 @@ class CBWFilter(Node):
             def copied(ok, nbytes):
                 if self._below is not None and nbytes:
                     self._take_nested(c0, c1, att)
-                self._land_at(offset, length, c0, c1, self._cbw_path(ok, nbytes, False), done,
-                              att)
+                self._land_at(offset, length, c0, c1, self._cbw_path(ok, nbytes, False, att),
+                              done, att)
             copier.start_copy(c0, c1, copied, att)
         else:
             self._land_at(offset, length, c0, c1, PATH_DIRECT, done, att)
@@ -364,6 +369,8 @@ class CBWFilter(Node):
         if proc.triggered:
             return proc.value
         self.stats.cbw_timeouts += 1
+        if att is not None:
+            att.err = ETIMEDOUT  # block_copy: qemu_co_timeout's -ETIMEDOUT
         if self.stats.cbw_timeouts == 1:
             self.stats.events.append((env.now, f"CBW exceeded cbw-timeout={self.cbw_timeout:g}s: "
                                                f"it fails (the copy goes on in the background)"))

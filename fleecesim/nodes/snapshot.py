@@ -6,10 +6,16 @@ Push backups copy from it; pull clients read it over NBD.
 """
 from __future__ import annotations
 
+import errno
+
 from .base import Node
 
 
 class SnapshotView(Node):
+    # a read it refuses (broken snapshot, outside the access bitmap):
+    # block/copy-before-write.c cbw_snapshot_read_lock's -EACCES
+    errno = errno.EACCES
+
     def __init__(self, env, cbw, cluster_size: int):
         super().__init__(env, "snapshot-access", cluster_size)
         self.cbw = cbw

@@ -1,6 +1,7 @@
 """The backup target: the remote image the backup writes (reached over NBD)."""
 from __future__ import annotations
 
+import errno
 from collections import deque
 
 import numpy as np
@@ -42,6 +43,7 @@ class BackupTarget(Node):
     """
 
     is_target = True  # a copy written here is a target write (latency attribution)
+    errno = errno.EIO  # a failed request (outage, reset): the NBD client's EIO
 
     def __init__(self, env, device, n_clusters: int, cluster_size: int, stats,
                  cbw_priority: bool = False):

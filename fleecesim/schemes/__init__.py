@@ -33,6 +33,11 @@ CLIENT = ("client",)
 # internal filter gets neither (block/copy-before-write.c: bdrv_cbw_append), and
 # 2018's write notifier failed the guest write (backup_before_write_notify).
 CBW_OPTIONS = ("on-cbw-error", "cbw-timeout")
+# blockdev-backup's job error policy (qapi BlockdevBackup on-source-error,
+# on-target-error; fleecesim/error_policy.py): every scheme whose copier is a
+# QEMU backup job. on-source-error only where the job's source can refuse a
+# read: fleecing-push's snapshot view (a broken snapshot, EACCES).
+JOB_ERROR = ("on-target-error", "resume-after")
 
 DEFAULT_WHY = {
     "order": "its job copies in ascending order (QEMU's blockdev-backup has no ordering "
@@ -54,6 +59,11 @@ DEFAULT_WHY = {
                    "no timeout; cbw-timeout is for fleecing-push and fleecing-pull",
     "x-perf": "x-perf (use-copy-range) is blockdev-backup's (QEMU >= 6.0): only the "
               "'backup' scheme",
+    "on-source-error": "its job's reads never fail in this model (only fleecing-push's "
+                       "snapshot view refuses reads, once the snapshot is broken: EACCES)",
+    "on-target-error": "its copier is not a QEMU backup job (a pull scheme's is the external "
+                       "NBD client, whose error handling is its own)",
+    "resume-after": "its copier is not a QEMU backup job, so nothing pauses it on an error",
     "cbw-priority": "only for 'backup', where CBW and up to max-workers job copies share "
                     "one target queue (legacy-backup's job has one copy in flight: nothing "
                     "for CBW to overtake; fleecing CBW writes a local image)",

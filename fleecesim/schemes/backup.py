@@ -27,10 +27,10 @@ with copy_file_range, 1 MiB at a time until one succeeded, then 16 MiB unless
 filesystems) block-copy falls back to read + write (jobs/block_copy.py,
 devices/host.py: copy_file_range).
 """
-from ..jobs import BackupJob, BlockCopy
+from ..jobs import BackupJob, BlockCopy, job_errors
 from ..nodes import BackupTarget, CBWFilter
 from ..policies import make_ordering
-from . import BLOCK_COPY, COPY, Graph, register
+from . import BLOCK_COPY, COPY, JOB_ERROR, Graph, register
 
 # blockdev-backup (qapi/block-core.json BackupCommon): speed, x-perf max-workers /
 # max-chunk / min-cluster-size, sync; no ordering option (block/backup.c
@@ -73,7 +73,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
         cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=workers,
-                        stats=ctx.stats, speed=b.speed, name=name)
+                        stats=ctx.stats, speed=b.speed, name=name, **job_errors(b))
         graph.top = cbw
         graph.filter = cbw
         graph.job = job
@@ -84,7 +84,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     return g
 
 
-@register("backup", options=COPY + BLOCK_COPY + ("window", "cbw-priority", "x-perf"),
+@register("backup", options=COPY + BLOCK_COPY + JOB_ERROR + ("window", "cbw-priority", "x-perf"),
           why=DIRECT_WHY)
 def build(ctx):
     return direct_backup(ctx, name="backup", max_chunk=ctx.cfg.max_chunk,

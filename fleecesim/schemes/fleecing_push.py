@@ -15,11 +15,11 @@ it), ``backup.lazy-discard``, ``backup.order`` (a copy-ordering policy) and
 from ..config import DeviceSpec
 from ..devices import build_device
 from ..devices.host import with_host
-from ..jobs import BackupJob, BlockCopy
+from ..jobs import BackupJob, BlockCopy, job_errors
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
 from ..qemu import versions
-from . import BLOCK_COPY, COPY, TIERED_CACHE, Graph, register
+from . import BLOCK_COPY, COPY, JOB_ERROR, TIERED_CACHE, Graph, register
 
 
 def tiered_cache(ctx) -> FleecingCache:
@@ -70,7 +70,8 @@ def finish_fleecing(graph) -> None:
     graph.cache.clear()
 
 
-@register("fleecing-push", options=COPY + BLOCK_COPY + TIERED_CACHE + (
+@register("fleecing-push", options=COPY + BLOCK_COPY + TIERED_CACHE + JOB_ERROR + (
+    "on-source-error",
     "on-cbw-error", "cbw-timeout", "order", "discard-source"), why={
     "client": "its backup job reads the snapshot view inside QEMU; only pull schemes "
               "have an external NBD client"})
@@ -100,7 +101,7 @@ def build(ctx):
         policy.bind(job_copier, graph)
         job = BackupJob(env, job_copier, policy, workers=b.max_workers, stats=ctx.stats,
                         speed=b.speed, name="backup",
-                        after_copy=read_once if b.discard_source else None)
+                        after_copy=read_once if b.discard_source else None, **job_errors(b))
         graph.top = cbw
         graph.filter = cbw
         graph.job = job

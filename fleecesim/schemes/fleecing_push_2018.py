@@ -29,16 +29,16 @@ local-only CBW. Modelled as what it is: a CBW filter (job 2's notifier,
 sharing job 2's copy bitmap) on top of the scratch image, under job 1's copies.
 ``cbw_count``/``cbw_bytes`` count both notifiers' copies.
 """
-from ..jobs import BackupJob, BlockCopy
+from ..jobs import BackupJob, BlockCopy, job_errors
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
-from . import Graph, register
+from . import JOB_ERROR, Graph, register
 from .fleecing_push import finish_fleecing
 
 
 @register("fleecing-push-2018", options=(
     "target", "sync", "incremental", "speed", "cache.device", "cache.size",
-    "cache.cluster-size"), why={
+    "cache.cluster-size") + JOB_ERROR, why={
     "cache": "2018's scratch image has no RAM tier, flush, copy-on-read or served reads",
     "max-workers": "2018's backup jobs copy one cluster at a time with one coroutine",
     "max-chunk": "2018's backup jobs copy one cluster at a time",
@@ -80,7 +80,7 @@ def build(ctx):
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         copier2.source = SnapshotView(env, cbw, cs)  # the scratch image over the active disk
         job = BackupJob(env, copier2, make_ordering("ascending"), workers=1,
-                        stats=ctx.stats, speed=b.speed, name="backup")
+                        stats=ctx.stats, speed=b.speed, name="backup", **job_errors(b))
         graph.top = cbw
         graph.filter = cbw
         graph.job = job

@@ -10,7 +10,7 @@ In node terms this is a CBW filter whose copy target is the remote target
 itself — the seed's "if we have only ram-cache, it would be equal to current
 approach".
 """
-from . import register
+from . import JOB_ERROR, register
 from .backup import DIRECT_WHY, direct_backup
 
 LEGACY_WHY = {
@@ -24,7 +24,7 @@ LEGACY_WHY = {
 }
 
 
-@register("legacy-backup", options=("target", "sync", "incremental", "speed", "window"),
+@register("legacy-backup", options=("target", "sync", "incremental", "speed", "window") + JOB_ERROR,
           why=LEGACY_WHY)
 def build(ctx):
     return direct_backup(ctx, name="legacy-backup", max_chunk=ctx.job_cluster_size, workers=1,

@@ -17,19 +17,22 @@ the drain ended (``commit_violations``: a commit that drops dirty clusters).
 """
 import numpy as np
 
-from ..jobs import BackupJob, BlockCopy
+from ..jobs import BackupJob, BlockCopy, job_errors
 from ..jobs.commit import CommitJob
 from ..nodes import BackupTarget, CBWFilter
 from ..nodes.overlay import TargetOverlay
 from ..nodes.target import UNWRITTEN
 from ..policies import make_ordering
-from . import BLOCK_COPY, COPY, Graph, register
+from . import BLOCK_COPY, COPY, JOB_ERROR, Graph, register
 from .backup import DIRECT_WHY
 
 
 @register("overlay-commit", options=COPY + BLOCK_COPY + (
     "overlay.device", "cache.device"), why={
     **DIRECT_WHY,
+    **{k: "its backup job writes the local overlay, which never fails; the target is "
+          "written by the commit (QEMU's block-commit has its own on-error)"
+       for k in JOB_ERROR},
     "overlay.copy-mode": "its commit drains an overlay only the backup writes (the guest "
                          "never writes it), so mirror's copy-mode has nothing to do",
     "cache": "it has no fleecing cache (backup.cache.device is only the default of "
@@ -49,7 +52,7 @@ def build(ctx):
         cbw = CBWFilter(env, ctx.active, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=b.max_workers,
-                        stats=ctx.stats, speed=b.speed, name="backup")
+                        stats=ctx.stats, speed=b.speed, name="backup", **job_errors(b))
         dirty = needed.copy()
         dirty[:] = False
         ccopier = BlockCopy(env, "commit", overlay, target, dirty, cs, ctx.disk_size,

@@ -35,16 +35,16 @@ after the guest's write.
 """
 import numpy as np
 
-from ..jobs import BackupJob, BlockCopy
+from ..jobs import BackupJob, BlockCopy, job_errors
 from ..jobs.commit import CommitJob
 from ..nodes import BackupTarget, CBWFilter
 from ..nodes.overlay import DeviceWriter, Overlay
 from ..policies import make_ordering
-from . import BLOCK_COPY, COPY, Graph, register
+from . import BLOCK_COPY, COPY, JOB_ERROR, Graph, register
 from .backup import DIRECT_WHY
 
 
-@register("overlay-cor", options=COPY + BLOCK_COPY + (
+@register("overlay-cor", options=COPY + BLOCK_COPY + JOB_ERROR + (
     "overlay", "cache.device"), why={
     **DIRECT_WHY,
     "discard-source": "the job's source is the overlay, which holds the guest's own new "
@@ -72,7 +72,7 @@ def build(ctx):
         cbw = CBWFilter(env, overlay, copier, ctx.stats, cs,
                         on_cbw_error=b.on_cbw_error, cbw_timeout=b.cbw_timeout)
         job = BackupJob(env, copier, make_ordering("ascending"), workers=b.max_workers,
-                        stats=ctx.stats, speed=b.speed, name="backup")
+                        stats=ctx.stats, speed=b.speed, name="backup", **job_errors(b))
         graph.top = cbw
         graph.filter = cbw
         graph.job = job

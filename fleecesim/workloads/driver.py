@@ -4,6 +4,20 @@ Open loop: one process waits for each arrival and issues it. Closed loop:
 ``iodepth`` processes each issue their next request when the last completes.
 A request that needs only device time completes on the fast path (no process);
 otherwise it gets a process of its own.
+
+Error policy (``guest.werror`` / ``guest.rerror``, fleecesim/error_policy.py):
+a request that fails is reported to the guest (PATH_ERROR), completed as if
+it had succeeded (``ignore``: PATH_IGNORED, its data never written), or held
+(``stop``, and ``enospc`` for ENOSPC): the VM stops at once and the request
+waits on the device's restart list (hw/block/virtio-blk.c:
+virtio_blk_handle_rw_error); requests already in flight finish (vm_stop
+drains them, and any of them that fails is held too); an open-loop arrival
+while the VM is stopped is held (the guest runs nothing); a closed-loop
+guest issues nothing. ``resume_after`` seconds after the stop management
+sends ``cont``: the held failed requests are resubmitted first
+(virtio_blk_dma_restart_cb), then the held arrivals, in order. Every held
+request's latency counts from its arrival, the time held included (its
+``error`` component).
 """
 from __future__ import annotations
 
@@ -13,7 +27,8 @@ from heapq import heappop, heappush
 from simpy.events import NORMAL, URGENT
 
 from ..devices.base import LAST
-from ..metrics import A_ERROR, PATH_DIRECT, PATH_ERROR, Attr
+from ..error_policy import EIO, IGNORE, STOP, action, errname
+from ..metrics import A_ERROR, PATH_DIRECT, PATH_ERROR, PATH_IGNORED, Attr
 from ..nodes.base import Timer, drive, timer
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
@@ -21,7 +36,8 @@ from .records import OP_DISCARD, OP_READ, OP_WRITE
 class GuestDriver:
     def __init__(self, env, graph, source, recorder, *, iodepth: int | None = None,
                  fast_path: bool = True, max_inflight: int | None = None,
-                 processes: bool = False):
+                 processes: bool = False, werror: str = "report", rerror: str = "report",
+                 resume_after: float | None = None, stats=None):
         self.env = env
         self.graph = graph      # has .top: the guest-facing node (schemes swap it)
         self.source = source
@@ -40,6 +56,21 @@ class GuestDriver:
         # progress(now): called every PROGRESS_EVERY requests (a progress bar);
         # no events of its own, so it cannot change what the run does
         self.progress = None
+        # --- the error policy (module doc) ---
+        self.werror, self.rerror = werror, rerror
+        self.resume_after = resume_after
+        self.stats = stats
+        self.paused = False
+        self.stops = 0              # times the VM stopped on an error
+        self.paused_s = 0.0         # seconds paused, stops that ended
+        self.paused_since = None    # paused now, since then
+        self.held = 0               # arrivals held while the VM was stopped
+        self.retried = 0            # failed requests held and resubmitted at cont
+        self.ignored = 0            # failed requests completed as successful (ignore)
+        self._held_arrivals: list = []  # (t, op, off, ln) arrived while stopped
+        self._awaiting: dict = {}   # id -> arrival time of a failed request held
+        self._resume_ev = env.event()
+        self._stop_at = self._cont_at = -1.0  # the last stop and cont
 
     def start(self):
         if self.iodepth:
@@ -91,6 +122,9 @@ class GuestDriver:
             # argument). Only a request that needs a process waits for its time.
             if t > env._now and (not fast_path or (queue and t >= queue[0][0])):
                 yield wait(t - env._now)
+            if self.paused:
+                self._held_arrivals.append((t, op, off, ln))
+                continue
             now = t if t > env._now else env._now
             self.issued += 1
             last.service = 0.0
@@ -106,6 +140,10 @@ class GuestDriver:
             else:
                 if now > env._now:
                     yield wait(now - env._now)
+                    if self.paused:  # stopped while it waited for its issue time
+                        self.issued -= 1
+                        self._held_arrivals.append((t, op, off, ln))
+                        continue
                 if self.processes:
                     env.process(self._slow(op, off, ln))
                 elif op != OP_WRITE or not self._write_now(op, off, ln):
@@ -134,7 +172,11 @@ class GuestDriver:
         if held is not None:
             t, op, off, ln, stage = held
             if stage == 2:
-                self._slow_now(op, off, ln)
+                if self.paused:  # stopped while it waited for its issue time
+                    self.issued -= 1
+                    self._held_arrivals.append((t, op, off, ln))
+                else:
+                    self._slow_now(op, off, ln)
             else:
                 issue = True
         while True:
@@ -157,6 +199,9 @@ class GuestDriver:
                     w.callbacks = [self._resume]
                     heappush(queue, (env._now + (t - env._now), NORMAL, next(env._eid), w))
                     return
+            if self.paused:
+                self._held_arrivals.append((t, op, off, ln))
+                continue
             now = t if t > env._now else env._now
             self.issued += 1
             last.service = 0.0
@@ -207,7 +252,19 @@ class GuestDriver:
             return False
         t = self.env.now
         att = Attr()
-        return write_now(off, ln, lambda path: self._record(t, op, off, ln, path, att), att)
+        return write_now(off, ln, lambda path: self._written_now(t, op, off, ln, path, att),
+                         att)
+
+    def _written_now(self, t, op, off, ln, path, att) -> None:
+        """``_write_now``'s completion: recorded, or held for a retry (a stop)."""
+        if path == PATH_ERROR and self._action(op, att) == STOP:
+            drive(self._retried(t, op, off, ln, att), _ignore)
+            return
+        self._record(t, op, off, ln, path, att)
+
+    def _retried(self, t, op, off, ln, att):
+        path, att = yield from self._hold(t, op, off, ln, att)
+        self._record(t, op, off, ln, path, att)
 
     def _closed(self, it):
         env = self.env
@@ -217,6 +274,8 @@ class GuestDriver:
         for _t, op, off, ln in it:
             if self.stopped:
                 return
+            while self.paused:  # a stopped VM's guest issues nothing
+                yield self._resume_ev
             now = env.now
             self.issued += 1
             last.service = 0.0
@@ -243,15 +302,127 @@ class GuestDriver:
     def _record(self, t, op, off, ln, path, att):
         lat = self.env.now - t
         if path == PATH_ERROR:  # a failed request: all its time is the error's
+            if self._action(op, att) == IGNORE:  # the guest is told it succeeded
+                path = PATH_IGNORED
+                self.ignored += 1
             att.c = [0.0] * len(att.c)
             att.c[A_ERROR] = lat
         self.rec.add(t, op, off, ln, lat, path, att)
 
-    def _slow(self, op, off, ln):
-        t = self.env.now
+    def _slow(self, op, off, ln, t=None):
+        """A request on the general path; ``t``: its arrival, if it was held."""
+        t_issue = self.env.now
+        if t is None:
+            t = t_issue
         att = Attr()
         path = yield from self._dispatch(op, off, ln, att)
+        if path == PATH_ERROR and self._action(op, att) == STOP:
+            path, att = yield from self._hold(t, op, off, ln, att)
+        elif t < t_issue:  # held before its issue: that time is the error's
+            att.c[A_ERROR] += t_issue - t
         self._record(t, op, off, ln, path, att)
+
+    # --- the error policy (module doc; fleecesim/error_policy.py) -------------
+    def _action(self, op, att) -> str:
+        """What the drive's policy does with this failed request."""
+        return action(self.rerror if op == OP_READ else self.werror, att.err or EIO)
+
+    def _hold(self, t, op, off, ln, att):
+        """A failed request the policy stops on: the VM stops (if it runs),
+        the request waits for ``cont`` and is resubmitted, as often as it
+        fails so. Returns its final (path, attribution): the time before
+        its last try is the error's."""
+        env = self.env
+        key = object()
+        while True:
+            self._stop(op, att.err or EIO)
+            self._awaiting[key] = t
+            while self.paused:
+                yield self._resume_ev
+            del self._awaiting[key]
+            self.retried += 1
+            t_try = env.now
+            att = Attr()
+            path = yield from self._dispatch(op, off, ln, att)
+            if path != PATH_ERROR or self._action(op, att) != STOP:
+                if path != PATH_ERROR:
+                    att.c[A_ERROR] += t_try - t
+                return path, att
+
+    def _stop(self, op, err) -> None:
+        """The VM stops on an error (blk_error_action: BLOCK_IO_ERROR, then
+        qemu_system_vmstop_request), unless it is stopped already."""
+        if self.paused:
+            return
+        env = self.env
+        self.paused = True
+        self.stops += 1
+        self.paused_since = self._stop_at = env.now
+        if self.stats is not None:
+            pol, key = (self.rerror, "rerror") if op == OP_READ else (self.werror, "werror")
+            self.stats.events.append(
+                (env.now, f"BLOCK_IO_ERROR ({'read' if op == OP_READ else 'write'}, "
+                          f"{errname(err)}): {key}={pol} -> stop: the VM pauses"
+                          + ("" if self.resume_after is not None else
+                             " (resume-after=never: it stays paused)")))
+        if self.resume_after is not None:
+            tm = env.timeout(self.resume_after)
+            tm.callbacks.append(self._cont)
+
+    def _cont(self, _ev=None) -> None:
+        """Management's ``cont``: the held failed requests are resubmitted
+        (they wait on ``_resume_ev``), then the held arrivals are issued."""
+        env = self.env
+        self.paused = False
+        self.paused_s += env.now - self.paused_since
+        self.paused_since = None
+        self._cont_at = env.now
+        if self.stats is not None:
+            self.stats.events.append(
+                (env.now, f"cont after {self.resume_after:g}s: {len(self._awaiting)} failed "
+                          f"requests resubmitted, {len(self._held_arrivals)} held arrivals "
+                          f"issued"))
+        ev, self._resume_ev = self._resume_ev, env.event()
+        ev.callbacks.append(self._release)  # after the resubmitted ones
+        ev.succeed()
+
+    def _release(self, _ev) -> None:
+        held, self._held_arrivals = self._held_arrivals, []
+        for i, (t, op, off, ln) in enumerate(held):
+            if self.paused:  # stopped again: the rest stay held
+                self._held_arrivals = held[i:] + self._held_arrivals
+                return
+            self._issue_held(t, op, off, ln)
+
+    def _issue_held(self, t, op, off, ln) -> None:
+        """An arrival held while the VM was stopped, issued now; its latency
+        counts from its arrival ``t``."""
+        env = self.env
+        now = env.now
+        self.issued += 1
+        self.held += 1
+        LAST.service = 0.0
+        end = self.graph.top.fast(op, off, ln, now) if self.fast_path else None
+        if end is not None:
+            att = Attr()
+            att.svc = LAST.service
+            att.c[A_ERROR] = now - t
+            self.rec.add(t, op, off, ln, end - t, PATH_DIRECT, att)
+        else:  # both engines alike: the generator without a process
+            drive(self._slow(op, off, ln, t), _ignore)
+
+    def awaiting(self) -> int:
+        """Failed requests held for ``cont`` right now."""
+        return len(self._awaiting)
+
+    def arrivals_held(self, now: float) -> int:
+        """Arrivals still held (not issued) when the run stopped at ``now``."""
+        return sum(1 for t, *_ in self._held_arrivals if t <= now)
+
+    def pending(self, now: float) -> list[float]:
+        """Arrival times of the requests held when the run stopped at ``now``
+        (failed ones awaiting ``cont``, and arrivals while stopped)."""
+        return list(self._awaiting.values()) + [t for t, *_ in self._held_arrivals if t <= now]
 
     # --- open loop with at most ``max_inflight`` requests outstanding ---------
     # A separate path so the unlimited one above keeps its speed. One process
@@ -291,6 +462,11 @@ class GuestDriver:
                 now = env.now
                 while ends and ends[0] <= now:
                     heappop(ends)
+            while self.paused:  # the VM is stopped: arrivals queue (FIFO) until cont
+                yield self._resume_ev
+                now = env.now
+            if self._stop_at <= t < self._cont_at:
+                self.held += 1
             self.issued += 1
             last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if fast_path else None
@@ -311,6 +487,8 @@ class GuestDriver:
         (as qemu-io counts from submission), not from the issue."""
         att = Attr()
         path = yield from self._dispatch(op, off, ln, att)
+        if path == PATH_ERROR and self._action(op, att) == STOP:
+            path, att = yield from self._hold(arrival, op, off, ln, att)
         self._record(arrival, op, off, ln, path, att)
         self.slow_inflight -= 1
         if self._freed is not None and not self._freed.triggered:
