@@ -9,6 +9,7 @@ import pytest
 
 from fleecesim.config import ConfigError, load_config, variants
 from fleecesim.error_policy import EIO, ENOSPC, action
+from fleecesim.faults import BACKOFF_FIRST, BACKOFF_MAX, CONNECT_RTTS
 from fleecesim.run import make_source, simulate
 from tests.conftest import small
 from tests.test_engine_equivalence import assert_same
@@ -162,9 +163,17 @@ def test_on_target_error_stop_pauses_resumes_and_completes():
     s = run(_job("stop", f"{R}s"))
     assert s["backup_outcome"] == "complete" and s["oracle_ok"]
     assert s["clusters_copied_twice"] == 0
-    # each resume before the target is back fails at once and stops again: the
-    # first resume after the outage's end is the k-th, k = ceil(outage / R)
-    k = math.ceil(OUTAGE / R)
+    # each resume before the NBD client has reconnected fails at once and stops
+    # again. The client's connect thread tries at the loss and then 1, 2, 4 ...
+    # s apart (faults.py); the first try after the server is back at OUTAGE
+    # succeeds, plus the handshake's round trips: the stops are the resumes
+    # i*R (i = 0, 1, ...) after the loss before that.
+    tries = [0.0]
+    while tries[-1] < OUTAGE:
+        tries.append(tries[-1] + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(tries) - 1)))
+    back = tries[-1] + CONNECT_RTTS * 0.2e-3  # the small() target: nbd-1gbe, rtt 0.2 ms
+    k = math.floor(back / R) + 1
+    assert back == pytest.approx(3.001) and k == 4
     assert s["job_stops"] == s["job_errors"] == k
     assert s["job_paused_s"] == pytest.approx(k * R, rel=1e-9)
     assert not s["job_paused_at_end"]
@@ -190,8 +199,9 @@ def test_on_target_error_ignore_retries_through_the_outage():
     assert s["job_stops"] == 0 and s["job_errors"] > 1
     # a round fails once all its tasks ended (block_copy_dirty_clusters waits
     # for the task pool): the round begun before the target came back ends
-    # when its queued writes have drained, and the next one does not fail
-    back = _event_time(s, "target reachable again")
+    # when its queued writes have drained, and the next one, begun once the
+    # server is back (the NBD client's reconnect is then under way), does not fail
+    back = _event_time(s, "NBD server reachable again")
     assert _event_time(s, "backup job copying again") >= back
     assert s["clusters_copied_twice"] == 0
 
