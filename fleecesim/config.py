@@ -981,11 +981,17 @@ class Config(Model):
         b = self.backup
         changed = _changed_keys(b.dump(), BackupSpec().dump())
         changed.discard("scheme")
-        for s in [b.scheme] if isinstance(b.scheme, str) else b.scheme:
-            for key in sorted(changed):
-                err = option_error(s, key)
-                if err:
-                    raise ValueError(err)
+        schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
+        for key in sorted(changed):
+            # in a scheme list a key is in use when any listed scheme acts on it;
+            # each scheme's own run leaves out the keys it does not (variants())
+            errs = [option_error(s, key) for s in schemes]
+            if all(errs):
+                if len(schemes) == 1:
+                    raise ValueError(errs[0])
+                raise ValueError(f"backup.{key}: not used by any listed scheme "
+                                 f"({', '.join(schemes)}): {errs[0].split(': ', 2)[-1]}")
+        for s in schemes:
             if option_error(s, "client.hints") is None:  # an external NBD client
                 err = hint_error(b.order, b.client.hints)
                 if err:
@@ -1288,11 +1294,37 @@ def variants(cfg: Config) -> list[tuple[str, Config]]:
                 out.append((v.name, c))
                 continue
             for sch in c.backup.scheme:
-                out.append((f"{v.name}/{sch}", resolve(base, {**v.set, "backup.scheme": sch})))
+                sets = {k: x for k, x in v.set.items() if _acts(sch, k)}
+                out.append((f"{v.name}/{sch}",
+                            resolve(_for_scheme(base, sch), {**sets, "backup.scheme": sch})))
         return out
-    schemes = [cfg.backup.scheme] if isinstance(cfg.backup.scheme, str) else cfg.backup.scheme
-    for s in schemes:
-        out.append((s, resolve(base, {"backup.scheme": s})))
+    if isinstance(cfg.backup.scheme, str):
+        return [(cfg.backup.scheme, resolve(base, {"backup.scheme": cfg.backup.scheme}))]
+    for s in cfg.backup.scheme:
+        out.append((s, resolve(_for_scheme(base, s), {"backup.scheme": s})))
+    return out
+
+
+def _acts(scheme: str, key: str) -> bool:
+    """Whether a dotted override acts under ``scheme`` (only ``backup.*`` keys
+    can fail to: a scheme list accepts a key any listed scheme acts on)."""
+    from .schemes import option_error
+    return not key.startswith("backup.") or key == "backup.scheme" \
+        or option_error(scheme, key.removeprefix("backup.")) is None
+
+
+def _for_scheme(base: dict, scheme: str) -> dict:
+    """``base`` (a dumped config) without the ``backup.*`` values ``scheme``
+    does not act on, so that one scheme of a list runs with what it uses."""
+    out = copy.deepcopy(base)
+    b = out.get("backup", {})
+    for key in _changed_keys(b, BackupSpec().dump()):
+        if key != "scheme" and not _acts(scheme, "backup." + key):
+            parts = key.split(".")
+            d = b
+            for p in parts[:-1]:
+                d = d.get(p, {})
+            d.pop(parts[-1], None)
     return out
 
 

@@ -154,6 +154,27 @@ def test_rejection_names_key_scheme_and_reason(scheme, key):
     assert len(msg.split(": ", 2)[2]) > 20  # a reason, not just "unused"
 
 
-def test_a_scheme_list_is_checked_for_every_scheme():
-    msg = rejection(["backup", "fleecing-push"], {"backup.order": "ram-first"})
-    assert msg.startswith("backup.order: not used by the 'backup' scheme")
+def test_a_scheme_list_takes_a_key_any_listed_scheme_acts_on():
+    """In a list a key is in use when any listed scheme acts on it (a no-backup
+    baseline beside a backup is the natural comparison); each scheme's own run
+    leaves out what it does not act on, and a key no listed scheme acts on is
+    still refused."""
+    from fleecesim.config import variants
+    c = cfg(["none", "backup", "fleecing-push"], {"backup.order": "ram-first",
+                                                  "backup.target.cluster-size": "128KiB"})
+    runs = dict(variants(c))
+    assert runs["fleecing-push"].backup.order == "ram-first"
+    assert runs["backup"].backup.order == BackupSpec().order  # backup has no ordering
+    assert runs["backup"].backup.target.cluster_size == 128 * 2**10
+    assert runs["none"].backup.target.cluster_size == BackupSpec().target.cluster_size
+    s = simulate(runs["none"]).summary
+    assert s.get("error") is None and s["oracle_ok"]
+    msg = rejection(["none", "backup"], {"backup.order": "ram-first"})
+    assert msg.startswith("backup.order: not used by any listed scheme (none, backup): ")
+    assert "\n" not in msg
+    # and variants of a list: a variant's key goes only to the schemes that act on it
+    v = cfg(["backup", "fleecing-push"], {"variants": [{"name": "rf",
+                                                       "set": {"backup.order": "ram-first"}}]})
+    named = dict(variants(v))
+    assert named["rf/fleecing-push"].backup.order == "ram-first"
+    assert named["rf/backup"].backup.order == BackupSpec().order
