@@ -594,6 +594,15 @@ class RunSpec(Model):
             raise ValueError("expected a time >= 0")
         return v
 
+    @field_validator("max_time")
+    @classmethod
+    def _positive(cls, v):
+        # the backup's own time limit (after warm-up): 0 would stop every run
+        # before the job copies anything
+        if v <= 0:
+            raise ValueError("expected a time > 0 like '1h' (the backup's time limit)")
+        return v
+
 
 class HostSpec(Model):
     """The host's software cost per I/O request (devices/host.py), paid by every

@@ -206,3 +206,13 @@ def test_qemu_checks_its_output_before_running_qemu(tmp_path, monkeypatch, capsy
     assert main(["qemu", str(REPO / "configs" / "qemu-small.yaml"), "--out", out]) == 2
     _one_line(capsys, *needles)
     assert _tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------- a time limit of 0
+@pytest.mark.parametrize("value", ["0", "0s", "0ms"])
+def test_max_time_zero_is_a_config_error_not_an_unfinished_backup(tmp_path, monkeypatch,
+                                                                   capsys, value):
+    """run.max-time 0 stopped every backup before it copied anything and was
+    reported as "backup unfinished" (exit 1)."""
+    assert _run(tmp_path, monkeypatch, capsys, SMALL, "--set", f"run.max-time={value}") == 2
+    _one_line(capsys, "run.max-time: expected a time > 0")
