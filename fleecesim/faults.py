@@ -515,6 +515,18 @@ def log_windows(env, cfg, stats, t0: float) -> None:
             _at(env, s + w.duration, stats, "target NBD server reachable again")
 
 
+def unfired(cfg, t0: float, end: float) -> list[str]:
+    """A warning for each target fault that starts after the backup ended
+    (``end``: the job's end, or where the run stopped): it never acted, so the
+    run says so rather than reading as if the fault were survived."""
+    out = []
+    for i, w in enumerate(cfg.faults.target):
+        if t0 + w.at >= end:
+            out.append(f"faults.target[{i}] ({w.kind} at {w.at:g}s) never acted: the backup "
+                       f"{'ended' if end else 'stopped'} at {end - t0:.4g}s, before it")
+    return out
+
+
 def _at(env, t, stats, what):
     # logged now, so at equal times a window's start precedes what it caused
     # (run.py sorts the log by time, stably, and drops entries after the run)

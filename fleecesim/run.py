@@ -485,6 +485,8 @@ class VM:
                 f"commit had not converged by run.max-time (copy-mode background: the "
                 f"guest dirties the overlay faster than the commit drains it; QEMU's mirror "
                 f"would not become ready either; copy-mode write-blocking converges)")
+        stats.warnings.extend(faults.unfired(
+            cfg, t0, self.job_end if self.job_end is not None else t_stop))
         counters = getattr(guest_source, "counters", None)
         if counters and counters.get("ignored"):
             from .workloads.traces.stats import ignored_text

@@ -370,3 +370,21 @@ def test_a_reset_with_reconnect_delay_costs_one_handshake():
     s = run(**IDLE, **WAIT, **{"faults.target": [{"kind": "reset", "at": "0.1s"}]})
     assert s["backup_outcome"] == "complete" and s["target_errors"] == 0
     assert s["backup_duration_s"] - base == pytest.approx(CONNECT, abs=1e-6)
+
+
+def test_a_fault_after_the_backup_ended_is_said_to_have_never_acted():
+    """A fault scheduled after the backup's end was accepted and silently never
+    fired; the summary now warns, naming the fault and when the backup ended."""
+    late = small(**{"faults.target": [{"kind": "slow", "at": "500s", "duration": "5s",
+                                       "factor": 2}]})
+    s = simulate(late).summary
+    assert s["backup_outcome"] == "complete"
+    warn = [w for w in s["warnings"] if "never acted" in w]
+    assert len(warn) == 1 and warn[0].startswith("faults.target[0] (slow at 500s) never acted")
+    assert f"ended at {s['backup_duration_s']:.4g}s" in warn[0]
+    # a fault inside the backup acts and is not warned about
+    early = small(**{"faults.target": [{"kind": "slow", "at": "0.1s", "duration": "0.5s",
+                                        "factor": 2}]})
+    e = simulate(early).summary
+    assert not [w for w in e["warnings"] if "never acted" in w]
+    assert e["backup_duration_s"] > s["backup_duration_s"]
