@@ -521,7 +521,7 @@ def unfired(cfg, t0: float, end: float) -> list[str]:
     run says so rather than reading as if the fault were survived."""
     out = []
     for i, w in enumerate(cfg.faults.target):
-        if t0 + w.at >= end:
+        if t0 + w.at > end:  # at the same instant it may be what ended it
             out.append(f"faults.target[{i}] ({w.kind} at {w.at:g}s) never acted: the backup "
                        f"{'ended' if end else 'stopped'} at {end - t0:.4g}s, before it")
     return out
