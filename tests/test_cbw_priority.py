@@ -80,12 +80,22 @@ def test_fast_path_agrees_with_priority():
 
 
 @pytest.mark.parametrize("scheme", ["fleecing-push", "legacy-backup",
-                                    ["backup", "fleecing-pull"]])
+                                    ["fleecing-push", "fleecing-pull"]])
 def test_rejected_where_cbw_does_not_write_the_target(scheme):
     with pytest.raises(ConfigError) as e:
         small(**{"backup.scheme": scheme, "backup.cbw-priority": True})
     msg = str(e.value)
     assert "backup.cbw-priority" in msg and "\n" not in msg
+
+
+def test_in_a_scheme_list_only_backup_runs_with_it():
+    """A list with `backup` takes the key (a key is in use when any listed
+    scheme acts on it); the other schemes' runs leave it out."""
+    from fleecesim.config import variants
+    runs = dict(variants(small(**{"backup.scheme": ["backup", "fleecing-pull"],
+                                  "backup.cbw-priority": True})))
+    assert runs["backup"].backup.cbw_priority is True
+    assert runs["fleecing-pull"].backup.cbw_priority is False
 
 
 def test_default_is_off():
