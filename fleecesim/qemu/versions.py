@@ -142,47 +142,37 @@ def config_errors(cfg) -> str | None:
     b = cfg.backup
     schemes = [b.scheme] if isinstance(b.scheme, str) else list(b.scheme)
     for s in schemes:
+        needs: list[tuple[str, str, str]] = []  # (feature, what uses it, advice), in order
         if s in ("fleecing-push", "fleecing-pull"):
-            err = need(v, "snapshot-access", f"scheme {s}")
-            if err:
-                return err + "; on older QEMU use fleecing-pull-2018"
+            needs.append(("snapshot-access", f"scheme {s}", "; on older QEMU use fleecing-pull-2018"))
         if s == "backup":
-            err = need(v, "x-perf", "scheme backup (block-copy with max-workers)")
-            if err:
-                return err + "; on older QEMU use legacy-backup"
-        if s == "fleecing-push":
-            if b.max_workers != 64 or b.max_chunk:
-                err = need(v, "x-perf", "backup.max-workers / backup.max-chunk (x-perf)")
-                if err:
-                    return err
+            needs.append(("x-perf", "scheme backup (block-copy with max-workers)",
+                          "; on older QEMU use legacy-backup"))
+        if s == "fleecing-push" and (b.max_workers != 64 or b.max_chunk):
+            needs.append(("x-perf", "backup.max-workers / backup.max-chunk (x-perf)", ""))
         if s in ("fleecing-push", "fleecing-pull"):
             if b.on_cbw_error == "break-snapshot":
-                err = need(v, "cbw-options", "backup.on-cbw-error: break-snapshot")
-                if err:
-                    return err
+                needs.append(("cbw-options", "backup.on-cbw-error: break-snapshot", ""))
             if b.cbw_timeout:
-                err = need(v, "cbw-options", "backup.cbw-timeout")
-                if err:
-                    return err
-            if s == "fleecing-push" and has(v, "hbitmap-status") \
-                    and cfg.cluster_size > cfg.cbw_cluster_size:
-                c = BY_KEY["hbitmap-status"]
-                return (f"backup.target.cluster-size: a job cluster ({cfg.cluster_size} bytes) "
-                        f"larger than the fleecing image's ({cfg.cbw_cluster_size}) lets "
-                        f"snapshot reads span two fleecing clusters, which return new data "
-                        f"before QEMU {fmt(c.since)} ({c.source}); use qemu.version >= "
-                        f"{fmt(c.since)} or backup.cache.cluster-size >= "
-                        f"{cfg.cluster_size}")
-    if b.discard_source:
-        err = need(v, "discard-source", "backup.discard-source")
-        if err:
-            return err
-    if b.min_cluster_size:
-        err = need(v, "min-cluster-size", "backup.min-cluster-size")
-        if err:
-            return err
-    if b.x_perf.use_copy_range:
-        err = need(v, "x-perf", "backup.x-perf.use-copy-range")
+                needs.append(("cbw-options", "backup.cbw-timeout", ""))
+        for key, what, advice in needs:
+            err = need(v, key, what)
+            if err:
+                return err + advice
+        if s == "fleecing-push" and has(v, "hbitmap-status") \
+                and cfg.cluster_size > cfg.cbw_cluster_size:
+            c = BY_KEY["hbitmap-status"]
+            return (f"backup.target.cluster-size: a job cluster ({cfg.cluster_size} bytes) "
+                    f"larger than the fleecing image's ({cfg.cbw_cluster_size}) lets "
+                    f"snapshot reads span two fleecing clusters, which return new data "
+                    f"before QEMU {fmt(c.since)} ({c.source}); use qemu.version >= "
+                    f"{fmt(c.since)} or backup.cache.cluster-size >= "
+                    f"{cfg.cluster_size}")
+    for key, what, used in (("discard-source", "backup.discard-source", b.discard_source),
+                            ("min-cluster-size", "backup.min-cluster-size", b.min_cluster_size),
+                            ("x-perf", "backup.x-perf.use-copy-range",
+                             b.x_perf.use_copy_range)):
+        err = need(v, key, what) if used else None
         if err:
             return err
     return None
