@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleecesim.devices.base import Device  # noqa: E402
 from fleecesim.devices.host import HostDevice  # noqa: E402
-from tests.test_ps_invariant import _edf_lateness  # noqa: E402
+from tests.test_ps_invariant import _edf_lateness, recording_submit  # noqa: E402
 
 MiB = 2**20
 
@@ -46,18 +46,7 @@ def corpus_check(only: str) -> int:
     from same_results import corpus
 
     jobs: dict = {}
-    submit = Device.submit
-
-    def recorded(self, now, offset, length, write=False):
-        ready = max(now, self._free[0]) + (self.write_latency if write else self.latency)
-        work = max(length * (self.inv_wbw if write else self.inv_bw),
-                   self.min_write if write else self.min_read) if length else 0.0
-        end = submit(self, now, offset, length, write)
-        if not self._positions:
-            jobs.setdefault((id(self), self.name, self.ps), []).append((ready, end, work))
-        return end
-
-    Device.submit = recorded
+    Device.submit = recording_submit(jobs)
     HostDevice._submit_queue = HostDevice.submit  # the fused path, through Device.submit
     bad = 0
     for name, cfg, fast in corpus():
