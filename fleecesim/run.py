@@ -312,8 +312,6 @@ class VM:
         self.host = host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
         self.stats = stats = Stats()
         devices = dict(raw_devices)
-        for k, d in devices.items():  # copy offload clones on this filesystem (devices/host.py)
-            d.reflink = k in cfg.devices and cfg.devices[k].reflink
         faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}

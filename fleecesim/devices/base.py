@@ -249,4 +249,7 @@ def build_device(name: str, spec):
         from .remote import build_remote  # remote.py imports Device from here
         return build_remote(name, spec, build_device)
     from . import KINDS  # one module per device kind (ram.py, ssd.py, hdd.py)
-    return KINDS[spec.kind].from_spec(name, spec)
+    dev = KINDS[spec.kind].from_spec(name, spec)
+    # the filesystem on it clones extents for copy offload (devices/host.py: copy_method)
+    dev.reflink = bool(spec.reflink)
+    return dev
