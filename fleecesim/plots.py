@@ -581,43 +581,101 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str | list[str], by=None
     return fit_width(fig)
 
 
+# Metrics where more is better: a bar chart of them asks which does best.
+HIGHER_IS_BETTER = {"oracle_ok", "guest_iops_during_backup"}
+
+
+def _wrap(text: str, width: int = 14) -> str:
+    """A tick label on short lines: one per ", "-part, long parts broken at
+    hyphens, so labels stand upright side by side instead of rotated."""
+    import textwrap
+    return "\n".join(line for part in str(text).split(", ")
+                     for line in textwrap.wrap(part, width, break_on_hyphens=True) or [""])
+
+
 def policy_bars(runs: pd.DataFrame, metrics: list[str], by=None,
                 title: str | None = None) -> Figure:
-    """One panel per metric, one bar per scheme/policy: mean and 95 % CI.
-    ``by`` defaults to every swept axis that varies (pooling runs of different
-    settings into one bar would mix configurations, not replications)."""
+    """One panel per metric: mean and 95 % CI per scheme/policy. With one
+    ``by`` column, a bar each, named under it; with more, bars grouped by the
+    other columns' values (named under each group) and a hue per scheme (the
+    legend under the panels). ``by`` defaults to every swept axis that varies
+    (pooling runs of different settings into one bar would mix
+    configurations, not replications)."""
     by = default_by(runs) or ["variant"] if by is None else by
     by = [by] if isinstance(by, str) else list(by)
     ci = ci_table(runs, list(metrics), by=by)
-    ci["_label"] = group_labels(ci, by)
-    labels = list(dict.fromkeys(ci["_label"]))
-    colors = _colors(labels)
-    ncol = min(3, len(metrics))
+    key = colour_key(ci, by)
+    rest = [b for b in by if b != key]
+    if key is None:  # a bar per label, its name under it
+        ci["_colour"] = group_labels(ci, by)
+        ci["_group"] = ""
+    else:
+        ci["_colour"] = ci[key].map(lambda v: _fmt(key, v))
+        ci["_group"] = ci.apply(lambda r: ", ".join(
+            _fmt(c, r[c]) if len(rest) == 1 else f"{c.split('.')[-1]}={_fmt(c, r[c])}"
+            for c in rest), axis=1)
+    hues = list(dict.fromkeys(ci["_colour"]))
+    first = ci.drop_duplicates("_group")
+    groups = sorted(dict.fromkeys(ci["_group"]), key=lambda g: tuple(
+        _order_value(c, first.loc[first["_group"] == g, c].iloc[0]) for c in rest))
+    colors = _colors(hues)
+    k = 1 if key is None else len(hues)
+    ticks = [_wrap(h) for h in hues] if key is None else [_wrap(g) for g in groups]
+    chars = max((len(line) for t in ticks for line in t.split("\n")), default=1)
+    # inches per tick: the bars of a group, or the longest line of its name
+    slot = max(0.34 * k + 0.25, 0.07 * chars + 0.2)
+    n_ticks = len(hues) if key is None else len(groups)
+    width = max(4.2, slot * n_ticks + 1.3)
+    ncol = max(1, min(3, len(metrics), int(16 // width)))
     nrow = math.ceil(len(metrics) / ncol)
-    width = max(4.2, 0.38 * len(labels) + 1.2)  # room for one labelled bar each
-    ncol = min(ncol, max(1, int(16 // width)))
-    nrow = math.ceil(len(metrics) / ncol)
-    fig = Figure(figsize=(width * ncol, 0.6 + 3.8 * nrow), layout="constrained")
+    lines = max(t.count("\n") + 1 for t in ticks) if ticks else 1
+    fig = Figure(figsize=(max(8.0, width * ncol), 1.0 + (3.4 + 0.17 * lines) * nrow),
+                 layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False).ravel())
+    handles = {}
     for ax, m in zip(axes, metrics):
-        d = ci[ci["metric"] == m].set_index("_label").reindex(labels)
+        d = ci[ci["metric"] == m].set_index(["_group", "_colour"])
         f, u = unit_for(m, d["mean"])
-        mean = (d["mean"] / f).to_numpy()
-        err = (d["half_width"] / f).fillna(0).to_numpy()
-        # counts, bytes and times cannot go below 0: clip the lower error bar there
-        low = np.minimum(err, np.maximum(mean, 0)) if (d["mean"].dropna() >= 0).all() else err
-        ax.bar(range(len(labels)), mean, yerr=[low, err], capsize=4,
-               color=[colors[lab] for lab in labels])
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=9)
-        ax.set_ylabel(_with_unit(metric_label(m), u))
+        for hi, h in enumerate(hues):
+            idx = [(g, h) for g in groups] if key is not None else [("", h)]
+            dd = d.reindex(idx)
+            mean = (dd["mean"] / f).to_numpy()
+            err = (dd["half_width"] / f).fillna(0).to_numpy()
+            # counts, bytes and times cannot go below 0: clip the lower error bar there
+            low = np.minimum(err, np.maximum(np.nan_to_num(mean), 0)) \
+                if (d["mean"].dropna() >= 0).all() else err
+            if key is None:
+                xs, w = np.array([hi]), 0.8
+            else:
+                w = 0.8 / k
+                xs = np.arange(len(groups)) - 0.4 + w * (hi + 0.5)
+            bars = ax.bar(xs, mean, width=w, yerr=[low, err], capsize=3 if k > 4 else 4,
+                          color=colors[h], label=h)
+            handles.setdefault(h, bars)
+        if key is None:
+            ax.set_xticks(range(len(hues)), ticks, fontsize=9)
+        else:
+            ax.set_xticks(range(len(groups)), ticks, fontsize=9)
+            ax.set_xlabel(", ".join(param_label(c) for c in rest))
+        ax.set_ylabel(_with_unit(metric_label(m).split(" (")[0], u))
         ax.set_title(metric_label(m), fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
+    if key is not None:
+        st = LineStyles.__new__(LineStyles)  # a hue each, no shades: one entry per hue
+        st.by, st.key, st.rest = by, None, []
+        st.groups, st.text = {h: [h] for h in hues}, {h: h for h in hues}
+        legend_below(fig, handles, st, title=param_label(key))
     n = int(ci["n"].max()) if len(ci) else 0
-    fig.suptitle(title or f"Which {legend_title(by) if len(by) == 1 else 'setting'} costs least? "
-                          f"(mean, error bars: 95 % CI over {n} replications)")
-    return fig
+    what = param_label(key) if key is not None else (
+        legend_title(by) if len(by) == 1 else "setting")
+    verb = ("costs least" if not any(m in HIGHER_IS_BETTER for m in metrics) else
+            "does best" if all(m in HIGHER_IS_BETTER for m in metrics) else "does best where")
+    where = f", at each {' and '.join(param_label(c) for c in rest)}" if key is not None else ""
+    fig.suptitle(title or f"Which {what} {verb}{where}?\n"
+                          f"(mean; error bars: 95 % CI over {n} replications)", fontsize=11)
+    return fit_width(fig)
 
 
 # Component colours and words (metrics.COMPONENTS), the device's own time in
