@@ -654,6 +654,7 @@ def policy_bars(runs: pd.DataFrame, metrics: list[str], by=None,
             handles.setdefault(h, bars)
         if key is None:
             ax.set_xticks(range(len(hues)), ticks, fontsize=9)
+            ax.set_xlabel(legend_title(by) or "run")
         else:
             ax.set_xticks(range(len(groups)), ticks, fontsize=9)
             ax.set_xlabel(", ".join(param_label(c) for c in rest))
@@ -730,6 +731,7 @@ def attribution_bars(runs: pd.DataFrame, by=None, title: str | None = None) -> F
         for yi, t in zip(y, left):
             ax.text(t, yi, f" {t:.3g}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=9)
+        ax.set_ylabel(legend_title(by) or "run")
         ax.invert_yaxis()
         ax.set_xlim(0, max(left.max(), 1e-12) * 1.15)
         ax.set_xlabel(_with_unit("guest write latency", u))
