@@ -224,8 +224,11 @@ class LineStyles:
         order = {r["_label"]: tuple(_order_value(c, r[c]) for c in self.rest)
                  for _, r in first.iterrows()}
         # in the legend: the scheme first, then the values (its title names them)
-        self.text = {r["_label"]: ", ".join([value[r["_label"]]] + [_fmt(c, r[c]) for c in self.rest])
-                     for _, r in first.iterrows()}
+        # (a number is named: "max-workers=4", a scheme is its own name)
+        named = pd.api.types.is_numeric_dtype(df[self.key])
+        self.text = {r["_label"]: ", ".join(
+            [f"{self.key.split('.')[-1]}={value[r['_label']]}" if named else value[r["_label"]]]
+            + [_fmt(c, r[c]) for c in self.rest]) for _, r in first.iterrows()}
         hues = _colors(list(dict.fromkeys(value[lab] for lab in labels)))
         self.groups, self.colour = {}, {}
         for v, base in hues.items():
@@ -729,7 +732,7 @@ def attribution_bars(runs: pd.DataFrame, by=None, title: str | None = None) -> F
             ax.barh(y, v, left=left, color=color, label=word, height=0.6)
             left += v
         for yi, t in zip(y, left):
-            ax.text(t, yi, f" {t:.3g}", va="center", fontsize=8)
+            ax.text(t, yi, f" {t:.3g}{u}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=9)
         ax.set_ylabel(legend_title(by) or "run")
         ax.invert_yaxis()
@@ -846,11 +849,17 @@ def _read_writes(path: Path) -> pd.DataFrame:
 def save(fig: Figure, stem: str | Path, formats=("png", "svg"), dpi: int = 120) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` atomically; returns the paths. Every
     format is rendered before any file is written: all or nothing."""
+    from matplotlib import rc_context
+
     from .store import atomic_write_bytes
     data = []
     for fmt in formats:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi)
+        # no creation date in SVG/PDF and SVG ids from a fixed salt (else
+        # random): the same results give the same bytes
+        meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+        with rc_context({"svg.hashsalt": "fleecesim"}):
+            fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
         data.append((Path(f"{stem}.{fmt}"), buf.getvalue()))
     for p, b in data:
         atomic_write_bytes(p, b)

@@ -147,3 +147,13 @@ def test_fit_width_widens_a_figure_whose_title_does_not_fit():
     r = _drawn(fig)
     b = fig._suptitle.get_window_extent(r)
     assert b.x0 >= 0 and b.x1 <= fig.bbox.x1 and fig.get_size_inches()[0] > 3
+
+
+def test_saved_files_are_the_same_bytes_each_time(sweep_dir, tmp_path):
+    # no creation date or random ids: a plot of the same results is byte-identical
+    lat = load_latency(sweep_dir)
+    out = []
+    for i in range(2):
+        paths = plots.save(plots.latency_cdf(lat), tmp_path / f"cdf{i}", formats=("png", "svg", "pdf"))
+        out.append([p.read_bytes() for p in paths])
+    assert out[0] == out[1]
