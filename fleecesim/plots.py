@@ -1007,6 +1007,11 @@ def cmd_plot(args) -> int:
             fig = metric_vs_param(runs, x, metrics, by=by, title=args.title)
         else:
             fig = policy_bars(runs, metrics, by=by, title=args.title)
+    if args.where and not args.title:  # the slice is part of the question
+        t = fig._suptitle or next((ax.title for ax in fig.axes if ax.get_title()), None)
+        if t is not None:
+            t.set_text(f"{t.get_text()}\n(only runs with {', '.join(args.where)})")
+            fit_width(fig)
     stem = Path(args.out) if args.out else d / "plots" / stem_name(args)
     try:
         paths = save(fig, stem, formats=formats)

@@ -157,3 +157,17 @@ def test_saved_files_are_the_same_bytes_each_time(sweep_dir, tmp_path):
         paths = plots.save(plots.latency_cdf(lat), tmp_path / f"cdf{i}", formats=("png", "svg", "pdf"))
         out.append([p.read_bytes() for p in paths])
     assert out[0] == out[1]
+
+
+def test_a_slice_is_named_in_the_title(sweep_dir, tmp_path, monkeypatch):
+    from fleecesim.cli import main
+    seen = []
+    real = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, stem, formats: seen.append(fig) or
+                        real(fig, stem, formats=formats))
+    assert main(["plot", str(sweep_dir), "--kind", "bars", "--metric", "write_p99_s",
+                 "--where", "devices.target.rtt=4ms", "--out", str(tmp_path / "b"),
+                 "--format", "png", "--quiet"]) == 0
+    title = seen[0]._suptitle.get_text()
+    assert title.endswith("(only runs with devices.target.rtt=4ms)")
+    assert_readable(seen[0])
