@@ -48,8 +48,7 @@ def cmd_run(args) -> int:
     summaries = [r.summary for r in results]
     if not args.no_save:
         from .store import atomic_write_text
-        for r in results:
-            write_run(outdir, r)
+        saved = [write_run(outdir, r) for r in results]
         atomic_write_text(outdir / "summary.json", to_json(
             [{k: v for k, v in s.items() if k != "traceback"} for s in summaries], indent=2))
     if args.json:
@@ -79,7 +78,8 @@ def cmd_run(args) -> int:
                 for e in s["events"]:
                     print(f"    {e}")
         if not args.no_save:
-            print(f"\nresults in {outdir}/")
+            from .report import saved_line
+            print("\n" + saved_line(outdir, saved))
     for s in summaries:
         for w in s.get("warnings") or ():
             print(f"fleecesim: warning: {s['name']}: {w}", file=sys.stderr)

@@ -163,83 +163,265 @@ def _colors(labels: list[str]) -> dict[str, str]:
     return {lab: cycle[i % len(cycle)] for i, lab in enumerate(labels)}
 
 
+# ------------------------------------------------------------------ line styles
+# The columns a scheme or policy lives in: in a sweep over schemes and a
+# parameter, the scheme is what a reader compares first, so it gets the hue.
+SCHEME_KEYS = ("backup.scheme", "scheme", "variant")
+
+
+def colour_key(df: pd.DataFrame, by: list[str]) -> str | None:
+    """The ``by`` column whose values get a hue each: the scheme (or variant),
+    else the first non-numeric column, else the first; None when ``by`` has
+    fewer than two columns (then every line gets its own hue)."""
+    if len(by) < 2:
+        return None
+    for k in SCHEME_KEYS:
+        if k in by:
+            return k
+    return next((k for k in by if not pd.api.types.is_numeric_dtype(df[k])), by[0])
+
+
+def _shades(colour, n: int) -> list[tuple]:
+    """``n`` shades of one hue, light to dark: tints towards white, then shades
+    towards black (hue unchanged: both are affine in each RGB channel)."""
+    from matplotlib.colors import to_rgb
+    rgb = np.array(to_rgb(colour))
+    if n == 1:
+        return [tuple(rgb)]
+    return [tuple(rgb + (1 - rgb) * f if f >= 0 else rgb * (1 + f))
+            for f in np.linspace(0.55, -0.35, n)]
+
+
+def _order_value(key: str, v):
+    """Sort key of an axis value: numbers by size (0 of a "no limit" key
+    last), anything else as first seen."""
+    if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)):
+        return (0, math.inf if v == 0 and key in NO_LIMIT_AT_ZERO else float(v))
+    return (1, 0.0)
+
+
+class LineStyles:
+    """One colour per line label. With two or more ``by`` columns, one hue per
+    value of ``colour_key`` (the scheme) and shades of it, light to dark, for
+    the other columns' values in ascending order; else a hue per label.
+    ``groups``: the colour key's values (as text) and their labels in shade
+    order; ``series``: the label of every row of the frame."""
+
+    def __init__(self, df: pd.DataFrame, by: list[str]):
+        self.by = list(by)
+        self.series = group_labels(df, self.by)
+        labels = list(dict.fromkeys(self.series))
+        self.key = colour_key(df, self.by)
+        self.rest = [b for b in self.by if b != self.key]
+        if self.key is None:
+            self.text = {lab: lab for lab in labels}
+            self.groups = {lab: [lab] for lab in labels}
+            self.colour = {lab: to_rgba_tuple(c) for lab, c in _colors(labels).items()}
+            self.labels = labels
+            return
+        first = df.assign(_label=self.series).drop_duplicates("_label")
+        value = {r["_label"]: _fmt(self.key, r[self.key]) for _, r in first.iterrows()}
+        order = {r["_label"]: tuple(_order_value(c, r[c]) for c in self.rest)
+                 for _, r in first.iterrows()}
+        # in the legend: the scheme first, then the values (its title names them)
+        # (a number is named: "max-workers=4", a scheme is its own name)
+        named = pd.api.types.is_numeric_dtype(df[self.key])
+        self.text = {r["_label"]: ", ".join(
+            [f"{self.key.split('.')[-1]}={value[r['_label']]}" if named else value[r["_label"]]]
+            + [_fmt(c, r[c]) for c in self.rest]) for _, r in first.iterrows()}
+        hues = _colors(list(dict.fromkeys(value[lab] for lab in labels)))
+        self.groups, self.colour = {}, {}
+        for v, base in hues.items():
+            members = sorted((lab for lab in labels if value[lab] == v), key=order.get)
+            self.groups[v] = members
+            self.colour.update(zip(members, _shades(base, len(members))))
+        self.labels = [lab for g in self.groups.values() for lab in g]
+
+    def legend_title(self) -> str | None:
+        if self.key is None:
+            return legend_title(self.by)
+        return (f"{param_label(self.key)} (colour), "
+                f"{', '.join(param_label(r) for r in self.rest)} (light → dark)")
+
+
+def to_rgba_tuple(c) -> tuple:
+    from matplotlib.colors import to_rgba
+    return tuple(to_rgba(c))
+
+
+def _blank():
+    from matplotlib.lines import Line2D
+    return Line2D([], [], ls="", marker="")
+
+
+def legend_below(fig: Figure, handles: dict, styles: LineStyles, extra=(),
+                 title: str | None = None, fontsize: int = 9, grow: bool = True):
+    """A legend under the axes (never over the data). When the lines are
+    hue x shade, the legend is a grid: a column per hue (few hues) or a row
+    per hue (few shades), so the scheme and the parameter read off it.
+    ``handles``: label -> artist; ``extra``: (artist, text) entries of their
+    own column (e.g. the baseline)."""
+    groups = {v: [lab for lab in labs if lab in handles] for v, labs in styles.groups.items()}
+    groups = {v: labs for v, labs in groups.items() if labs}
+    k = len(groups)
+    m = max((len(labs) for labs in groups.values()), default=0)
+    extra = list(extra)
+    blank = (_blank(), "")
+    text = styles.text
+    if m > 1 and k <= 4:  # a column per hue
+        cols = [[(handles[lab], text[lab]) for lab in labs] for labs in groups.values()]
+    elif m > 1 and m <= 4:  # a row per hue: columns are the shades
+        cols = [[(handles[labs[j]], text[labs[j]]) if j < len(labs) else blank
+                 for labs in groups.values()] for j in range(m)]
+    else:
+        entries = [(handles[lab], text[lab]) for labs in groups.values() for lab in labs]
+        entries += extra
+        if not entries:
+            return None
+        n = len(entries)
+        cols = [entries] if n <= 1 else [entries[i::ncols] for ncols in
+                                          [n if n <= 3 else 2 if n <= 8 else 3]
+                                          for i in range(ncols)]
+        # the plain list fills row by row, in the lines' order
+        extra = []
+    if extra:
+        cols.append(extra)
+    rows = max(len(c) for c in cols)
+    entries = [e for c in cols for e in c + [blank] * (rows - len(c))]
+    if grow:  # room for the legend's rows: the axes keep their height
+        w, h = fig.get_size_inches()
+        lines = sum(str(t).count("\n") for _h, t in entries if t)
+        fig.set_size_inches(w, h + 0.45 + 0.2 * (rows + lines / max(1, len(cols))))
+    return fig.legend(*zip(*entries), loc="outside lower center", ncols=len(cols),
+                      fontsize=fontsize, title=title, title_fontsize=fontsize)
+
+
+def fit_width(fig: Figure, max_width_in: float = 20.0) -> Figure:
+    """Widen ``fig`` until its titles, legends and tick labels are inside it
+    and no two x tick labels of an axes overlap (drawn with Agg, measured)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    for _ in range(4):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        r = canvas.get_renderer()
+        w = fig.bbox.width
+        need = w
+        texts = [fig._suptitle] + list(fig.legends) + \
+            [t for ax in fig.axes if ax.get_visible() for t in (ax.title, ax.get_legend())]
+        for t in texts:
+            if t is None or not t.get_visible() or (hasattr(t, "get_text") and not t.get_text()):
+                continue
+            bb = t.get_window_extent(r)
+            over = max(0.0, -bb.x0, bb.x1 - w)
+            if over > 0 or bb.width > w:
+                need = max(need, w + 2 * over + 0.1 * fig.dpi, bb.width + 0.2 * fig.dpi)
+        for ax in fig.axes:
+            if not ax.get_visible():
+                continue
+            boxes = sorted((t.get_window_extent(r) for t in ax.get_xticklabels()
+                            if t.get_visible() and t.get_text()), key=lambda b: b.x0)
+            if any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:])):
+                need = max(need, 1.25 * w)
+        width_in, height_in = fig.get_size_inches()
+        new = min(max_width_in, need / fig.dpi)
+        if new <= width_in + 1e-3:
+            break
+        fig.set_size_inches(new, height_in)
+    return fig
+
+
 # ------------------------------------------------------------------ plots
+def _by(df: pd.DataFrame, by, exclude=()) -> list[str]:
+    return default_by(df, exclude) if by is None else ([by] if isinstance(by, str) else list(by))
+
+
 def latency_cdf(lat: pd.DataFrame, by=None, title: str | None = None) -> Figure:
     """CDF of guest-write latency per scheme/policy (log x): solid during the
     backup, dashed before it (baseline). ``lat``: phase, prob, latency_s and
-    label columns (quantiles; several replications are averaged per quantile)."""
-    df = lat.assign(_label=group_labels(lat, by))
-    by_title = legend_title(default_by(lat) if by is None else by)
+    label columns (quantiles; several replications are averaged per quantile).
+    A hue per scheme, shades of it per swept value; the legend under the plot."""
+    by = _by(lat, by)
+    st = LineStyles(lat, by)
+    df = lat.assign(_label=st.series)
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
-    labels = list(dict.fromkeys(df["_label"]))
-    colors = _colors(labels)
     curves = df.groupby(["_label", "phase", "prob"], sort=False)["latency_s"].mean()
     f, unit = unit_for("latency_s", df["latency_s"])
-    baselines = {}
-    for lab in labels:
-        for phase in ("backup", "baseline"):
-            if (lab, phase) not in curves.index.droplevel(2):
-                continue
-            c = curves.loc[(lab, phase)].sort_index()
-            if phase == "baseline":
-                baselines[lab] = c
-                continue
-            ax.step(c.to_numpy() / f, c.index, where="post", color=colors[lab], lw=2,
-                    label=f"{lab} — during backup")
+    have = set(curves.index.droplevel(2))
+    baselines, handles = {}, {}
+    for lab in st.labels:
+        if (lab, "baseline") in have:
+            baselines[lab] = curves.loc[(lab, "baseline")].sort_index()
+        if (lab, "backup") in have:
+            c = curves.loc[(lab, "backup")].sort_index()
+            handles[lab], = ax.step(c.to_numpy() / f, c.index, where="post",
+                                    color=st.colour[lab], lw=2, label=lab)
+    extra = []
     if baselines:
         vals = list(baselines.values())
         same = all(len(v) == len(vals[0]) and np.allclose(v.to_numpy(), vals[0].to_numpy(),
                                                           rtol=1e-9) for v in vals)
         for lab, c in ([("", vals[0])] if same else baselines.items()):
-            ax.step(c.to_numpy() / f, c.index, where="post", ls="--", lw=1.5,
-                    color="black" if same else colors[lab],
-                    label="no backup running (baseline" + (", all)" if same else f", {lab})"))
+            h, = ax.step(c.to_numpy() / f, c.index, where="post", ls="--", lw=1.5,
+                         color="black" if same else st.colour[lab])
+        if same:
+            extra.append((h, "no backup running (baseline, all)"))
+        else:
+            from matplotlib.lines import Line2D
+            extra.append((Line2D([], [], ls="--", lw=1.5, color="gray"),
+                          "no backup running (baseline):\ndashed, in its line's colour"))
     ax.set_xscale("log")
     ax.set_ylim(0, 1.005)
     ax.set_xlabel(f"guest write latency ({unit}, log scale)")
     ax.set_ylabel("fraction of guest writes ≤ latency")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9, title=by_title, title_fontsize=9)
+    legend_below(fig, handles, st, extra,
+                 title="during the backup, by " + (st.legend_title() or "run"))
     ax.set_title(title or "What does the guest feel? Write latency during backup vs baseline")
-    return fig
+    return fit_width(fig)
 
 
-def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
+IMAGE_LEVELS = ("fleecing_bytes", "overlay_bytes")
+
+
+def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = None,
               levels: list[str] | None = None, title: str | None = None) -> Figure:
     """Fleecing-cache bytes over time since the backup started, one panel per
-    tier, one line per scheme/policy (one replication: ``replication``)."""
+    tier, one line per run (every replication, or only ``replication``), a hue
+    per scheme and shades per swept value. A note over the panels says which
+    replications are drawn and which runs have no fleecing image (a scheme
+    that copies straight to the target) and so no line."""
     df = timelines
+    reps = sorted(int(r) for r in df["replication"].dropna().unique()) \
+        if "replication" in df else []
     if replication is not None and "replication" in df:
         df = df[df["replication"] == replication]
-    df = df.assign(_label=group_labels(df, by))
+    by = _by(df, by)
+    st = LineStyles(df, by)
+    df = df.assign(_label=st.series)
     if levels is None:
         present = list(dict.fromkeys(df["level"]))
         levels = [lv for lv in present if lv.startswith("cache.")] or \
-            [lv for lv in present if lv in ("fleecing_bytes", "overlay_bytes")]
+            [lv for lv in present if lv in IMAGE_LEVELS]
     tcol = "time_since_backup_start_s" if "time_since_backup_start_s" in df else "time"
     n = max(1, len(levels))
-    labels = list(dict.fromkeys(df["_label"]))
-    # the legend goes below the panels: on the right, at the top, it ran into
-    # the figure title (fig.suptitle spans the whole width)
-    ncols = 1 if len(labels) <= 1 else 2 if len(labels) <= 8 else 3
-    fig = Figure(figsize=(8, 2.2 + 2.4 * n + 0.3 + 0.2 * math.ceil(len(labels) / ncols)),
-                 layout="constrained")
+    fig = Figure(figsize=(8, 2.2 + 2.4 * n), layout="constrained")
     axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
-    colors = _colors(labels)
     sub = df[df["level"].isin(levels)]
     f, unit = unit_for("x_bytes", sub["value"]) if len(sub) else (2**20, "MiB")
+    handles = {}
     for ax, lv in zip(axes, levels):
         d = sub[sub["level"] == lv]
-        for i, lab in enumerate(labels):
+        for lab in st.labels:
             g = d[d["_label"] == lab]
-            if "run_id" in g and g["run_id"].nunique() > 1:  # one run per label
-                g = g[g["run_id"] == g["run_id"].iloc[0]]
-            if not len(g):
-                continue
-            g = g.sort_values(tcol, kind="stable")
-            ax.step(g[tcol], g["value"] / f, where="post", color=colors[lab], lw=1.6, label=lab,
-                    ls=_DASHES[i % len(_DASHES)] if len(labels) > 3 else "-")
+            runs = g.groupby("run_id", sort=False) if "run_id" in g else [(None, g)]
+            for _rid, gr in runs:  # every run: replications are not averaged away
+                if not len(gr):
+                    continue
+                gr = gr.sort_values(tcol, kind="stable")
+                h, = ax.step(gr[tcol], gr["value"] / f, where="post", color=st.colour[lab],
+                             lw=1.6)
+                handles.setdefault(lab, h)
         if not len(d) or not (d["value"] > 0).any():
             ax.set_ylim(0, 1)
             ax.text(0.5, 0.5, "unused in these runs", ha="center", va="center",
@@ -247,16 +429,7 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
         ax.set_ylabel(f"{TIER_NAMES.get(lv, lv)} in use ({unit})")
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
-    handles, names = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in names:
-                handles.append(h)
-                names.append(lab)
-    if names:  # outside the panels: the curves start and end at the edges
-        fig.legend(handles, names, loc="outside lower center",
-                   ncols=min(ncols, len(names)), fontsize=9, title_fontsize=9,
-                   title=legend_title(default_by(df) if by is None else by))
+    legend_below(fig, handles, st, title=st.legend_title())
     if not len(levels):
         axes[0].text(0.5, 0.5, "no fleecing cache in these runs", ha="center",
                      transform=axes[0].transAxes)
@@ -264,8 +437,38 @@ def occupancy(timelines: pd.DataFrame, by=None, replication: int | None = 0,
         tmax = float(sub[tcol].max())
         axes[-1].set_xlim(left=-0.05 * tmax if tcol != "time" else None)
     axes[-1].set_xlabel("time since the backup started (s)" if tcol != "time" else "time (s)")
+    note = _occupancy_note(df, st, levels, reps, replication)
+    if note:
+        axes[0].set_title(note, fontsize=9, color="dimgray")
     fig.suptitle(title or "How much fleecing space does the backup hold, and for how long?")
-    return fig
+    return fit_width(fig)
+
+
+def _occupancy_note(df: pd.DataFrame, st: LineStyles, levels, reps, replication) -> str:
+    """Which runs are drawn, and which are not because they hold no fleecing
+    image (or none of the drawn tiers)."""
+    parts = []
+    if len(reps) > 1:
+        parts.append(f"replication {replication} of {len(reps)} drawn (--replication)"
+                     if replication is not None else
+                     f"all {len(reps)} replications drawn, a line each")
+    drawn = set(df.loc[df["level"].isin(levels), "_label"])
+    imaged = set(df.loc[df["level"].isin(IMAGE_LEVELS) | df["level"].str.startswith("cache."),
+                        "_label"])
+    for why, labs in (("no fleecing image", [x for x in st.labels if x not in imaged]),
+                      ("none of these tiers", [x for x in st.labels
+                                               if x in imaged and x not in drawn])):
+        if not labs:
+            continue
+        names = []
+        for v, members in st.groups.items():  # a whole scheme by its name alone
+            if st.key is not None and all(m in labs for m in members):
+                names.append(f"{v} (every {', '.join(param_label(r) for r in st.rest)})"
+                             if len(members) > 1 else v)
+            else:
+                names += [st.text[m] for m in members if m in labs]
+        parts.append(f"not drawn, {why}: {', '.join(names)}")
+    return "\n".join(parts)
 
 
 def _x_positions(x: str, xv: np.ndarray, logx: bool) -> tuple[np.ndarray, str | None]:
@@ -297,15 +500,16 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str | list[str], by=None
         [by] if isinstance(by, str) else list(by))
     ci = ci_table(runs, metrics, by=[x] + by)
     ci.attrs["axes"] = by
-    ci["_label"] = group_labels(ci, by) if by else ci["metric"].map(metric_label)
+    st = LineStyles(ci, by) if by else None
+    ci["_label"] = st.series if by else ci["metric"].map(metric_label)
     fx, ux = unit_for(x, ci[x][ci[x] != 0] if (ci[x] != 0).any() else ci[x])
     xv = ci[x].to_numpy(dtype=float)
     if logx is None:
         pos = xv[xv > 0] if x in NO_LIMIT_AT_ZERO else xv
         logx = bool(len(pos) and (pos > 0).all() and pos.max() / pos.min() >= 8)
     ci["_x"], no_limit = _x_positions(x, xv, logx)
-    labels = list(dict.fromkeys(ci["_label"]))
-    colors = _colors(labels)
+    labels = st.labels if st else list(dict.fromkeys(ci["_label"]))
+    colors = st.colour if st else _colors(labels)
     many = len(labels) > 4  # overlapping bands turn to mud: dodged error bars instead
     n_panels = len(metrics)
     fig = Figure(figsize=(8, 5) if n_panels == 1 else (4.6 * n_panels, 4.8),
@@ -364,13 +568,9 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str | list[str], by=None
             scale = ", ".join(p for p in (uy, "log scale" if logy else "") if p)
             ax.set_ylabel(_with_unit(metric_label(m).split(" (")[0], scale))
         ax.grid(True, which="both" if logy else "major", alpha=0.3)
-    if by:
-        if n_panels == 1:
-            axes[0].legend(fontsize=9, title=legend_title(by), title_fontsize=9)
-        else:
-            handles, names = axes[0].get_legend_handles_labels()
-            fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4),
-                       fontsize=9, title=legend_title(by), title_fontsize=9)
+    if by:  # under the panels, never over a line
+        handles, names = axes[0].get_legend_handles_labels()
+        legend_below(fig, dict(zip(names, handles)), st, title=st.legend_title())
     n = int(ci["n"].max()) if len(ci) else 0
     names = [metric_label(m).split(" (")[0] for m in metrics]
     what = (f"does {metric_label(metrics[0])}" if n_panels == 1 else
@@ -381,46 +581,105 @@ def metric_vs_param(runs: pd.DataFrame, x: str, metric: str | list[str], by=None
         axes[0].set_title(title or default, fontsize=11)
     else:
         fig.suptitle(title or default, fontsize=11)
-    return fig
+    return fit_width(fig)
+
+
+# Metrics where more is better: a bar chart of them asks which does best.
+HIGHER_IS_BETTER = {"oracle_ok", "guest_iops_during_backup"}
+
+
+def _wrap(text: str, width: int = 14) -> str:
+    """A tick label on short lines: one per ", "-part, long parts broken at
+    hyphens, so labels stand upright side by side instead of rotated."""
+    import textwrap
+    return "\n".join(line for part in str(text).split(", ")
+                     for line in textwrap.wrap(part, width, break_on_hyphens=True) or [""])
 
 
 def policy_bars(runs: pd.DataFrame, metrics: list[str], by=None,
                 title: str | None = None) -> Figure:
-    """One panel per metric, one bar per scheme/policy: mean and 95 % CI.
-    ``by`` defaults to every swept axis that varies (pooling runs of different
-    settings into one bar would mix configurations, not replications)."""
+    """One panel per metric: mean and 95 % CI per scheme/policy. With one
+    ``by`` column, a bar each, named under it; with more, bars grouped by the
+    other columns' values (named under each group) and a hue per scheme (the
+    legend under the panels). ``by`` defaults to every swept axis that varies
+    (pooling runs of different settings into one bar would mix
+    configurations, not replications)."""
     by = default_by(runs) or ["variant"] if by is None else by
     by = [by] if isinstance(by, str) else list(by)
     ci = ci_table(runs, list(metrics), by=by)
-    ci["_label"] = group_labels(ci, by)
-    labels = list(dict.fromkeys(ci["_label"]))
-    colors = _colors(labels)
-    ncol = min(3, len(metrics))
+    key = colour_key(ci, by)
+    rest = [b for b in by if b != key]
+    if key is None:  # a bar per label, its name under it
+        ci["_colour"] = group_labels(ci, by)
+        ci["_group"] = ""
+    else:
+        ci["_colour"] = ci[key].map(lambda v: _fmt(key, v))
+        ci["_group"] = ci.apply(lambda r: ", ".join(
+            _fmt(c, r[c]) if len(rest) == 1 else f"{c.split('.')[-1]}={_fmt(c, r[c])}"
+            for c in rest), axis=1)
+    hues = list(dict.fromkeys(ci["_colour"]))
+    first = ci.drop_duplicates("_group")
+    groups = sorted(dict.fromkeys(ci["_group"]), key=lambda g: tuple(
+        _order_value(c, first.loc[first["_group"] == g, c].iloc[0]) for c in rest))
+    colors = _colors(hues)
+    k = 1 if key is None else len(hues)
+    ticks = [_wrap(h) for h in hues] if key is None else [_wrap(g) for g in groups]
+    chars = max((len(line) for t in ticks for line in t.split("\n")), default=1)
+    # inches per tick: the bars of a group, or the longest line of its name
+    slot = max(0.34 * k + 0.25, 0.07 * chars + 0.2)
+    n_ticks = len(hues) if key is None else len(groups)
+    width = max(4.2, slot * n_ticks + 1.3)
+    ncol = max(1, min(3, len(metrics), int(16 // width)))
     nrow = math.ceil(len(metrics) / ncol)
-    width = max(4.2, 0.38 * len(labels) + 1.2)  # room for one labelled bar each
-    ncol = min(ncol, max(1, int(16 // width)))
-    nrow = math.ceil(len(metrics) / ncol)
-    fig = Figure(figsize=(width * ncol, 0.6 + 3.8 * nrow), layout="constrained")
+    lines = max(t.count("\n") + 1 for t in ticks) if ticks else 1
+    fig = Figure(figsize=(max(8.0, width * ncol), 1.0 + (3.4 + 0.17 * lines) * nrow),
+                 layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False).ravel())
+    handles = {}
     for ax, m in zip(axes, metrics):
-        d = ci[ci["metric"] == m].set_index("_label").reindex(labels)
+        d = ci[ci["metric"] == m].set_index(["_group", "_colour"])
         f, u = unit_for(m, d["mean"])
-        mean = (d["mean"] / f).to_numpy()
-        err = (d["half_width"] / f).fillna(0).to_numpy()
-        # counts, bytes and times cannot go below 0: clip the lower error bar there
-        low = np.minimum(err, np.maximum(mean, 0)) if (d["mean"].dropna() >= 0).all() else err
-        ax.bar(range(len(labels)), mean, yerr=[low, err], capsize=4,
-               color=[colors[lab] for lab in labels])
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=9)
-        ax.set_ylabel(_with_unit(metric_label(m), u))
+        for hi, h in enumerate(hues):
+            idx = [(g, h) for g in groups] if key is not None else [("", h)]
+            dd = d.reindex(idx)
+            mean = (dd["mean"] / f).to_numpy()
+            err = (dd["half_width"] / f).fillna(0).to_numpy()
+            # counts, bytes and times cannot go below 0: clip the lower error bar there
+            low = np.minimum(err, np.maximum(np.nan_to_num(mean), 0)) \
+                if (d["mean"].dropna() >= 0).all() else err
+            if key is None:
+                xs, w = np.array([hi]), 0.8
+            else:
+                w = 0.8 / k
+                xs = np.arange(len(groups)) - 0.4 + w * (hi + 0.5)
+            bars = ax.bar(xs, mean, width=w, yerr=[low, err], capsize=3 if k > 4 else 4,
+                          color=colors[h], label=h)
+            handles.setdefault(h, bars)
+        if key is None:
+            ax.set_xticks(range(len(hues)), ticks, fontsize=9)
+            ax.set_xlabel(legend_title(by) or "run")
+        else:
+            ax.set_xticks(range(len(groups)), ticks, fontsize=9)
+            ax.set_xlabel(", ".join(param_label(c) for c in rest))
+        ax.set_ylabel(_with_unit(metric_label(m).split(" (")[0], u))
         ax.set_title(metric_label(m), fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
+    if key is not None:
+        st = LineStyles.__new__(LineStyles)  # a hue each, no shades: one entry per hue
+        st.by, st.key, st.rest = by, None, []
+        st.groups, st.text = {h: [h] for h in hues}, {h: h for h in hues}
+        legend_below(fig, handles, st, title=param_label(key))
     n = int(ci["n"].max()) if len(ci) else 0
-    fig.suptitle(title or f"Which {legend_title(by) if len(by) == 1 else 'setting'} costs least? "
-                          f"(mean, error bars: 95 % CI over {n} replications)")
-    return fig
+    what = param_label(key) if key is not None else (
+        legend_title(by) if len(by) == 1 else "setting")
+    verb = ("costs least" if not any(m in HIGHER_IS_BETTER for m in metrics) else
+            "does best" if all(m in HIGHER_IS_BETTER for m in metrics) else "does best where")
+    where = f", at each {' and '.join(param_label(c) for c in rest)}" if key is not None else ""
+    fig.suptitle(title or f"Which {what} {verb}{where}?\n"
+                          f"(mean; error bars: 95 % CI over {n} replications)", fontsize=11)
+    return fit_width(fig)
 
 
 # Component colours and words (metrics.COMPONENTS), the device's own time in
@@ -473,8 +732,9 @@ def attribution_bars(runs: pd.DataFrame, by=None, title: str | None = None) -> F
             ax.barh(y, v, left=left, color=color, label=word, height=0.6)
             left += v
         for yi, t in zip(y, left):
-            ax.text(t, yi, f" {t:.3g}", va="center", fontsize=8)
+            ax.text(t, yi, f" {t:.3g}{u}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=9)
+        ax.set_ylabel(legend_title(by) or "run")
         ax.invert_yaxis()
         ax.set_xlim(0, max(left.max(), 1e-12) * 1.15)
         ax.set_xlabel(_with_unit("guest write latency", u))
@@ -503,14 +763,28 @@ def summaries_frame(d: str | Path) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         raise UserError(f"{d}: no sweep (sweep.json) or run results (*/summary.json) here")
+    rank = _variant_rank(d)
+    rows.sort(key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"]))
+    return pd.DataFrame(rows)
+
+
+def _variant_rank(d: Path) -> dict:
+    """Variant name -> its place in the config (the run directory's own
+    summary.json lists the variants in the order they ran)."""
     order: list = []
     try:
         order = [x.get("name") for x in json.loads((d / "summary.json").read_text())]
     except (OSError, ValueError, AttributeError, TypeError):
         pass
-    rank = {name: i for i, name in enumerate(order)}
-    rows.sort(key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"]))
-    return pd.DataFrame(rows)
+    return {name: i for i, name in enumerate(order)}
+
+
+def _run_summaries(d: Path) -> list[Path]:
+    """A run directory's per-variant summary.json files, in the config's order."""
+    rank = _variant_rank(d)
+    found = [s for s in sorted(d.rglob("summary.json")) if s.parent != d]
+    return sorted(found, key=lambda s: (rank.get(str(s.parent.relative_to(d)), len(rank)),
+                                        str(s.parent.relative_to(d))))
 
 
 # ------------------------------------------------------------------ inputs and output
@@ -540,9 +814,7 @@ def load_run_dir(d: str | Path, latency: bool = True,
     d = Path(d)
     lats, tls = [], []
     found = False
-    for s in sorted(d.rglob("summary.json")):
-        if s.parent == d:
-            continue
+    for s in _run_summaries(d):
         found = True
         name = str(s.parent.relative_to(d))
         req = s.parent / "requests.parquet"
@@ -577,11 +849,17 @@ def _read_writes(path: Path) -> pd.DataFrame:
 def save(fig: Figure, stem: str | Path, formats=("png", "svg"), dpi: int = 120) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` atomically; returns the paths. Every
     format is rendered before any file is written: all or nothing."""
+    from matplotlib import rc_context
+
     from .store import atomic_write_bytes
     data = []
     for fmt in formats:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi)
+        # no creation date in SVG/PDF and SVG ids from a fixed salt (else
+        # random): the same results give the same bytes
+        meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+        with rc_context({"svg.hashsalt": "fleecesim"}):
+            fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
         data.append((Path(f"{stem}.{fmt}"), buf.getvalue()))
     for p, b in data:
         atomic_write_bytes(p, b)
@@ -655,7 +933,7 @@ def stem_name(args) -> str:
         parts.append(f"vs-{args.x}")
     if args.by:
         parts.append(f"by-{args.by}")
-    if args.kind == "occupancy" and args.replication:
+    if args.kind == "occupancy" and args.replication is not None:
         parts.append(f"rep{args.replication}")
     parts += [w.replace(" ", "") for w in args.where]
     return "-".join(_slug(p) for p in parts)
@@ -675,7 +953,7 @@ def cmd_plot(args) -> int:
             from .sweep import load_latency, load_timelines
             df = load_latency(d) if args.kind == "cdf" else load_timelines(d)
         else:
-            if args.kind == "occupancy" and args.replication:
+            if args.kind == "occupancy" and args.replication not in (None, 0):
                 raise UserError(f"--replication {args.replication}: a run directory holds "
                                 f"one replication (0)")
             lat, tl = load_run_dir(d, latency=args.kind == "cdf",
@@ -688,7 +966,7 @@ def cmd_plot(args) -> int:
         df = _filter(df, args.where)
         df.attrs.update(attrs)
         _check_by(df, by)
-        if args.kind == "occupancy" and "replication" in df:
+        if args.kind == "occupancy" and "replication" in df and args.replication is not None:
             reps = sorted(int(r) for r in df["replication"].dropna().unique())
             if args.replication not in reps:
                 raise UserError(f"--replication {args.replication}: no such replication "
@@ -729,6 +1007,11 @@ def cmd_plot(args) -> int:
             fig = metric_vs_param(runs, x, metrics, by=by, title=args.title)
         else:
             fig = policy_bars(runs, metrics, by=by, title=args.title)
+    if args.where and not args.title:  # the slice is part of the question
+        t = fig._suptitle or next((ax.title for ax in fig.axes if ax.get_title()), None)
+        if t is not None:
+            t.set_text(f"{t.get_text()}\n(only runs with {', '.join(args.where)})")
+            fit_width(fig)
     stem = Path(args.out) if args.out else d / "plots" / stem_name(args)
     try:
         paths = save(fig, stem, formats=formats)
@@ -755,7 +1038,8 @@ def add_plot_subcommand(sub) -> None:
                                 "(default: variant and other varying axes)")
     p.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
                    help="keep only runs with this axis value, e.g. backup.scheme=fleecing-push")
-    p.add_argument("--replication", type=int, default=0, help="occupancy: which replication")
+    p.add_argument("--replication", type=int, default=None,
+                   help="occupancy: draw only this replication (default: every one, a line each)")
     p.add_argument("--title", help="override the title")
     p.add_argument("--out", help="output path without extension (default: DIR/plots/<kind>"
                                  "[-<metrics>][-<where>...]: each option in the name)")

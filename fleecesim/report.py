@@ -10,7 +10,7 @@ from .units import fmt_size, fmt_time
 ROWS = [
     ("scheme", "scheme", str),
     ("backup_duration_s", "backup duration", fmt_time),
-    ("guest_ios", "guest I/Os", str),
+    ("guest_ios", "guest I/Os", lambda v: _count(v)),
     ("read_p50_s", "read p50 (backup)", fmt_time),
     ("read_p99_s", "read p99 (backup)", fmt_time),
     ("write_p50_s", "write p50 (backup)", fmt_time),
@@ -18,7 +18,7 @@ ROWS = [
     ("write_p99_baseline_s", "write p99 (baseline)", fmt_time),
     ("write_max_s", "write max (backup)", fmt_time),
     ("write_tail_attribution_s", "slowest 1% writes: in", lambda d: _top_part(d)),
-    ("cbw_count", "CBW count", str),
+    ("cbw_count", "CBW count", lambda v: _count(v)),
     ("cbw_bytes", "CBW bytes", fmt_size),
     ("source_read_bytes", "source read", fmt_size),
     ("target_write_bytes", "target write", fmt_size),
@@ -54,16 +54,17 @@ ROWS = [
     ("thin_extensions", "thin extensions", str),
     ("thin_waits", "writes waited (thin)", str),
     ("longest_stall_s", "longest stall (backup)", fmt_time),
-    ("longest_stall_at_s", "  arrived at", lambda v: f"{v:.6g}s"),
+    ("longest_stall_after_t0_s", "  arrived (t0 = backup start)", lambda v: _after_t0(v)),
     *[(f"guest_requests_over_{d}s", f"I/Os > {d}s (backup)", str) for d in DEADLINES_S],
     ("longest_stall_overall_s", "longest stall (all)", fmt_time),
-    ("longest_stall_overall_at_s", "  arrived at", lambda v: f"{v:.6g}s"),
+    ("longest_stall_overall_after_t0_s", "  arrived (t0 = backup start)",
+     lambda v: _after_t0(v)),
     *[(f"guest_requests_over_{d}s_overall", f"I/Os > {d}s (all)", str) for d in DEADLINES_S],
     ("backup_outcome", "backup outcome", str),
     ("guest_overloaded", "guest overloaded", str),
     ("oracle_ok", "oracle ok", str),
-    ("oracle_violations", "oracle violations", str),
-    ("wall_time_s", "wall time", lambda v: f"{v:.2f}s"),
+    ("oracle_violations", "oracle violations", lambda v: _count(v)),
+    ("wall_time_s", "wall time", lambda v: f"{v:,.2f}s"),
 ]
 
 
@@ -80,6 +81,29 @@ def _top_part(parts: dict) -> str:
         return "-"
     k = max(parts, key=parts.get)
     return f"{PART_WORDS.get(k, k)} {100 * parts[k] / total:.0f}%"
+
+
+def _count(v) -> str:
+    """A count with thousands separators: "3,836,599"."""
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def _after_t0(v: float) -> str:
+    """A simulated time as an offset from the backup's start: "t0+24.6s"."""
+    return f"t0{'-' if v < 0 else '+'}{fmt_time(abs(v))}"
+
+
+def _stall_times(s: dict) -> dict:
+    """The longest stalls' arrival times (``*_at_s``: simulated time since the
+    run began, warm-up included) as offsets from the backup's start, the time
+    base of every other figure of the backup."""
+    t0 = s.get("backup_start_s")
+    out = dict(s)
+    for k in ("longest_stall", "longest_stall_overall"):
+        at = s.get(f"{k}_at_s")
+        if f"{k}_at_s" in s:
+            out[f"{k}_after_t0_s"] = at - t0 if _number(at) and _number(t0) else None
+    return out
 
 
 def _fmt(f, v) -> str:
@@ -104,7 +128,7 @@ HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flu
                     for w in ("", "_overall")]}
 # The longest stall over the whole run is shown only when some request took
 # over a second (else it is the backup's, or a baseline's microseconds).
-STALL_OVERALL = {"longest_stall_overall_s", "longest_stall_overall_at_s"}
+STALL_OVERALL = {"longest_stall_overall_s", "longest_stall_overall_after_t0_s"}
 
 
 def _number(v) -> bool:
@@ -112,6 +136,7 @@ def _number(v) -> bool:
 
 
 def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
+    summaries = [_stall_times(s) for s in summaries]
     rows = list(rows or ROWS) + [(k, k, str) for k in extra]
     rows = [r for r in rows if any(r[0] in s for s in summaries)]
     tier_rows = {"spill_bytes", "disk_cache_peak_bytes"}
@@ -124,7 +149,7 @@ def table(summaries: list[dict], rows=None, extra: list[str] = ()) -> str:
     if not any(s.get("guest_requests_over_1s_overall") for s in summaries):
         rows = [r for r in rows if r[0] not in STALL_OVERALL]
     if not any(_number(s.get("longest_stall_s")) for s in summaries):  # an idle guest
-        rows = [r for r in rows if r[0] not in ("longest_stall_s", "longest_stall_at_s")]
+        rows = [r for r in rows if r[0] not in ("longest_stall_s", "longest_stall_after_t0_s")]
     if len(summaries) > WIDE_MAX:
         return _long_table(summaries, rows)
     header = [""] + [s.get("name", "?") for s in summaries]
@@ -168,3 +193,22 @@ def _render(header: list[str], body: list[list[str]]) -> str:
                        enumerate(zip(r, widths))) for r in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+RESULT_FILES = ("requests.parquet", "timeline.parquet", "summary.json")
+
+
+def saved_line(outdir, run_dirs) -> str:
+    """One line: where a run's results went and how much they take, so that a
+    long run's per-request file (one row per guest request) is no surprise.
+    ``run_dirs``: the variant directories ``store.write_run`` wrote."""
+    from pathlib import Path
+    outdir = Path(outdir)
+    files = [p for d in run_dirs for p in (Path(d) / f for f in RESULT_FILES) if p.is_file()]
+    files += [outdir / "summary.json"] if (outdir / "summary.json").is_file() else []
+    total = sum(p.stat().st_size for p in files)
+    req = sum(p.stat().st_size for p in files if p.name == "requests.parquet")
+    line = f"results in {outdir}/: {fmt_size(total)} in {len(files)} files"
+    if req:
+        line += f" ({fmt_size(req)} of them requests.parquet, one row per guest request)"
+    return line + "; --no-save writes none"

@@ -79,10 +79,28 @@ def fmt_size(n: float) -> str:
 
 
 def fmt_time(s: float) -> str:
+    """Seconds as a person reads them: 3 significant digits in us, ms or s
+    ("61.1us", "5.26ms", "236s"); from 1,000 s on whole seconds with thousands
+    separators ("1,910s"), so that columns of durations compare at a glance,
+    and from 100,000 s (~28 h) on hours ("27.8h", "1,234h"). The unit is chosen
+    after rounding: 999.6 s is "1,000s", never "1e+03s"."""
     if s != s:  # NaN
         return "-"
-    if abs(s) >= 1:
-        return f"{s:.3g}s"
-    if abs(s) >= 1e-3:
+    if math.isinf(s):
+        return "-inf" if s < 0 else "inf"
+    a = abs(s)
+    if a >= 1e5:
+        return _three(s / 3600.0) + "h"
+    if float(f"{a:.3g}") >= 1:
+        return _three(s) + "s"
+    if float(f"{a * 1e3:.3g}") >= 1:
         return f"{s * 1e3:.3g}ms"
     return f"{s * 1e6:.3g}us"
+
+
+def _three(x: float) -> str:
+    """3 significant digits, or the whole number with thousands separators
+    once it has more than 3 digits ("1,910", never "1.91e+03")."""
+    if abs(float(f"{x:.3g}")) < 1000:
+        return f"{x:.3g}"
+    return f"{x:,.0f}"

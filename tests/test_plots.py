@@ -29,6 +29,8 @@ def _texts(fig: Figure) -> str:
         out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
         if ax.get_legend():
             out += [t.get_text() for t in ax.get_legend().get_texts()]
+    for leg in fig.legends:  # legends under the axes: the figure's
+        out += [leg.get_title().get_text()] + [t.get_text() for t in leg.get_texts()]
     return " | ".join(out)
 
 
