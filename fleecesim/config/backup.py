@@ -1,11 +1,12 @@
 """``backup:``: the scheme and the job's, cache's, client's and overlay's options."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from .core import BlockSize, Model, OnError, Rate, ResumeAfter, Seconds, Size, _is_pow2
+from .rules import Rule, needs
 
 
 def known_schemes() -> list[str]:
@@ -157,6 +158,28 @@ class BackupSpec(Model):
     on_target_error: OnError = "report"
     resume_after: ResumeAfter = None
 
+    # keys that act only under some schemes, sync modes or cache tiers (config/rules.py)
+    ACTS: ClassVar = (
+        Rule(("*",), lambda b, key: _scheme_why_not(b, key)),
+        needs(("incremental",), lambda b: b.sync == "incremental",
+              lambda b: f"only for sync incremental (the dirty bitmap a previous backup "
+                        f"left), not sync {b.sync}"),
+        needs(("window",), lambda b: b.sync == "none",
+              lambda b: f"only for sync none (the job idles this long, then stops), "
+                        f"not sync {b.sync}"),
+        needs(("cache.cor", "cache.serve-reads-from-ram", "cache.flush"),
+              lambda b: b.cache.ram.size > 0, "needs a RAM tier (backup.cache.ram.size)"),
+        needs(("cache.ram.device",), lambda b: b.cache.ram.size > 0,
+              "with backup.cache.ram.size 0 there is no RAM tier to put on a device"),
+        needs(("cache.flush.low",), lambda b: b.cache.flush.high is not None,
+              "the flush starts above backup.cache.flush.high and stops at low: without "
+              "high there is no flush"),
+        needs(("resume-after",),
+              lambda b: bool({b.on_source_error, b.on_target_error} & {"stop", "enospc"}),
+              "only acts when backup.on-source-error or backup.on-target-error is stop or "
+              "enospc (they pause the job)"),
+    )
+
     @field_validator("order")
     @classmethod
     def _order(cls, v):
@@ -191,3 +214,19 @@ class BackupSpec(Model):
         if v < 0:
             raise ValueError("expected a value >= 0")
         return v
+
+
+def _scheme_why_not(b: BackupSpec, key: str) -> str | None:
+    """Whether a listed scheme acts on ``backup.<key>`` (each scheme's
+    ``register(options=...)`` in fleecesim/schemes/): in a scheme list a key
+    is in use when any listed scheme acts on it (each scheme's own run then
+    leaves out the keys it does not: config/load.py, variants)."""
+    from ..schemes import option_error
+    schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
+    errs = [option_error(s, key) for s in schemes]
+    if not all(errs):
+        return None
+    if len(schemes) == 1:
+        return errs[0].split(": ", 1)[1]
+    return (f"not used by any listed scheme ({', '.join(schemes)}): "
+            f"{errs[0].split(': ', 2)[-1]}")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Literal
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
@@ -10,6 +11,7 @@ from ..devices.presets import PRESETS
 from ..devices.remote import NBD_REPLY_HEADER, NBD_REQUEST_HEADER
 from ..units import parse_time
 from .core import Model, Rate, Seconds, Size
+from .rules import by_value, inert
 
 DEFAULT_TCP_WINDOW = 3 * 2**20  # see DeviceSpec.window
 
@@ -70,6 +72,59 @@ def _split_directions(v: dict) -> dict:
     return v
 
 
+# what every local device (ram, ssd, hdd) acts on, and the controller's IOPS
+# cap and bandwidth sharing (ram and ssd: devices/base.py Device; an HDD
+# serves one request at a time, in order: devices/hdd.py)
+_LOCAL = ("latency", "read-latency", "write-latency", "bandwidth", "read-bandwidth",
+          "write-bandwidth", "queue-depth")
+_CONTROLLER = ("iops", "read-iops", "write-iops", "sharing")
+_KINDS = ("ram", "ssd", "hdd", "remote")
+_NBD = "only for a device of kind remote (an NBD target), not {kind!r}"
+_KIND_WHY = {
+    **{k: _NBD for k in ("connections", "window", "request-overhead", "reply-overhead",
+                         "reconnect-delay", "open-timeout")},
+    "inner-bandwidth": "only for a device of kind hdd (zoned recording), not {kind!r}",
+    "reflink": ("only a filesystem on a local disk (kind ssd or hdd: btrfs, XFS with "
+                "reflink=1) clones extents, not kind {kind!r}"),
+    **{(k, "remote"): ("a remote device's latency is its rtt plus its backend's "
+                       "(give latency under backend)")
+       for k in ("latency", "read-latency", "write-latency")},
+    **{(k, "remote"): ("a remote device's rate is its link-bandwidth and its backend's "
+                       "(give bandwidth under backend)")
+       for k in ("bandwidth", "read-bandwidth", "write-bandwidth")},
+    **{(k, "remote"): ("a remote device has no IOPS cap of its own: its backend serves its "
+                       "requests (give iops under backend)")
+       for k in ("iops", "read-iops", "write-iops")},
+    **{(k, "remote"): ("a remote device serves its requests through its link and backend, "
+                       "not a sharing policy of its own")
+       for k in ("sharing",)},
+}
+
+
+def _given(v: Any) -> dict | None:
+    """The keys the user wrote for a device (not its preset's, not its kind),
+    each at a value other than the field's default."""
+    if not isinstance(v, dict):
+        return None
+    fields = DeviceSpec.model_fields
+    v = {str(k).replace("_", "-"): val for k, val in v.items()}
+    out = {}
+    for k, val in v.items():
+        if k in ("kind", "preset"):
+            continue
+        f = fields.get(DIRECTIONAL.get(k, (k,))[0].replace("-", "_"))
+        if f is not None and val == f.default:
+            continue
+        read = _READ_OF.get(k)  # a write-side key defaults to its read side's value
+        if read is not None and val == v.get(read, fields[read.replace("-", "_")].default):
+            continue
+        out[k] = val
+    return out
+
+
+_READ_OF = {w: r for r, w in DIRECTIONAL.values() if r != w}
+
+
 class DeviceSpec(Model):
     kind: Literal["ram", "ssd", "hdd", "remote"]
     read_latency: Seconds = 0.0
@@ -122,17 +177,34 @@ class DeviceSpec(Model):
     # fs/read_write.c vfs_copy_file_range -> ->remap_file_range). ssd/hdd only.
     reflink: bool = False
 
+    # The keys each kind acts on (what its ``from_spec`` reads: devices/base.py
+    # Device.from_spec for ram and ssd, devices/hdd.py HDD.from_spec,
+    # devices/remote.py build_remote); any other key the user gives is an error.
+    ACTS: ClassVar = (by_value("kind", {
+        "ram": _LOCAL + _CONTROLLER,
+        "ssd": _LOCAL + _CONTROLLER + ("reflink",),
+        "hdd": _LOCAL + ("seek", "write-seek", "rpm", "capacity", "scheduler", "read-ahead",
+                         "read-ahead-segments", "read-ahead-segment-size", "write-cache",
+                         "interface-bandwidth", "inner-bandwidth", "reflink"),
+        "remote": ("rtt", "link-bandwidth", "backend", "queue-depth", "connections", "window",
+                   "request-overhead", "reply-overhead", "reconnect-delay", "open-timeout"),
+    }, lambda d, key, kinds: (_KIND_WHY.get((key, d.kind)) or _KIND_WHY.get(key)
+                              or "only for a device of kind {kinds}, not {kind!r}").format(
+        kind=d.kind, kinds=" or ".join(kinds))),)
+
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, v: Any):
+        given = _given(v)
         v = expand_preset(v)
+        if given and isinstance(v, dict) and v.get("kind") in _KINDS:  # the user's keys
+            bad = inert(cls.ACTS, SimpleNamespace(kind=v.get("kind")), given)
+            if bad:
+                raise ValueError(f"{bad[0]}: {bad[1]}")
         return _split_directions(v) if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _check(self):
-        if self.reflink and self.kind in ("remote", "ram"):
-            raise ValueError(f"reflink: only a filesystem on a local disk (kind ssd or hdd: "
-                             f"btrfs, XFS with reflink=1) clones extents, not kind {self.kind!r}")
         for key in ("read_latency", "write_latency", "rtt"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key.replace('_', '-')}: times must be >= 0")
@@ -159,11 +231,6 @@ class DeviceSpec(Model):
             if self.link_bandwidth is None or self.link_bandwidth <= 0:
                 raise ValueError("link-bandwidth: expected a rate > 0 like '112MiB/s'")
             return self
-        for key in ("connections", "window", "request_overhead", "reply_overhead",
-                    "reconnect_delay", "open_timeout"):
-            if getattr(self, key) is not None:
-                raise ValueError(f"{key.replace('_', '-')}: only for a device of "
-                                 f"kind remote (an NBD target), not {self.kind!r}")
         for key in ("read_bandwidth", "write_bandwidth"):
             bw = getattr(self, key)
             if bw is None or bw <= 0:
@@ -173,9 +240,6 @@ class DeviceSpec(Model):
             raise ValueError("capacity: a seek curve needs the drive's capacity")
         if self.inner_bandwidth is not None:
             ib = self.inner_bandwidth
-            if self.kind != "hdd":
-                raise ValueError(f"inner-bandwidth: only for a device of kind hdd (zoned "
-                                 f"recording), not {self.kind!r}")
             if not 0 < ib <= self.read_bandwidth:
                 raise ValueError(f"inner-bandwidth: expected a rate > 0 and <= the outer "
                                  f"read-bandwidth ({self.read_bandwidth / 1e6:g}MB/s), "

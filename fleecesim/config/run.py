@@ -2,11 +2,12 @@
 error policy, the host's per-request cost and the QEMU version modelled."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from .core import Model, OnError, Rate, ResumeAfter, Seconds
+from .rules import needs
 
 
 class QemuSpec(Model):
@@ -35,6 +36,13 @@ class GuestSpec(Model):
     werror: OnError = "enospc"
     rerror: OnError = "report"
     resume_after: ResumeAfter = None
+
+    # resume-after acts only where a policy can stop the VM (config/rules.py)
+    ACTS: ClassVar = (
+        needs(("resume-after",), lambda g: bool({g.werror, g.rerror} & {"stop", "enospc"}),
+              lambda g: f"only acts when guest.werror or guest.rerror is stop or enospc "
+                        f"(they stop the VM); both are {g.werror}/{g.rerror}"),
+    )
 
 
 class RunSpec(Model):

@@ -10,6 +10,7 @@ from .core import Model, _changed_keys, _folder_name, _format_error
 from .devices import DEFAULT_DEVICES, DeviceSpec
 from .disk import DiskSpec
 from .faults import FaultsSpec
+from .rules import inert
 from .run import GuestSpec, HostSpec, QemuSpec, RunSpec
 from .vms import VM_SECTIONS, FleetSpec, Variant, VMSpec
 from .workload import WorkloadSpec, _drop_replaced
@@ -159,8 +160,6 @@ class Config(Model):
             if ram.size < self.cbw_cluster_size:
                 raise ValueError(f"backup.cache.ram.size: {ram.size} bytes is smaller than "
                                  f"one cluster ({self.cbw_cluster_size} bytes)")
-        elif self.backup.cache.flush.high is not None:
-            raise ValueError("backup.cache.flush.high: needs a RAM tier (backup.cache.ram.size)")
         return self
 
     @model_validator(mode="after")
@@ -201,25 +200,24 @@ class Config(Model):
 
     # --- issue 10 items 6, 7: options a scheme does not act on are errors --------
     @model_validator(mode="after")
-    def _options_per_scheme(self):
-        """Reject a non-default ``backup.*`` key that a listed scheme does not act
-        on (the table: each scheme's ``register(options=...)`` in fleecesim/schemes/),
-        and a pull client's ``backup.order`` that its ``backup.client.hints`` cannot serve."""
+    def _inert_options(self):
+        """Reject a non-default ``workload.*``, ``backup.*`` or ``guest.*`` key that
+        cannot act in this config (the rules each section declares, read by
+        config/rules.py: ``WorkloadSpec.ACTS``, ``BackupSpec.ACTS``,
+        ``GuestSpec.ACTS``; a device's keys are checked by kind as it is read,
+        ``DeviceSpec.ACTS``), and a pull client's ``backup.order`` that its
+        ``backup.client.hints`` cannot serve."""
         from ..policies import hint_error
         from ..schemes import option_error
         b = self.backup
-        changed = _changed_keys(b.dump(), BackupSpec().dump())
-        changed.discard("scheme")
+        for name in ("workload", "backup", "guest"):
+            section = getattr(self, name)
+            changed = _changed_keys(section.dump(), type(section).model_construct().dump())
+            changed.discard("scheme")
+            bad = inert(type(section).ACTS, section, changed)
+            if bad:
+                raise ValueError(f"{name}.{bad[0]}: {bad[1]}")
         schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
-        for key in sorted(changed):
-            # in a scheme list a key is in use when any listed scheme acts on it;
-            # each scheme's own run leaves out the keys it does not (variants())
-            errs = [option_error(s, key) for s in schemes]
-            if all(errs):
-                if len(schemes) == 1:
-                    raise ValueError(errs[0])
-                raise ValueError(f"backup.{key}: not used by any listed scheme "
-                                 f"({', '.join(schemes)}): {errs[0].split(': ', 2)[-1]}")
         for s in schemes:
             if option_error(s, "client.hints") is None:  # an external NBD client
                 err = hint_error(b.order, b.client.hints)
@@ -230,20 +228,6 @@ class Config(Model):
                              "backup.client.hints: none says the client has none")
         return self
     # --- end options ---
-
-    @model_validator(mode="after")
-    def _resume_needs_a_stop(self):
-        """resume-after acts only where a policy can stop (error_policy.py)."""
-        g, b = self.guest, self.backup
-        if g.resume_after is not None and not {g.werror, g.rerror} & {"stop", "enospc"}:
-            raise ValueError("guest.resume-after: only acts when guest.werror or guest.rerror "
-                             "is stop or enospc (they stop the VM); both are "
-                             f"{g.werror}/{g.rerror}")
-        if b.resume_after is not None and \
-                not {b.on_source_error, b.on_target_error} & {"stop", "enospc"}:
-            raise ValueError("backup.resume-after: only acts when backup.on-source-error or "
-                             "backup.on-target-error is stop or enospc (they pause the job)")
-        return self
 
     @model_validator(mode="after")
     def _faults(self):

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from ..units import parse_size
 from .core import Model, Seconds, Size, _is_pow2
+from .rules import needs
 
 
 class Mix(Model):
@@ -20,6 +21,13 @@ class Mix(Model):
         if self.read + self.write + self.discard <= 0:
             raise ValueError("read + write + discard must be > 0")
         return self
+
+
+# a trace replay's own keys (workloads/traces: open_trace's arguments), and a
+# synthetic workload's (workloads/synthetic.py: synthetic): each does nothing
+# for the other source
+_TRACE_KEYS = ("format", "device", "time-scale", "start", "duration", "map", "loop", "events")
+_SYNTHETIC_KEYS = ("mix", "size", "pattern", "streams", "zipf-s", "align", "span")
 
 
 class WorkloadSpec(Model):
@@ -48,11 +56,24 @@ class WorkloadSpec(Model):
     # client limit, the most a qemu-io guest over NBD has in flight.
     max_inflight: int | None = Field(None, ge=1)
 
+    # keys that act only for one request source or pattern (config/rules.py)
+    ACTS: ClassVar = (
+        needs(_TRACE_KEYS, lambda w: w.trace is not None,
+              "only for a trace replay (workload.trace); this workload is synthetic"),
+        needs(_SYNTHETIC_KEYS, lambda w: w.trace is None,
+              "not used with a trace (a replay takes each request's kind, offset and size "
+              "from the trace)"),
+        needs(("max-inflight",), lambda w: w.iodepth is None,
+              "only for open loop (iodepth already bounds a closed loop)"),
+        needs(("streams",), lambda w: w.pattern == "sequential",
+              lambda w: f"only for pattern sequential (parallel sequential streams), "
+                        f"not {w.pattern}"),
+        needs(("zipf-s",), lambda w: w.pattern == "zipf",
+              lambda w: f"only for pattern zipf (the skew of its offsets), not {w.pattern}"),
+    )
+
     @model_validator(mode="after")
     def _mode(self):
-        if self.max_inflight is not None and self.iodepth is not None:
-            raise ValueError("max-inflight: only for open loop (iodepth already bounds "
-                             "a closed loop)")
         if self.trace is not None:
             if self.iops is not None:
                 raise ValueError("iops: not used with a trace (replay follows its timestamps)")

@@ -18,7 +18,7 @@ SCHEMES: dict[str, Callable] = {}
 # (``register(name, options=...)``; a section name such as ``cache`` covers all
 # its keys) and, for keys it does not act on, why (``why={key: reason}``; else
 # the key's default reason below). A config that sets any other key to a
-# non-default value is rejected (config.py, ``Config._options_per_scheme``):
+# non-default value is rejected (fleecesim/config/rules.py, ``BackupSpec.ACTS``):
 # a user must never believe they measured an option that did nothing.
 OPTIONS: dict[str, frozenset] = {}
 WHY: dict[str, dict[str, str]] = {}
