@@ -1,4 +1,4 @@
-"""Many VMs, one target (issue 13 item 4).
+"""Many VMs, one target.
 
 A config with ``vms:`` runs every VM in one SimPy environment on the same
 device objects: their guests and backups contend for the shared devices (the

@@ -72,7 +72,7 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     the nodes' generators in a process of its own, every copy task a process.
     ``analytic`` (default: ``fast_path``) chooses the copy engine alone:
     copies and slow guest requests as callbacks on device completions
-    (issue 12) or as processes. ``progress``: a progress bar on stderr.
+    (the analytic engine) or as processes. ``progress``: a progress bar on stderr.
     """
     wall0 = time.perf_counter()
     name = name or (cfg.name if cfg.vms else cfg.scheme)
@@ -80,7 +80,7 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
                "seed": cfg.run.seed, "fleecesim_version": __version__}
     bar = Progress(name) if progress and not cfg.vms else None
     try:
-        if cfg.vms:  # issue 13 item 4: several VMs on shared devices
+        if cfg.vms:  # several VMs on shared devices (fleet.py)
             from .fleet import simulate_fleet
             res = simulate_fleet(cfg, name, summary, fast_path,
                                  fast_path if analytic is None else analytic)

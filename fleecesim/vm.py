@@ -224,7 +224,7 @@ class VM:
         self.host = host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
         self.stats = stats = Stats()
         devices = dict(raw_devices)
-        faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # issue 13 (t0 = warm-up's end)
+        faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # target faults (t0 = warm-up's end)
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}
         self.sparse = sparse.env_sparse(env)  # vm.py: state_is_sparse (sparse.py)
@@ -337,7 +337,7 @@ class VM:
         summary.update(_window_stats("read", lat[r & during]))
         summary.update(_window_stats("write", lat[w & during]))
         summary.update(_window_stats("discard", lat[(op == OP_DISCARD) & during]))
-        # where a guest write's time went during the backup (issue 13 item 2):
+        # where a guest write's time went during the backup (metrics.py):
         # mean seconds per component, over all writes and over the slowest 1 %
         att = rec.attribution_summary(np.flatnonzero(w & during))
         summary["write_attribution_s"] = att.get("all", {})
@@ -405,7 +405,7 @@ class VM:
                 f"({ignored_text(counters.get('ignored_kinds', {})) or 'see trace stats'})")
         summary["warnings"] = list(stats.warnings)
         summary["fleecing_peak_bytes"] = int(fleecing_peak)
-        # --- tiered fleecing cache (issue 3) ---
+        # --- tiered fleecing cache (RAM tier, spill, flush) ---
         tiers = {t.kind: t for t in getattr(graph.cache, "tiers", ())}
         summary["ram_peak_bytes"] = int(tiers["ram"].level.peak) if "ram" in tiers else 0
         disk_tier = next((t for k, t in tiers.items() if k != "ram"), None)
@@ -417,7 +417,7 @@ class VM:
         # What a failed or broken backup holds must still be right: every cluster the
         # target was written holds its t0 content (0 even when oracle_ok is False).
         summary["target_wrong_clusters"] = wrong
-        # --- end issue 3 ---
+        # --- end tiered fleecing cache ---
         for lv in graph.levels:
             summary[f"{lv.name.replace('.', '_')}_mean"] = lv.mean(t0, t_end)
             summary[f"{lv.name.replace('.', '_')}_peak"] = lv.peak

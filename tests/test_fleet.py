@@ -1,4 +1,4 @@
-"""Many VMs, one target (issue 13 item 4): VMs sharing devices in one run."""
+"""Many VMs, one target: VMs sharing devices in one run."""
 import math
 
 import pytest

@@ -29,7 +29,7 @@ class TargetSpec(Model):
     cluster_size: BlockSize = 64 * 2**10
 
 
-# --- tiered fleecing cache (issue 3) -------------------------------------
+# --- tiered fleecing cache: a RAM tier in front of the disk tier -----------
 class RamTierSpec(Model):
     """The RAM tier of the fleecing cache: CBW data goes here while it has room."""
     size: Size = 0          # 0: no RAM tier (single disk tier, as before)
@@ -56,7 +56,7 @@ class CacheSpec(Model):
     # granularity is max(64 KiB, this, min-cluster-size), as block-copy computes
     # it from its own target (block/block-copy.c: block_copy_calculate_cluster_size).
     cluster_size: BlockSize = 64 * 2**10
-    # issue 3: RAM tier, flush watermarks, seed benefits 1 (cor) and 2 (serve reads)
+    # the RAM tier, its flush watermarks, copy-on-read into it and guest reads served from it
     ram: RamTierSpec = RamTierSpec()
     flush: FlushSpec = FlushSpec()
     serve_reads_from_ram: bool = True  # guest reads of unchanged RAM-cached clusters
@@ -96,7 +96,7 @@ class ClientSpec(Model):
     link: str | None = None
     storage: str | None = None  # the client's own storage: default the target's backend
     discard: bool = False       # read-once: TRIM each range after reading it
-    # issue 10 item 6: what the client knows per cluster (policies.CLIENT_HINTS):
+    # what the client knows per cluster (policies.CLIENT_HINTS):
     # none | block-status (NBD base:allocation) | cache-tier (hypothetical, the seed's)
     hints: Literal["none", "block-status", "cache-tier"] = "block-status"
     # write zero ranges as zeroes without reading them; None: when hints give zeroes
@@ -142,7 +142,7 @@ class BackupSpec(Model):
     window: Seconds = Field(10.0, gt=0)  # sync=none: the job idles this long, then stops
     client: ClientSpec = ClientSpec()
     overlay: OverlaySpec = OverlaySpec()
-    # --- issue 3: read-once, lazy discards, copy order (fleecing-push) ---
+    # --- read-once, lazy discards, copy order (fleecing-push) ---
     discard_source: bool = False  # QEMU's discard-source: free copied clusters (read-once)
     lazy_discard: bool = False    # defer guest discards of needed clusters to the end
     order: str = "ascending"      # copy-ordering policy (fleecesim/policies/)
@@ -188,7 +188,7 @@ class BackupSpec(Model):
             raise ValueError(f"unknown copy-ordering policy {v!r}; expected one of "
                              f"{', '.join(sorted(ORDERING))}")
         return v
-    # --- end issue 3 ---
+    # --- end read-once, lazy discards, copy order ---
 
     @field_validator("scheme")
     @classmethod

@@ -66,7 +66,7 @@ def _folder_name(v: str, nested: bool = False) -> str:
 
 
 def _changed_keys(d: dict, default: dict, prefix: str = "") -> set[str]:
-    """Dotted keys whose value differs from the default (issue 10 item 7)."""
+    """Dotted keys whose value differs from the default: the keys a config sets."""
     out = set()
     for k, v in d.items():
         dv = default.get(k)

@@ -153,7 +153,7 @@ class DeviceSpec(Model):
     rtt: Seconds = 0.0
     link_bandwidth: Rate | None = None
     backend: "DeviceSpec | None" = None
-    # --- issue 11: NBD transport (kind remote; see devices/remote.py) ---
+    # --- NBD transport (kind remote; see devices/remote.py) ---
     # NBD connections, each with queue-depth request slots (QEMU's own NBD
     # client opens one; nbdkit/libnbd clients and Xen Orchestra open several).
     connections: int | None = Field(None, ge=1)

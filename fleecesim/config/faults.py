@@ -9,7 +9,7 @@ from ..units import parse_time
 from .core import Model, Seconds, Size
 
 
-# --- faults (issue 13 item 3; the model is fleecesim/faults.py) -----------
+# --- faults (the model is fleecesim/faults.py) ------------------------------
 class TargetFault(Model):
     """One fault of the backup target's device, ``at`` seconds after the backup
     starts: ``outage`` (the NBD server unreachable for ``duration``; what the

@@ -45,7 +45,7 @@ class Config(Model):
     guest: GuestSpec = GuestSpec()
     faults: FaultsSpec = FaultsSpec()
     variants: list[Variant] = []
-    vms: list[VMSpec] = []          # issue 13 item 4: several VMs on shared devices
+    vms: list[VMSpec] = []          # several VMs on shared devices (fleet.py)
     fleet: FleetSpec = FleetSpec()
     qemu: QemuSpec = QemuSpec()
 
@@ -151,7 +151,7 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _tiered_cache(self):
-        """issue 3: the RAM tier's device and size."""
+        """The tiered fleecing cache's RAM tier: its device and size."""
         ram = self.backup.cache.ram
         if ram.size:
             if ram.device not in self.devices:
@@ -198,7 +198,7 @@ class Config(Model):
                              f"client reads over NBD: name a device of kind remote "
                              f"(rtt, link-bandwidth, queue-depth, connections, window)")
 
-    # --- issue 10 items 6, 7: options a scheme does not act on are errors --------
+    # --- options that cannot act are errors (config/rules.py) -------------------
     @model_validator(mode="after")
     def _inert_options(self):
         """Reject a non-default ``workload.*``, ``backup.*`` or ``guest.*`` key that
@@ -231,7 +231,7 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _faults(self):
-        """issue 13: faults only where the scheme has what they act on."""
+        """Faults only where the scheme has what they act on (faults.py)."""
         from ..faults import FLEECING_FAULT_SCHEMES, TARGET_FAULT_SCHEMES
         f = self.faults
         schemes = [self.backup.scheme] if isinstance(self.backup.scheme, str) \

@@ -18,7 +18,7 @@ class Variant(Model):
         return _folder_name(v, nested=True)
 
 
-# --- issue 13 item 4: many VMs, one target ---------------------------------
+# --- many VMs, one target (fleet.py) ----------------------------------------
 VM_SECTIONS = ("disk", "workload", "backup")
 
 class VMSpec(Model):

@@ -12,7 +12,7 @@ class _Last:
     transfer; plus the host's per-request cost and memory copy behind a
     HostDevice). The rest of its time on the device was queueing. Read at once
     after the synchronous submit that set it (the guest's latency attribution,
-    issue 13 item 2: workloads/driver.py and the leaf nodes); a device kind
+    metrics.py: workloads/driver.py and the leaf nodes); a device kind
     that does not set it leaves the request all queue."""
 
     __slots__ = ("service",)

@@ -13,7 +13,7 @@ import numpy as np
 
 SCHEMES: dict[str, Callable] = {}
 
-# --- which backup.* options each scheme honours (issue 10, item 7) -------------
+# --- which backup.* options each scheme honours --------------------------------
 # Every scheme declares, in its own file, the ``backup.*`` keys it acts on
 # (``register(name, options=...)``; a section name such as ``cache`` covers all
 # its keys) and, for keys it does not act on, why (``why={key: reason}``; else

@@ -5,7 +5,7 @@ data into the local fleecing cache; a backup job (block-copy: ``max-workers``
 tasks of up to ``max-chunk``) copies the snapshot view to the remote target.
 When the job ends the filter is removed and the fleecing image deleted.
 
-The seed's tiered cache (issue 3) is options here: ``backup.cache.ram``
+The seed's tiered cache is options here: ``backup.cache.ram``
 (a RAM tier in front of the disk tier), ``backup.cache.flush`` watermarks,
 ``backup.cache.cor`` and ``serve-reads-from-ram``; ``backup.discard-source``
 (read-once: the job discards each range of the snapshot view after copying
