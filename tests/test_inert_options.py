@@ -92,3 +92,21 @@ def test_a_resolved_config_reads_back():
     cfg = resolve(BASE, {**TIERED, "backup.cache.cor": True, "devices.local.rpm": 0})
     for _name, c in variants(cfg):
         assert validate(c.dump()).dump() == c.dump()
+
+
+def test_a_new_request_source_drops_the_old_sources_keys(tmp_path):
+    """--set workload.trace over a synthetic workload drops its synthetic keys
+    (a trace gives each request's kind, offset and size), --set workload.iops
+    over a trace drops the trace's keys; neither is then refused as inert."""
+    trace = tmp_path / "t.trace"
+    trace.write_text("0.0 0 0 8 1\n1.0 0 8 8 0\n")  # disksim: time devno blkno bcount flags
+    synth = {**BASE, "workload": {"iops": 100, "mix": {"read": 0.2, "write": 0.8},
+                                  "pattern": "zipf", "zipf-s": 1.5}}
+    c = resolve(synth, {"workload.trace": str(trace), "workload.format": "disksim"})
+    assert c.workload.trace == str(trace) and c.workload.pattern == "uniform"
+    replay = {**BASE, "workload": {"trace": str(trace), "format": "disksim", "loop": True,
+                                   "time-scale": 2}}
+    c = resolve(replay, {"workload.iops": 50})
+    assert c.workload.trace is None and not c.workload.loop and c.workload.time_scale == 1.0
+    with pytest.raises(ConfigError, match=r"^workload\.mix\.read: not used with a trace"):
+        resolve(replay, {"workload.mix.read": 0.9})  # written for the trace: refused

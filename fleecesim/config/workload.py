@@ -98,9 +98,11 @@ class WorkloadSpec(Model):
 
 # Where a workload's requests come from: giving one of these (a VM's workload,
 # --set, a variant's set) drops the keys it cannot stand with from the config
-# it overrides. A trace replays open loop (no iops) or closed loop (iodepth);
-# a synthetic workload has either iops or iodepth.
-SOURCE_REPLACES = {"trace": {"iops"}, "iops": {"trace", "iodepth"}, "iodepth": {"iops"}}
+# it overrides. A trace replays open loop (no iops) or closed loop (iodepth),
+# taking each request from the trace (no synthetic keys); a synthetic workload
+# has either iops or iodepth (iops: no trace keys).
+SOURCE_REPLACES = {"trace": {"iops", *_SYNTHETIC_KEYS},
+                   "iops": {"trace", "iodepth", *_TRACE_KEYS}, "iodepth": {"iops"}}
 
 
 def _drop_replaced(workload: dict, given) -> dict:
