@@ -42,8 +42,6 @@ scenario = st.fixed_dictionaries({
 @given(scenario)
 def test_oracle_holds_in_random_scenarios(over):
     over = honoured(over["backup.scheme"], over)  # keys the scheme acts on
-    if not over.get("backup.cache.ram.size"):  # copy-on-read fills the RAM tier: needs one
-        over.pop("backup.cache.cor", None)
     if over["backup.scheme"].startswith("fleecing-pull"):
         over["backup.client.hints"] = "cache-tier"  # the client may follow any tier policy
         if over.get("backup.order") == "hot-first":  # no NBD client knows write counts
