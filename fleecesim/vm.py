@@ -224,7 +224,7 @@ class VM:
         self.host = host = Host(cfg.host.request_cost, cfg.host.memcpy_bandwidth)
         self.stats = stats = Stats()
         devices = dict(raw_devices)
-        faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # target faults (t0 = warm-up's end)
+        faults.wrap_target(cfg, devices, stats, cfg.run.warmup)  # faults (t0 = warm-up's end)
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}
         self.sparse = sparse.env_sparse(env)  # vm.py: state_is_sparse (sparse.py)

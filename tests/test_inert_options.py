@@ -15,9 +15,11 @@ INERT = [
     # device keys of another kind (devices.target is the nbd-1gbe preset, remote)
     ({"devices.target.bandwidth": "1GiB/s"}, "devices.target: bandwidth: a remote device's rate"),
     ({"devices.target.read-bandwidth": "1GiB/s"}, "devices.target: read-bandwidth: a remote"),
-    ({"devices.target.latency": "2ms"}, "devices.target: latency: a remote device's latency is its rtt"),
+    ({"devices.target.latency": "2ms"},
+     "devices.target: latency: a remote device's latency is its rtt"),
     ({"devices.target.iops": 1000}, "devices.target: iops: a remote device has no IOPS cap"),
-    ({"devices.local.rtt": "1ms"}, "devices.local: rtt: only for a device of kind remote, not 'ssd'"),
+    ({"devices.local.rtt": "1ms"},
+     "devices.local: rtt: only for a device of kind remote, not 'ssd'"),
     ({"devices.local.link-bandwidth": "1GiB/s"}, "devices.local: link-bandwidth: only for a device "
                                                  "of kind remote, not 'ssd'"),
     ({"devices.local.rpm": 7200}, "devices.local: rpm: only for a device of kind hdd, not 'ssd'"),

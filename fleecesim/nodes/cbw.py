@@ -109,7 +109,7 @@ class CBWFilter(Node):
                 return (yield from self.cache.serve(offset, length, att=att))
             if self.cor and self._cor_mask(c0, c1) is not None:
                 data = yield from self.file.read(offset, length, flags, att=att)
-                self._cor(c0, c1)  # stored once read, never before (BDRV_REQ_UNNECESSARY: data the guest read)
+                self._cor(c0, c1)  # stored once the guest's read has it, never before
                 return data
         return (yield from self.file.read(offset, length, flags, att=att))
 
