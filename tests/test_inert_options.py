@@ -112,3 +112,13 @@ def test_a_new_request_source_drops_the_old_sources_keys(tmp_path):
     assert c.workload.trace is None and not c.workload.loop and c.workload.time_scale == 1.0
     with pytest.raises(ConfigError, match=r"^workload\.mix\.read: not used with a trace"):
         resolve(replay, {"workload.mix.read": 0.9})  # written for the trace: refused
+
+
+def test_a_new_pattern_drops_the_other_patterns_keys():
+    """--set workload.pattern=uniform over a zipf workload drops its zipf-s;
+    zipf-s given with it is kept (and refused: it cannot act)."""
+    zipf = {**BASE, "workload": {"iops": 100, "pattern": "zipf", "zipf-s": 1.3}}
+    assert resolve(zipf, {"workload.pattern": "uniform"}).workload.zipf_s == 1.1
+    assert resolve(zipf, {"workload.pattern": "zipf"}).workload.zipf_s == 1.3
+    with pytest.raises(ConfigError, match=r"^workload\.zipf-s: only for pattern zipf"):
+        resolve(zipf, {"workload.pattern": "uniform", "workload.zipf-s": 1.3})

@@ -91,8 +91,8 @@ def resolve(raw: dict, overrides: list[str] | dict | None = None) -> Config:
     items = list(overrides.items() if isinstance(overrides, dict) else (
         _split_override(o) for o in (overrides or [])))
     if isinstance(raw.get("workload"), dict):  # a new request source replaces the old
-        raw["workload"] = _drop_replaced(raw["workload"], [
-            k.removeprefix("workload.") for k, _v in items if k.startswith("workload.")])
+        raw["workload"] = _drop_replaced(raw["workload"], {
+            k.removeprefix("workload."): v for k, v in items if k.startswith("workload.")})
     for k, v in items:
         parts = k.split(".")
         if len(parts) == 3 and parts[0] == "devices" and parts[2] == "preset" \

@@ -105,7 +105,15 @@ SOURCE_REPLACES = {"trace": {"iops", *_SYNTHETIC_KEYS},
                    "iops": {"trace", "iodepth", *_TRACE_KEYS}, "iodepth": {"iops"}}
 
 
+# A pattern's own keys: a new pattern given drops the other patterns' keys.
+PATTERN_KEYS = {"uniform": set(), "sequential": {"streams"}, "zipf": {"zipf-s"}}
+
+
 def _drop_replaced(workload: dict, given) -> dict:
-    """``workload`` without the source keys that keys ``given`` replace."""
-    gone = set().union(*(SOURCE_REPLACES.get(k, set()) for k in given)) - set(given)
+    """``workload`` without the source keys that keys ``given`` replace (and,
+    when ``given`` is a mapping naming a pattern, the keys of the others)."""
+    gone = set().union(*(SOURCE_REPLACES.get(k, set()) for k in given))
+    if isinstance(given, dict) and given.get("pattern") in PATTERN_KEYS:
+        gone |= set().union(*PATTERN_KEYS.values()) - PATTERN_KEYS[given["pattern"]]
+    gone -= set(given)
     return {k: v for k, v in workload.items() if k not in gone}
