@@ -1,4 +1,4 @@
-"""Wall time and peak RSS against disk size (issue 12, P3).
+"""Wall time and peak RSS against disk size.
 
 Three scenarios on the reference devices (configs/fleecing-vs-legacy.yaml,
 fleecing-push, NVMe + NBD target), each with a 1k IOPS guest:

@@ -4,13 +4,13 @@ Prints, for the reference config (configs/fleecing-vs-legacy.yaml, shortened to
 ``--size``, default 16 GiB) under fleecing-push and legacy-backup, and for the
 guest alone (scheme none, 50k IOPS), guest requests per wall second, bare
 `env.timeout` events per second measured in the same process, and their ratio
-(issue 12's target: >= 0.3). Repeats and quotes medians.
+(the engine's target: >= 0.3). Repeats and quotes medians.
 
     python benchmarks/bench_sim.py [--repeat 5] [--size 64GiB] [--engine reference]
     python benchmarks/bench_sim.py --events     # SimPy events per guest I/O, by kind
     python benchmarks/bench_sim.py --profile    # where the time goes (cProfile, by layer)
 
-``--size 64GiB`` is the reference config unshortened (issue 12's P2: wall time
+``--size 64GiB`` is the reference config unshortened (wall time
 per scheme). ``--engine reference`` measures the process-per-task engine
 (``fast_path=False``) for comparison. ``--profile`` runs each scheme once
 under cProfile and prints its self time by layer (SimPy, devices, nodes, jobs,

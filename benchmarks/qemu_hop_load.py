@@ -1,4 +1,4 @@
-"""Real QEMU vs the simulator, quiet and with a CPU hog beside it (issue 11 item 10).
+"""Real QEMU vs the simulator, quiet and with a CPU hog beside it.
 
 Run: python benchmarks/qemu_hop_load.py [--full] [--reps N] [--hogs K]
 

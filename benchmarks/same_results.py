@@ -1,4 +1,4 @@
-"""Are the results bit-identical to before a change? (issue 12's "everything
+"""Are the results bit-identical to before a change? ("everything
 else unchanged", checked in one command while optimising the engine.)
 
 Runs a corpus of scenarios — every bundled config's variants, shortened to a

@@ -71,7 +71,7 @@ def cmd_run(args) -> int:
         else:
             print(table(summaries))
         logs = [s for s in summaries if s.get("events")]
-        if logs:  # issue 13: what happened, and which policy fired
+        if logs:  # the run's fault and error-policy log: what happened, which policy fired
             print("\nevents (seconds of simulated time):")
             for s in logs:
                 print(f"  {s['name']}:")
@@ -179,15 +179,15 @@ def _optional_subcommands(sub) -> None:
         add_trace_subcommand = None
     if add_trace_subcommand:
         add_trace_subcommand(sub)
-    from .sweep.cli import add_sweep_subcommands  # sweep, summarize, plot (issue 5)
+    from .sweep.cli import add_sweep_subcommands  # sweep, summarize, plot
     add_sweep_subcommands(sub)
-    from .qemu.cli import add_qemu_subcommand  # real QEMU vs the model (issue 7)
+    from .qemu.cli import add_qemu_subcommand  # real QEMU vs the model
     add_qemu_subcommand(sub)
-    from .calibrate import add_calibrate_subcommand  # measure a disk, fit a device (issue 11)
+    from .calibrate import add_calibrate_subcommand  # measure a disk, fit a device
     add_calibrate_subcommand(sub)
-    from .qmp_export import add_qmp_subcommand  # the scheme as QMP (issue 13 item 5)
+    from .qmp_export import add_qmp_subcommand  # the scheme as QMP
     add_qmp_subcommand(sub)
-    from .advise.cli import add_advise_subcommand  # space and workers (issue 13 item 1)
+    from .advise.cli import add_advise_subcommand  # space and workers
     add_advise_subcommand(sub)
 
 

@@ -1,4 +1,4 @@
-"""Guest deadlines (issue 13 item 2): how many guest requests took longer than
+"""Guest deadlines: how many guest requests took longer than
 the times at which guests and tools give up, and the longest stall.
 
 * 1 s — a stall users notice;

@@ -1,4 +1,4 @@
-"""Faults (issue 13 item 3): what goes wrong during a backup, and which of
+"""Faults: what goes wrong during a backup, and which of
 QEMU's policies decides what it costs.
 
 Config: the top-level ``faults:`` section (config.py, ``FaultsSpec``). Times

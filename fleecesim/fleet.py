@@ -1,8 +1,8 @@
-"""Many VMs, one target (issue 13 item 4).
+"""Many VMs, one target.
 
 A config with ``vms:`` runs every VM in one SimPy environment on the same
 device objects: their guests and backups contend for the shared devices (the
-backup server's link, the local fleecing device). Each VM is ``run.VM``, the
+backup server's link, the local fleecing device). Each VM is ``vm.VM``, the
 same object a one-VM run uses; its backup starts ``start`` (plus
 ``i x fleet.stagger``) seconds after the common warm-up. Each VM gets its own
 summary and data oracle; the fleet's summary adds totals.
@@ -18,7 +18,7 @@ import simpy
 from . import __version__
 from .devices import build_device
 from .devices.remote import RemoteDevice
-from .run import VM, Result, check_fits, state_is_sparse, timeline_frame
+from .vm import VM, Result, check_fits, state_is_sparse, timeline_frame
 
 # per-VM keys copied into the fleet's summary as vm_<name>_<key> (sweep columns)
 PER_VM_KEYS = ("backup_start_s", "backup_duration_s", "write_p99_s", "read_p99_s",

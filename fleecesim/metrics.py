@@ -16,7 +16,7 @@ PATH_IGNORED = 4  # failed, but werror/rerror=ignore told the guest it succeeded
 PATH_NAMES = ("direct", "cbw", "wait", "error", "error-ignored")
 
 
-# Where a guest request's time went (issue 13 item 2): ``requests.parquet``
+# Where a guest request's time went: ``requests.parquet``
 # has one ``lat_<component>`` column each, and they add up to ``latency``.
 # ``queue`` and ``service`` split the time on the request's own device request
 # (service: what it would take on an idle device, devices/base.py: LAST; queue:
@@ -228,7 +228,7 @@ class Stats:
         self.snapshot_read_errors = 0  # snapshot reads refused (EACCES: broken, or not accessible)
         self.events: list[tuple[float, str]] = []
         self.warnings: list[str] = []  # what the user should know about this run's numbers
-        # --- tiered fleecing cache (issue 3) ---
+        # --- tiered fleecing cache (RAM tier, spill, flush) ---
         self.spill_bytes = 0        # CBW data written to the disk tier (RAM tier full or absent)
         self.flush_bytes = 0        # bytes moved RAM -> disk tier by the background flush
         self.ram_evicted_bytes = 0  # unchanged RAM-cached clusters dropped to make room
@@ -239,7 +239,7 @@ class Stats:
         self.deferred_discards = 0  # guest discards deferred past the backup (lazy)
         self.deferred_discards_applied = 0  # cluster runs discarded when the backup ended
         self.cbw_room_waits = 0     # CBW stores that waited for cache room (on-cbw-error=wait)
-        # --- faults (issue 13 item 3; fleecesim/faults.py) ---
+        # --- faults (fleecesim/faults.py) ---
         self.target_errors = 0      # target requests that failed (outage, reset)
         self.cache_full_errors = 0  # CBW writes refused by a full fleecing image (ENOSPC)
         self.thin_extensions = 0    # thin fleecing volume extensions

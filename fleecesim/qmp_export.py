@@ -1,4 +1,4 @@
-"""A configured scheme as the QMP commands that realise it on real QEMU (issue 13 item 5).
+"""A configured scheme as the QMP commands that realise it on real QEMU.
 
 ``qmp_steps(cfg, Endpoints(...), version)`` -> ``Plan``: the ordered steps
 (QMP commands, waits for an event, pauses for the user) and the list of

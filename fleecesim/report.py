@@ -25,7 +25,7 @@ ROWS = [
     ("local_write_bytes", "local write", fmt_size),
     ("local_read_bytes", "local read", fmt_size),
     ("fleecing_peak_bytes", "fleecing peak", fmt_size),
-    # --- tiered fleecing cache (issue 3); hidden when zero in every column ---
+    # --- tiered fleecing cache (RAM tier, spill, flush); hidden when zero in every column ---
     ("ram_peak_bytes", "RAM tier peak", fmt_size),
     ("disk_cache_peak_bytes", "disk tier peak", fmt_size),
     ("spill_bytes", "spill to disk tier", fmt_size),
@@ -37,7 +37,7 @@ ROWS = [
     ("deferred_discards", "discards deferred", str),
     ("cbw_errors", "CBW errors", str),
     ("snapshot_broken", "snapshot broken", str),
-    # --- faults and deadlines (issue 13); counts hidden when zero everywhere ---
+    # --- faults and deadlines; counts hidden when zero everywhere ---
     ("writes_failed", "guest writes failed", str),
     # --- error policies (fleecesim/error_policy.py) ---
     ("errors_ignored", "guest errors ignored", str),
@@ -115,7 +115,7 @@ def _fmt(f, v) -> str:
         return str(v)
 
 
-# Rows shown only when some column has a non-zero / true value (issue 3's keys
+# Rows shown only when some column has a non-zero / true value (the tiered cache's keys
 # are in every summary; a table of single-tier schemes need not show them).
 HIDE_WHEN_ZERO = {"ram_peak_bytes", "disk_cache_peak_bytes", "spill_bytes", "flush_bytes",
                   "cor_admitted", "cor_dropped", "ram_read_hits", "cbw_absorbed",

@@ -17,6 +17,6 @@ def stream(seed: int, name: str) -> np.random.Generator:
 
 
 def vm_seed(seed: int, name: str) -> int:
-    """The seed of fleet VM ``name`` (issue 13 item 4): its own, from the run's."""
+    """The seed of fleet VM ``name``: its own, from the run's."""
     key = zlib.crc32(f"vm.{name}".encode())
     return int(np.random.SeedSequence(seed, spawn_key=(key,)).generate_state(1)[0] >> 1)

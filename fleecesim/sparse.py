@@ -1,4 +1,4 @@
-"""Per-cluster state whose memory follows what a run touches (issue 12 item 3).
+"""Per-cluster state whose memory follows what a run touches.
 
 A 64 TiB disk at 64 KiB clusters has 2^30 clusters: dense numpy state (about
 32 bytes a cluster over all the arrays a run keeps) would be 32 GiB, though a

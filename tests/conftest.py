@@ -21,12 +21,20 @@ def small(**overrides):
 
 
 def honoured(scheme, overrides: dict) -> dict:
-    """``overrides`` without the backup.* keys ``scheme`` does not act on (which
-    config validation rejects): for tests that share options across schemes."""
-    from fleecesim.schemes import option_error
+    """``overrides`` without the backup.* keys that cannot act under ``scheme``
+    and the other backup keys given (its sync mode, its cache tiers), which
+    config validation rejects (BackupSpec.ACTS, config/rules.py): for tests
+    that share options across schemes."""
+    from fleecesim.config import BackupSpec, set_dotted
+    from fleecesim.config.rules import inert
+    raw = {}
+    for k, v in overrides.items():
+        if k.startswith("backup."):
+            set_dotted(raw, k.removeprefix("backup."), v)
+    spec = BackupSpec.model_validate({**raw, "scheme": scheme})
     return {k: v for k, v in overrides.items()
             if not k.startswith("backup.") or k == "backup.scheme"
-            or option_error(scheme, k.removeprefix("backup.")) is None}
+            or inert(BackupSpec.ACTS, spec, {k.removeprefix("backup.")}) is None}
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """A new user's mistakes: one line naming what is wrong, exit 2, nothing
-written (issue 14). Each row failed before: a traceback, a hang, a silent
+written. Each row failed once: a traceback, a hang, a silent
 default, or a misleading exit 1."""
 import os
 

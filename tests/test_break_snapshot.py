@@ -1,4 +1,4 @@
-"""A broken snapshot is never a good backup (issue 10 item 1).
+"""A broken snapshot is never a good backup.
 
 QEMU: copy-before-write's on-cbw-error/cbw-timeout exist only on a filter the
 user creates with blockdev-add (fleecing); blockdev-backup's internal filter
@@ -19,7 +19,7 @@ DIRECT = ["backup", "legacy-backup", "fleecing-pull-2018", "fleecing-push-2018",
 
 @pytest.mark.parametrize("scheme", DIRECT)
 def test_schemes_without_cbw_options_reject_them(scheme):
-    # the issue's reproducer: break-snapshot + a 1ms timeout under `backup`
+    # the reported mistake: break-snapshot + a 1ms timeout under `backup`
     with pytest.raises(ConfigError, match=r"^backup\.on-cbw-error: not used by") as e:
         small(**{"backup.scheme": scheme, "backup.on-cbw-error": "break-snapshot"})
     assert "\n" not in str(e.value)

@@ -1,4 +1,4 @@
-"""The seed's tiered fleecing cache (issue 3): RAM tier, disk tier, spill,
+"""The seed's tiered fleecing cache: RAM tier, disk tier, spill,
 flush watermarks, dropping unchanged RAM clusters, writes to cached clusters,
 lazy discards, read-once, and what happens when both tiers are full.
 

@@ -1,4 +1,4 @@
-"""The overlay schemes' commits are checked, not assumed (issue 10, item 4).
+"""The overlay schemes' commits are checked, not assumed.
 
 overlay-cor: after the live commit the active disk's image must hold every
 guest write's latest generation; overlay-commit: after the drain the target

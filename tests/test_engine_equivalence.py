@@ -13,7 +13,7 @@ latencies are recorded as float32 (7 significant digits) and a mean sums
 them in record order, which differs where one engine records a request at
 issue and the other at completion. The data oracle must hold on both.
 
-The guest fast path (``fast_path``, older than issue 12) is held the same in
+The guest fast path (``fast_path``, older than the analytic engine) is held the same in
 that comparison: against the generator path it is exact only without the
 host's shared CPU queue (tests/test_determinism.py), and it records a request
 at issue while the generator path records it at completion, so a request
@@ -84,7 +84,7 @@ def test_fast_engine_equals_reference_engine(over, wait):
 
 
 def test_reference_config_shortened_is_identical():
-    """The issue's reference config, shortened: the fast engine as a whole
+    """The reference config, shortened: the fast engine as a whole
     (guest fast path + analytic copies) equals the full reference engine."""
     from fleecesim.config import load_config
     from tests.conftest import REPO

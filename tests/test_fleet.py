@@ -1,4 +1,4 @@
-"""Many VMs, one target (issue 13 item 4): VMs sharing devices in one run."""
+"""Many VMs, one target: VMs sharing devices in one run."""
 import math
 
 import pytest
@@ -188,7 +188,8 @@ def test_a_new_request_source_replaces_the_old_one():
     cannot stand with go; a depth on a trace keeps the trace (closed loop)."""
     from fleecesim.config import _drop_replaced
     synth = {"iops": 400, "mix": {"read": 1}}
-    assert _drop_replaced(synth, ["trace"]) == {"mix": {"read": 1}}
+    assert _drop_replaced(synth, ["trace"]) == {}  # a trace gives each request's kind too
+    assert _drop_replaced({"trace": "t", "loop": True, "iodepth": 2}, ["iops"]) == {}
     assert _drop_replaced({"trace": "t", "iodepth": 2}, ["iops"]) == {}
     assert _drop_replaced({"trace": "t"}, ["iodepth"]) == {"trace": "t"}
     assert _drop_replaced({"iodepth": 4, "mix": 1}, ["iops"]) == {"mix": 1}

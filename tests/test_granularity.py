@@ -1,4 +1,4 @@
-"""Each block-copy has its own granularity (issue 10 item 2).
+"""Each block-copy has its own granularity.
 
 QEMU's block-copy takes its cluster size from its own target
 (block/block-copy.c: block_copy_calculate_cluster_size): the CBW filter of a
@@ -48,7 +48,7 @@ def test_removed_and_misplaced_keys_are_rejected_by_name():
 
 @pytest.mark.parametrize("scheme", ["fleecing-push", "fleecing-pull"])
 def test_a_coarse_target_does_not_coarsen_cbw(scheme):
-    """The issue's reproducer: target cluster-size 1 MiB made every 4 KiB guest
+    """Once, target cluster-size 1 MiB made every 4 KiB guest
     write copy 1 MiB into the fleecing image. Now CBW copies one 64 KiB
     cluster per write, and the job still writes the target in 1 MiB clusters."""
     base = simulate(_writes_4k(**{"backup.scheme": scheme})).summary

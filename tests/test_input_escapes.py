@@ -64,7 +64,7 @@ def test_vms_and_variants_must_be_lists(tmp_path, monkeypatch, capsys, text, nee
     ("disk.size=1e400", ["disk.size: expected a finite size"]),
     ('disk.size="1e400"', ["disk.size: expected a finite size", "'1e400'"]),
     ('disk.size="1e300PiB"', ["disk.size: expected a finite size", "1e300PiB"]),
-    ('devices.target.bandwidth="1e400MiB/s"', ["read-bandwidth: expected a finite rate"]),
+    ('devices.local.bandwidth="1e400MiB/s"', ["read-bandwidth: expected a finite rate"]),
     ('run.warmup="1e400s"', ["run.warmup: expected a finite time"]),
     ("backup.cache.cluster-size=.inf", ["backup.cache.cluster-size: expected a finite size"]),
 ])

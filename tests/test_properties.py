@@ -82,7 +82,7 @@ def test_oracle_holds_in_random_scenarios(over):
         assert s["backup_outcome"] == "snapshot-broken"
 
 
-# --- faults (issue 13 item 3) ------------------------------------------------
+# --- faults (fleecesim/faults.py) ---------------------------------------------
 fault_scenario = st.fixed_dictionaries({
     "backup.scheme": st.sampled_from(["backup", "legacy-backup", "fleecing-push"]),
     "workload.iops": st.sampled_from([0, 500, 3000]),

@@ -5,7 +5,7 @@ in its direction. The invariant, for every interval [t1, t2]: the requests
 whose transfer lies inside it (ready at t1 or later — after its slot and
 access latency — and complete by t2) hold at most t2 - t1 of work. With one
 bandwidth and no IOPS cap that is "bytes delivered in [t1, t2] <=
-bandwidth x (t2 - t1)", and with t1 = 0 the issue's "delivered by t <=
+bandwidth x (t2 - t1)", and with t1 = 0 the plain "delivered by t <=
 bandwidth x t". It is also exactly the condition for a schedule at one
 bandwidth to exist that moves each request inside [ready, end] (Horn 1974,
 the demand criterion of preemptive scheduling with release times and
@@ -122,7 +122,7 @@ def test_ps_completion_is_the_earliest_the_invariant_allows(mix):
 
 
 def test_large_request_then_small_ones_deliver_at_most_bandwidth():
-    # The issue's case: one 8 MiB request, then 2,000 x 4 KiB, on a 1 MiB/s
+    # The reported case: one 8 MiB request, then 2,000 x 4 KiB, on a 1 MiB/s
     # device. Everything ready at 0, so by t at most t MiB can be complete:
     # the 8 MiB transfer ends at 8 s and the small ones after it, one each
     # 4 KiB / (1 MiB/s) (they cannot use capacity it holds).

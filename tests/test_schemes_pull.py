@@ -110,7 +110,7 @@ def test_pull_uses_the_same_tiered_cache_as_push():
     assert pull["spill_bytes"] > 0  # and the rest went to the disk tier
 
 
-# ------------------------------------------- what an external client knows (issue 10 item 6)
+# ------------------------------------------- what an external client knows (backup.client.hints)
 @pytest.mark.parametrize("order", ["ram-first", "disk-cached-first", "disk-cached-last"])
 @pytest.mark.parametrize("scheme", ["fleecing-pull", "fleecing-pull-2018"])
 def test_a_client_without_tier_hints_cannot_order_by_tier(scheme, order):

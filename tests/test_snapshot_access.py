@@ -1,4 +1,4 @@
-"""snapshot-access's access bitmap and discard alignment (issue 10 item 3).
+"""snapshot-access's access bitmap and discard alignment.
 
 QEMU (block/copy-before-write.c): the access bitmap starts as the CBW
 bitmap; cbw_co_pdiscard_snapshot clears it for whole clusters only (start

@@ -1,4 +1,4 @@
-"""Throttling the job (``backup.speed``, issue 13 item 6). The limit holds back
+"""Throttling the job (``backup.speed``). The limit holds back
 the backup job's own copies only; a guest write's copy-before-write ignores it
 (QEMU 7.2: block/copy-before-write.c cbw_do_copy_before_write calls block_copy()
 with ignore_ratelimit = true; the job's block_copy_async() call sleeps in

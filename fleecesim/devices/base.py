@@ -12,7 +12,7 @@ class _Last:
     transfer; plus the host's per-request cost and memory copy behind a
     HostDevice). The rest of its time on the device was queueing. Read at once
     after the synchronous submit that set it (the guest's latency attribution,
-    issue 13 item 2: workloads/driver.py and the leaf nodes); a device kind
+    metrics.py: workloads/driver.py and the leaf nodes); a device kind
     that does not set it leaves the request all queue."""
 
     __slots__ = ("service",)
@@ -241,15 +241,3 @@ class Device:
                   f"{self.write_bandwidth / 2**20:.0f}MiB/s)")
         return (f"{self.kind} {self.name}: latency {self.latency * 1e6:.0f}us, "
                 f"{self.bandwidth / 2**20:.0f}MiB/s{rw}, qd {self.slots}")
-
-
-def build_device(name: str, spec):
-    """Build a device from a resolved ``DeviceSpec`` (see config.py)."""
-    if spec.kind == "remote":
-        from .remote import build_remote  # remote.py imports Device from here
-        return build_remote(name, spec, build_device)
-    from . import KINDS  # one module per device kind (ram.py, ssd.py, hdd.py)
-    dev = KINDS[spec.kind].from_spec(name, spec)
-    # the filesystem on it clones extents for copy offload (devices/host.py: copy_method)
-    dev.reflink = bool(spec.reflink)
-    return dev

@@ -1,4 +1,4 @@
-"""Many equal requests at once: the write-zeroes of a long zero run (issue 12).
+"""Many equal requests at once: the write-zeroes of a long zero run.
 
 A full backup of a sparse disk sends the target one write-zeroes per task of
 at most ``max-chunk`` (jobs/bulk.py has the QEMU reference): 64 Mi requests

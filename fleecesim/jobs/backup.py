@@ -235,7 +235,7 @@ class BackupJob:
                 return
             self.stats.job_copied_bytes += copied
 
-    # --- the analytic worker (issue 12): _worker's loop, resumed by callbacks
+    # --- the analytic worker: _worker's loop, resumed by device-completion callbacks
     def _work(self, released: bool = False):
         env = self.env
         copier = self.copier

@@ -224,7 +224,7 @@ class BlockCopy:
         self.method = None  # splice / reflink once known; copy_range False on fallback
         self.full_chunk = None if copy_range_chunk is None else \
             max(self.k, copy_range_chunk // cluster_size // self.k * self.k)
-        # issue 12: copies as callbacks on device completions (start_task)
+        # the analytic engine: copies as callbacks on device completions (start_task)
         # instead of processes; the run chooses (run.py: simulate(analytic=))
         self.analytic = getattr(env, "analytic", True)
         self.remaining = int(needed.sum())
@@ -718,7 +718,7 @@ class BlockCopy:
         c[w] += now - start  # nothing, unless an after-step ran (not on this path)
 
     def start_copy(self, c0: int, c1: int, done, att=None) -> None:
-        """Analytic twin of ``copy`` (issue 12) for a range with no copy in
+        """Analytic twin of ``copy`` for a range with no copy in
         flight (the caller checked: nothing to wait for): claim, run the tasks
         as ``copy`` does -- one after the other, or all at once joined by one
         event -- and call ``done(ok, bytes copied)`` at their end. ``att``:

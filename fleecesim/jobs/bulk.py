@@ -1,4 +1,4 @@
-"""A long run of zero clusters copied as one bulk of write-zeroes (issue 12).
+"""A long run of zero clusters copied as one bulk of write-zeroes.
 
 What QEMU does (7.2; block/backup.c, block/block-copy.c): a full backup sets
 every bit of the copy bitmap (backup_init_bcs_bitmap: only sync=top skips

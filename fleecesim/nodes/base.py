@@ -8,7 +8,7 @@ such data (``None`` for new guest data); ``write`` and ``discard`` return the
 path the request took (metrics.PATH_*): PATH_ERROR means it failed.
 
 ``att`` (metrics.Attr, or None): a guest request's latency attribution
-(issue 13 item 2). The node that submits the guest's own device request sets
+(metrics.py: where a request's time went). The node that submits the guest's own device request sets
 ``att.svc`` from devices.base.LAST right after the submit; the copy-before-
 write filter adds its phases (copy, waits). Other nodes pass it on or ignore it.
 
@@ -77,7 +77,7 @@ class Node:
         node that keeps its own priority queue acts on it (BackupTarget)."""
 
 
-# --- analytic submission (issue 12) -----------------------------------------
+# --- analytic submission: completions as callbacks, no process per request ---
 # (Hot paths read ``env._now``, SimPy's attribute behind the ``now`` property:
 # the property's call costs more than the arithmetic around it.)
 # A node may also offer ``read_at(offset, length)`` and ``write_at(offset,

@@ -4,7 +4,7 @@ Shaped as an ordered list of tiers, each a device with a capacity; data goes to
 the first tier with room. Per cluster it keeps which tier holds it (or that it
 was saved as zeroes) and the generation it holds.
 
-The seed's tiered cache (issue 3) is this shape with a RAM tier in front of the
+The seed's tiered cache is this shape with a RAM tier in front of the
 disk tier. Per cluster (numpy arrays, never per-cluster Python objects):
 
 - ``where``: not cached / RAM tier / disk tier / saved as zeroes;
@@ -49,7 +49,7 @@ class Tier:
         self.capacity = capacity
         self.used = 0
         self.level = Level(env, f"cache.{name}_bytes")
-        self.thin = None      # faults.py: ThinVolume under this tier (issue 13)
+        self.thin = None      # faults.py: ThinVolume under this tier (thin provisioning)
         self.enospc = False   # faults.py: capacity is the device's free space
 
     def room(self) -> int:
@@ -84,7 +84,7 @@ class FleecingCache(Node):
         self._flushing = False
         self._room_ev = env.event()
         # offset -> seconds a write waited for room (full image, thin volume),
-        # taken by the copy that made it (its guest's cache-full wait, issue 13)
+        # taken by the copy that made it (its guest's cache-full wait)
         self.stalled: dict[int, float] = {}
         if self.ram is not None:
             cap = tiers[self.ram].capacity // cluster_size
@@ -281,7 +281,7 @@ class FleecingCache(Node):
             yield self._room_ev
         tier = self.tiers[i]
         self._adjust(i, need)
-        if tier.thin is not None and not tier.thin.room_for(tier.used):  # issue 13
+        if tier.thin is not None and not tier.thin.room_for(tier.used):  # thin volume full
             if not tier.thin.wait:  # beyond: fail -- ENOSPC now, the volume still grows
                 self._adjust(i, -need)
                 self.stats.cache_full_errors += 1

@@ -57,7 +57,7 @@ class CBWFilter(Node):
         self.broken = False
         self.frozen: list[tuple[int, int]] = []  # cluster ranges being read from the file (a multiset)
         self._unfrozen = env.event()
-        # --- tiered fleecing cache (issue 3): seed benefits 1, 2, 4, 5 ---
+        # --- tiered fleecing cache: RAM tier, copy-on-read, reads served from RAM ---
         has_ram = cache is not None and getattr(cache, "ram", None) is not None
         self.cor = cor and has_ram                  # copy-on-read, BDRV_REQ_UNNECESSARY
         self.serve_reads = serve_reads and has_ram  # guest reads of unchanged RAM clusters
@@ -109,7 +109,7 @@ class CBWFilter(Node):
                 return (yield from self.cache.serve(offset, length, att=att))
             if self.cor and self._cor_mask(c0, c1) is not None:
                 data = yield from self.file.read(offset, length, flags, att=att)
-                self._cor(c0, c1)  # stored once read, never before (issue 10 item 5)
+                self._cor(c0, c1)  # stored once the guest's read has it, never before
                 return data
         return (yield from self.file.read(offset, length, flags, att=att))
 
@@ -122,7 +122,7 @@ class CBWFilter(Node):
         k = self.k
         return c0 // k * k, min(self.n, -(-c1 // k) * k)
 
-    # ------------------------------------------------------------ issue 3 helpers
+    # ------------------------------------------------------------ tiered-cache helpers
     def _fast_read(self, offset, length, c0, c1, now):
         if self.serve_reads and self.cache.ram_clean_all(c0, c1):
             self.stats.ram_read_hits += 1
@@ -275,7 +275,7 @@ class CBWFilter(Node):
 
     # ------------------------------------------------------------ analytic guest write
     def write_now(self, offset, length, done, att=None) -> bool:
-        """Analytic twin of ``write`` for the guest driver (issue 12): the same
+        """Analytic twin of ``write`` for the guest driver: the same
         steps as ``_guarded``, each device completion one timer callback
         instead of a generator resumed through five frames; ``done(path)`` at
         the write's completion. Only when no copy of the range is in flight

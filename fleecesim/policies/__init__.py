@@ -53,5 +53,5 @@ def make_ordering(name: str, **params):
 
 
 from . import ascending  # noqa: E402,F401  (registers)
-# issue 3: seed item 7 (a-d) and our own
+# the tier-, zero- and heat-aware orders (each module cites what it follows)
 from . import ram_first, zero_last, disk_cached_last, disk_cached_first, hot_first  # noqa: E402,F401,E501

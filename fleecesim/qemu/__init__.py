@@ -1,5 +1,5 @@
 """Run a scenario on real QEMU (qemu-storage-daemon, qemu-io, qemu-img) and
-measure it, to check the simulator against it (issue 7).
+measure it, to check the simulator against it.
 
 Public API:
     QemuScenario                       the scenario (plain dataclass)

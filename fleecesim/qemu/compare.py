@@ -1,4 +1,4 @@
-"""The model against real QEMU (issue 7): translate a simulator config into a
+"""The model against real QEMU: translate a simulator config into a
 QEMU setup and back, run both on the same request list, compare.
 
     scenario_from_config(cfg, scheme) -> QemuScenario   what QEMU can run of cfg
@@ -46,7 +46,7 @@ beside the run and added per request (``hop_model``):
 * ``constant`` (no probe data): ``guest_hop_s`` = median real write latency
   before the backup (all schemes pooled) minus the simulator's, added to every
   simulated latency. On a loaded machine this constant measures the load of
-  the pre-backup second, not of the backup (issue 14: 17-93 ms).
+  the pre-backup second, not of the backup (17-93 ms measured under load).
 
 ``hop_calibration`` reports the constant, its spread across schemes and
 within the pre-backup writes, and flags noise either way. Raw simulator

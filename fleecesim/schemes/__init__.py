@@ -13,12 +13,12 @@ import numpy as np
 
 SCHEMES: dict[str, Callable] = {}
 
-# --- which backup.* options each scheme honours (issue 10, item 7) -------------
+# --- which backup.* options each scheme honours --------------------------------
 # Every scheme declares, in its own file, the ``backup.*`` keys it acts on
 # (``register(name, options=...)``; a section name such as ``cache`` covers all
 # its keys) and, for keys it does not act on, why (``why={key: reason}``; else
 # the key's default reason below). A config that sets any other key to a
-# non-default value is rejected (config.py, ``Config._options_per_scheme``):
+# non-default value is rejected (fleecesim/config/rules.py, ``BackupSpec.ACTS``):
 # a user must never believe they measured an option that did nothing.
 OPTIONS: dict[str, frozenset] = {}
 WHY: dict[str, dict[str, str]] = {}

@@ -5,16 +5,13 @@ data into the local fleecing cache; a backup job (block-copy: ``max-workers``
 tasks of up to ``max-chunk``) copies the snapshot view to the remote target.
 When the job ends the filter is removed and the fleecing image deleted.
 
-The seed's tiered cache (issue 3) is options here: ``backup.cache.ram``
+The seed's tiered cache is options here: ``backup.cache.ram``
 (a RAM tier in front of the disk tier), ``backup.cache.flush`` watermarks,
 ``backup.cache.cor`` and ``serve-reads-from-ram``; ``backup.discard-source``
 (read-once: the job discards each range of the snapshot view after copying
 it), ``backup.lazy-discard``, ``backup.order`` (a copy-ordering policy) and
 ``on-cbw-error: wait``. The defaults are the single-tier cache of before.
 """
-from ..config import DeviceSpec
-from ..devices import build_device
-from ..devices.host import with_host
 from ..jobs import BackupJob, BlockCopy, job_errors
 from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
@@ -29,10 +26,7 @@ def tiered_cache(ctx) -> FleecingCache:
     capacity = b.cache.size if b.cache.size is not None else ctx.n_clusters * cs
     tiers = []
     if b.cache.ram.size:
-        name = b.cache.ram.device
-        if name not in ctx.devices:  # config validation allows a preset name here
-            spec = DeviceSpec.model_validate(name)
-            ctx.devices[name] = with_host(build_device(name, spec), ctx.host, spec.kind)
+        name = b.cache.ram.device  # a device of the config (config/scenario.py checks)
         ram = b.cache.ram.size // ctx.cbw_cluster_size * ctx.cbw_cluster_size  # whole clusters
         disk = -(-ctx.disk_size // ctx.cbw_cluster_size) * ctx.cbw_cluster_size
         if ram > disk:  # more RAM than the disk could ever need: clamp, and say so
