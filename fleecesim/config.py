@@ -352,12 +352,35 @@ class WorkloadSpec(Model):
         for s, w in self.size_weights():
             if s <= 0 or w < 0:
                 raise ValueError(f"size: expected sizes > 0 and weights >= 0, got {s}: {w}")
+            if s % 512:
+                # a guest request is whole 512-byte sectors (the smallest logical
+                # block size, BDRV_SECTOR_SIZE in include/block/block-common.h)
+                raise ValueError(f"size: expected a multiple of 512 bytes, got {s} bytes"
+                                 f"{_binary_hint(s)}")
         return self
 
     def size_weights(self) -> list[tuple[int, float]]:
         if isinstance(self.size, int):
             return [(self.size, 1.0)]
         return [(parse_size(k), float(w)) for k, w in self.size.items()]
+
+
+def _long_time(s: float) -> str:
+    """'2,684,355s (~31 days)' past a day, '3,600s' past 1000 s, else
+    units.fmt_time's '255s' (which gives '3.6e+03s' for an hour)."""
+    from .units import fmt_time
+    if s >= 86400:
+        return f"{s:,.0f}s (~{s / 86400:.3g} days)"
+    return f"{s:,.0f}s" if s >= 1000 else fmt_time(s)
+
+
+def _binary_hint(n: int) -> str:
+    """' (4000 = 4KB, decimal: did you mean 4KiB?)' for a decimal-unit size."""
+    for k, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if n % 1000 ** k == 0:
+            m = n // 1000 ** k
+            return f" ({n} = {m}{unit[0]}B, decimal: did you mean {m}{unit}?)"
+    return ""
 
 
 # ---------------------------------------------------------------- backup
@@ -1095,6 +1118,37 @@ class Config(Model):
             raise ValueError("backup.x-perf.use-copy-range: not with backup.cbw-priority "
                              "when the kernel offloads the copy (disk and target on one "
                              "device: an offloaded copy has no target write to queue)")
+        return self
+
+    @model_validator(mode="after")
+    def _chunk_and_speed(self):
+        """A max-chunk below the job's cluster size is refused, as QEMU does
+        (block/backup.c backup_job_create: "Required max-chunk (%li) is less
+        than backup cluster size (%li)"): a copy task moves whole clusters.
+        A speed limit under which a full backup cannot end within
+        run.max-time is a config problem, not an unfinished backup: the job
+        charges every task's bytes, write-zeroes included (jobs/backup.py
+        BackupJob._claim_next), and each claim waits until the bytes claimed
+        before it would have passed at ``speed``, so the last claim of a
+        full backup comes at least (disk - max-chunk) / speed after the start."""
+        from .units import fmt_size
+        b = self.backup
+        if b.max_chunk and b.max_chunk < self.cluster_size:
+            raise ValueError(f"backup.max-chunk: {fmt_size(b.max_chunk)} is less than the "
+                             f"backup cluster size {fmt_size(self.cluster_size)} (QEMU refuses "
+                             f"it: a copy task moves whole clusters); expected 0 (QEMU's "
+                             f"default, 1MiB) or at least {fmt_size(self.cluster_size)}")
+        if b.speed and b.sync == "full" and not self.vms:
+            need = max(0, self.disk.size - self.max_chunk) / b.speed
+            if need > self.run.max_time:
+                raise ValueError(
+                    f"backup.speed: at {fmt_size(b.speed)}/s a full backup of the "
+                    f"{fmt_size(self.disk.size)} disk needs at least {_long_time(need)} after "
+                    f"its start, more than run.max-time {_long_time(self.run.max_time)} (the "
+                    f"backup's own limit, counted from its start); expected backup.speed "
+                    f">= {fmt_size(max(1, self.disk.size - self.max_chunk) / self.run.max_time)}/s "
+                    f"or a longer "
+                    f"run.max-time")
         return self
 
     @property

@@ -216,3 +216,92 @@ def test_max_time_zero_is_a_config_error_not_an_unfinished_backup(tmp_path, monk
     reported as "backup unfinished" (exit 1)."""
     assert _run(tmp_path, monkeypatch, capsys, SMALL, "--set", f"run.max-time={value}") == 2
     _one_line(capsys, "run.max-time: expected a time > 0")
+
+
+# ---------------------------------------------------------------- a speed that cannot finish
+def test_speed_too_low_for_max_time_is_a_config_error(tmp_path, monkeypatch, capsys):
+    """backup.speed 100 (bytes/s) ran the whole run.max-time and was reported
+    as "backup unfinished" (exit 1). 64 MiB at 100 B/s is ~7.8 days."""
+    assert _run(tmp_path, monkeypatch, capsys, SMALL, "--set", "backup.speed=100") == 2
+    line = _one_line(capsys, "backup.speed: at 100B/s", "run.max-time 3,600s", "64MiB disk")
+    # the time it would need: (disk - one chunk) / speed, the first claim free
+    assert f"{(64 * 2**20 - 2**20) / 100:,.0f}s" in line
+
+
+def test_speed_that_can_finish_is_accepted():
+    """The bound is the one the job keeps: at disk / max-time the backup runs."""
+    from fleecesim.config import resolve
+    resolve(dict(SMALL, backup={"scheme": "backup", "speed": "1MiB/s"},
+                 run={"max-time": "64s"}))
+    with pytest.raises(Exception, match="backup.speed"):
+        resolve(dict(SMALL, backup={"scheme": "backup", "speed": "1MiB/s"},
+                     run={"max-time": "62s"}))
+
+
+def test_unfinished_backup_says_both_the_limit_and_the_simulated_time(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(dict(SMALL, backup={"scheme": "backup"},
+                                     run={"warmup": "0.5s", "tail": "0.25s",
+                                          "max-time": "0.05s"})))
+    assert main(["run", str(p), "--quiet", "--no-save"]) == 1
+    err = capsys.readouterr().err
+    assert ("backup unfinished at run.max-time 0.05s (counted from the backup's start at 0.5s "
+            "of simulated time; the run ended at 0.8s of simulated time)") in err, err
+
+
+# ---------------------------------------------------------------- request sizes, max-chunk
+@pytest.mark.parametrize("size, needles", [
+    ("4KB", ["workload: size: expected a multiple of 512 bytes, got 4000 bytes",
+             "did you mean 4KiB?"]),
+    ({"4KB": 1, "64KiB": 1}, ["got 4000 bytes", "4KiB"]),
+    ("1MB", ["got 1000000 bytes", "did you mean 1MiB?"]),
+    (4100, ["got 4100 bytes"]),
+])
+def test_request_sizes_are_whole_sectors(tmp_path, monkeypatch, capsys, size, needles):
+    raw = dict(SMALL, workload={"iops": 500, "size": size})
+    assert _run(tmp_path, monkeypatch, capsys, raw) == 2
+    _one_line(capsys, *needles)
+
+
+@pytest.mark.parametrize("sets, needles", [
+    (["backup.max-chunk=32KiB"], ["backup.max-chunk: 32KiB is less than the backup cluster "
+                                  "size 64KiB"]),
+    (["backup.max-chunk=1MiB", "backup.min-cluster-size=2MiB"],
+     ["backup.max-chunk: 1MiB is less than the backup cluster size 2MiB"]),
+])
+def test_max_chunk_below_a_cluster_is_refused_as_qemu_does(tmp_path, monkeypatch, capsys,
+                                                            sets, needles):
+    """It was raised to a cluster silently; QEMU's backup_job_create refuses it."""
+    args = [a for s in sets for a in ("--set", s)]
+    assert _run(tmp_path, monkeypatch, capsys, SMALL, *args) == 2
+    _one_line(capsys, *needles)
+
+
+# ---------------------------------------------------------------- qmp: target URI, socket
+def test_qmp_target_with_an_unknown_uri_scheme_is_refused(capsys):
+    assert main(["qmp", str(REPO / "configs" / "qemu-small.yaml"), "--variant", "backup",
+                 "--target", "bogus://x"]) == 2
+    _one_line(capsys, "--target bogus://x: unknown URI scheme 'bogus'")
+
+
+def test_qmp_target_file_path_still_works(capsys, tmp_path):
+    assert main(["qmp", str(REPO / "configs" / "qemu-small.yaml"), "--variant", "backup",
+                 "--target", str(tmp_path / "t.qcow2")]) == 0
+    assert str(tmp_path / "t.qcow2") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("what, needles", [("missing", ["No such file or directory"]),
+                                           ("file", ["not a socket"])])
+def test_qmp_socket_that_is_not_there_fails_at_once(tmp_path, monkeypatch, capsys, what,
+                                                    needles):
+    """It retried for the daemon-start timeout (10 s) before saying so."""
+    import fleecesim.qemu.qmp as qmp
+    monkeypatch.setattr(qmp.QMPClient, "__init__", _never)
+    path = tmp_path / "qmp.sock"
+    if what == "file":
+        path.write_text("x")
+    assert main(["qmp", str(REPO / "configs" / "qemu-small.yaml"), "--variant", "backup",
+                 "--socket", str(path)]) == 2
+    _one_line(capsys, f"--socket {path}", *needles)
