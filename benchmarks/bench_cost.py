@@ -8,7 +8,11 @@ Each figure from its own run in a fresh process (peak RSS is per process):
   fully allocated disk, wall time over tasks (disk / max-chunk);
 * bytes per guest request: peak RSS of two guest-alone runs, the difference
   over the difference of their requests (the recorder's columns, the
-  summary's arrays and the results frame, all per request).
+  summary's arrays and the results frame, all per request);
+* closed loop (iodepth): wall seconds per request at iodepth 32, and bytes
+  per iodepth slot (one SimPy process each: workloads/driver.py _closed),
+  peak RSS at iodepth 100000 against 1000 over a short run, less the
+  requests' own bytes.
 
     python benchmarks/bench_cost.py [--repeat 3]
 
@@ -53,7 +57,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     guest = ("backup.scheme=none", "workload.iops=50000", "disk.size=1GiB", "run.tail=0s")
-    per_req, per_copy, per_byte = [], [], []
+    per_req, per_copy, per_byte, per_closed, per_slot = [], [], [], [], []
     for _ in range(args.repeat):
         a = child(*guest, "run.warmup=4s")
         b = child(*guest, "run.warmup=16s")
@@ -65,12 +69,25 @@ def main():
                   "disk.allocated=1.0", "run.warmup=0s", "run.tail=0s")
         assert c["ok"] and d["ok"]
         per_copy.append((d["wall"] - c["wall"]) / ((d["size"] - c["size"]) / d["chunk"]))
+        closed = ("backup.scheme=none", "workload.iops=null", "disk.size=1GiB", "run.tail=0s")
+        e = child(*closed, "workload.iodepth=32", "run.warmup=1s")
+        f = child(*closed, "workload.iodepth=32", "run.warmup=4s")
+        per_closed.append((f["wall"] - e["wall"]) / (f["ios"] - e["ios"]))
+        g = child(*closed, "workload.iodepth=1000", "run.warmup=0.05s")
+        h = child(*closed, "workload.iodepth=100000", "run.warmup=0.05s")
+        per_slot.append((h["rss"] - g["rss"] - per_byte[-1] * (h["ios"] - g["ios"]))
+                        / (100000 - 1000))
     print(f"wall per guest request: median {statistics.median(per_req) * 1e6:.2f} us "
           f"(runs: {', '.join(f'{x * 1e6:.2f}' for x in per_req)})")
     print(f"wall per copy task (1 MiB): median {statistics.median(per_copy) * 1e6:.1f} us "
           f"(runs: {', '.join(f'{x * 1e6:.1f}' for x in per_copy)})")
     print(f"peak memory per guest request: median {statistics.median(per_byte):.0f} B "
           f"(runs: {', '.join(f'{x:.0f}' for x in per_byte)})")
+    print(f"wall per closed-loop request (iodepth 32): median "
+          f"{statistics.median(per_closed) * 1e6:.2f} us "
+          f"(runs: {', '.join(f'{x * 1e6:.2f}' for x in per_closed)})")
+    print(f"peak memory per iodepth slot: median {statistics.median(per_slot):.0f} B "
+          f"(runs: {', '.join(f'{x:.0f}' for x in per_slot)})")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ def cmd_run(args) -> int:
     runs = variants(cfg)
     for _name, c in runs:
         check_fits(c)  # before any run: a long run must not end in an OOM kill
+    from .cost import warnings as cost_warnings
+    for name, c in runs:  # a huge or implausible run says so before it starts
+        for w in cost_warnings(c):
+            print(f"fleecesim: warning: {name}: {w}", file=sys.stderr, flush=True)
     if not args.no_save:
         writable_dir(outdir, "--out" if args.out else "results folder")
     results = []

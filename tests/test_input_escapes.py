@@ -305,3 +305,110 @@ def test_qmp_socket_that_is_not_there_fails_at_once(tmp_path, monkeypatch, capsy
     assert main(["qmp", str(REPO / "configs" / "qemu-small.yaml"), "--variant", "backup",
                  "--socket", str(path)]) == 2
     _one_line(capsys, f"--socket {path}", *needles)
+
+
+# ---------------------------------------------------------------- an overloaded guest
+def _qemu_small(*sets):
+    from fleecesim.config import load_config
+    from fleecesim.run import simulate
+    return simulate(load_config(REPO / "configs" / "qemu-small.yaml",
+                                ["backup.scheme=fleecing-push", *sets])).summary
+
+
+def test_a_guest_whose_requests_are_never_answered_is_overloaded():
+    """2 s a request (a bare 2 is seconds) and 16 in flight serve 8 of the 200
+    writes a second: the warm-up's 48 answered writes were too few for the
+    latency-growth test, and the ~150 arrivals still waiting for a slot at the
+    end were not counted, so it said "guest overloaded False" beside a 27.8 s
+    baseline p99 and unanswered requests."""
+    s = _qemu_small("devices.local.latency=2")
+    assert s["guest_ios"] < 50 and s["write_p99_baseline_s"] > 20
+    assert s["guest_overloaded"] is True
+    w = [x for x in s["warnings"] if "offered load exceeds" in x]
+    assert len(w) == 1 and "still unanswered" in w[0], s["warnings"]
+    # the bundled setting is a steady state: every warm-up request answered
+    assert _qemu_small()["guest_overloaded"] is False
+
+
+# ---------------------------------------------------------------- huge runs: a warning first
+def _cost_cfg(*sets):
+    from fleecesim.config import resolve
+    return resolve(dict(SMALL, workload={"iops": 500}), list(sets))
+
+
+def test_cost_estimate_closed_forms():
+    """Open loop: requests = iops x simulated time; the backup's time = its
+    allocated bytes at the slowest of source read, target write and speed."""
+    from fleecesim import cost
+    c = _cost_cfg("backup.speed=32MiB/s", "workload.iops=1000")
+    e = cost.estimate(c)
+    data = c.disk.size * c.disk.allocated
+    assert e.backup_s == pytest.approx(data / (32 * 2**20))  # speed is the slowest
+    assert e.sim_s == pytest.approx(c.run.warmup + e.backup_s + c.run.tail)
+    assert e.requests == pytest.approx(1000 * e.sim_s)
+    assert e.copies == pytest.approx(data / c.max_chunk)
+    assert e.wall_s == pytest.approx(e.requests * cost.WALL_PER_REQUEST_S
+                                     + e.copies * cost.WALL_PER_COPY_S)
+    # cut by run.max-time: the copies that fit, the time of the limit
+    cut = cost.estimate(_cost_cfg("backup.speed=64MiB/s", "run.max-time=0.99s"))
+    assert cut.backup_s == 0.99 and cut.copies == pytest.approx(0.99 * e.copies)
+    # a closed loop: iodepth requests at the device (queue-depth of them served)
+    cl = cost.estimate(_cost_cfg("workload.iops=null", "workload.iodepth=1",
+                                 "workload.mix={read: 1, write: 0}", "workload.size=4KiB"))
+    dev = c.devices["local"]
+    assert cl.requests / cl.sim_s == pytest.approx(
+        min(1 / (dev.read_latency + 4096 / dev.read_bandwidth), dev.read_bandwidth / 4096))
+
+
+@pytest.mark.parametrize("sets, needles", [
+    (["workload.iops=1e6", "run.warmup=20s"], ["estimated ~", "workload.iops (1,000,000 "
+                                               "requests/s simulated)"]),
+    (["workload.iops=null", "workload.iodepth=100000", "devices.local.queue-depth=100000",
+      "run.warmup=20s"], ["estimated ~", "workload.iodepth"]),
+])
+def test_a_huge_run_warns_with_its_estimate_before_it_starts(tmp_path, monkeypatch, capsys,
+                                                             sets, needles):
+    """iops 1e6 or iodepth 100000 ran for minutes without a word."""
+    import fleecesim.run as run
+
+    class Started(Exception):
+        pass
+
+    def started(*_a, **_k):
+        raise Started
+    monkeypatch.setattr(run, "simulate", started)
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(SMALL))
+    with pytest.raises(Started):
+        main(["run", str(p), "--quiet", "--no-save", *[a for s in sets
+                                                        for a in ("--set", s)]])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fleecesim: warning: fleecing-push: "), lines
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_records_that_cannot_fit_in_memory_are_refused(tmp_path, monkeypatch, capsys):
+    """iops 1e12 for 0.1 s is 1e11 requests: their records alone are ~2.7 TiB."""
+    assert _run(tmp_path, monkeypatch, capsys, SMALL, "--set", "workload.iops=1e12") == 2
+    _one_line(capsys, "workload.iops:", "records alone (30 B each)", "available")
+
+
+@pytest.mark.parametrize("sets, needles", [
+    (["devices.local.latency=2"], ["devices.local.read-latency: 2s a request on a ssd",
+                                   "a bare number is seconds"]),
+    (["devices.target.rtt=30"], ["devices.target.rtt: 30s a request on a remote"]),
+])
+def test_implausible_device_latency_is_named(sets, needles):
+    from fleecesim import cost
+    lines = cost.implausible(_cost_cfg(*sets))
+    assert lines and all(n in lines[0] for n in needles), lines
+
+
+def test_bundled_configs_have_no_implausible_devices():
+    from fleecesim import cost
+    from fleecesim.config import load_config, variants
+    for p in sorted((REPO / "configs").glob("*.yaml")):
+        for _n, c in variants(load_config(p)):
+            assert cost.implausible(c) == [], p
