@@ -9,6 +9,8 @@ Each figure from its own run in a fresh process (peak RSS is per process):
 * bytes per guest request: peak RSS of two guest-alone runs, the difference
   over the difference of their requests (the recorder's columns, the
   summary's arrays and the results frame, all per request);
+* open loop with max-inflight 16: wall seconds per request (one process
+  issues them, a timeout each: workloads/driver.py _open_limited);
 * closed loop (iodepth): wall seconds per request at iodepth 32, and bytes
   per iodepth slot (one SimPy process each: workloads/driver.py _closed),
   peak RSS at iodepth 100000 against 1000 over a short run, less the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -57,7 +60,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     guest = ("backup.scheme=none", "workload.iops=50000", "disk.size=1GiB", "run.tail=0s")
-    per_req, per_copy, per_byte, per_closed, per_slot = [], [], [], [], []
+    per_req, per_copy, per_byte, per_closed, per_slot, per_limited = [], [], [], [], [], []
+    load0 = os.getloadavg()[0]
     for _ in range(args.repeat):
         a = child(*guest, "run.warmup=4s")
         b = child(*guest, "run.warmup=16s")
@@ -69,6 +73,10 @@ def main():
                   "disk.allocated=1.0", "run.warmup=0s", "run.tail=0s")
         assert c["ok"] and d["ok"]
         per_copy.append((d["wall"] - c["wall"]) / ((d["size"] - c["size"]) / d["chunk"]))
+        lim = ("backup.scheme=none", "workload.iops=50000", "workload.max-inflight=16",
+               "disk.size=1GiB", "run.tail=0s")
+        la, lb = child(*lim, "run.warmup=2s"), child(*lim, "run.warmup=8s")
+        per_limited.append((lb["wall"] - la["wall"]) / (lb["ios"] - la["ios"]))
         closed = ("backup.scheme=none", "workload.iops=null", "disk.size=1GiB", "run.tail=0s")
         e = child(*closed, "workload.iodepth=32", "run.warmup=1s")
         f = child(*closed, "workload.iodepth=32", "run.warmup=4s")
@@ -83,9 +91,14 @@ def main():
           f"(runs: {', '.join(f'{x * 1e6:.1f}' for x in per_copy)})")
     print(f"peak memory per guest request: median {statistics.median(per_byte):.0f} B "
           f"(runs: {', '.join(f'{x:.0f}' for x in per_byte)})")
+    print(f"wall per open-loop request with max-inflight 16: median "
+          f"{statistics.median(per_limited) * 1e6:.2f} us "
+          f"(runs: {', '.join(f'{x * 1e6:.2f}' for x in per_limited)})")
     print(f"wall per closed-loop request (iodepth 32): median "
           f"{statistics.median(per_closed) * 1e6:.2f} us "
           f"(runs: {', '.join(f'{x * 1e6:.2f}' for x in per_closed)})")
+    print(f"load average (1 min) at start and end: {load0:.1f}, {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     print(f"peak memory per iodepth slot: median {statistics.median(per_slot):.0f} B "
           f"(runs: {', '.join(f'{x:.0f}' for x in per_slot)})")
 

@@ -19,17 +19,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# benchmarks/bench_cost.py: wall seconds per open-loop guest request (the
-# guest alone at 50k IOPS; runs 8-25 us), per closed-loop request (one SimPy
-# process per iodepth slot), and per 1 MiB copy task (an idle guest, a full
-# backup of a fully allocated disk; runs 113-281 us)
+# Wall seconds per item. benchmarks/bench_cost.py: an open-loop guest request
+# (the guest alone at 50k IOPS; runs 8-25 us) and a 1 MiB copy task (an idle
+# guest, a full backup of a fully allocated disk; runs 113-281 us). Whole runs
+# of configs/qemu-small.yaml (fleecing-push, 1.82-2.04 M guest requests, load
+# average ~14 on the 2 CPUs): max-inflight 16 at iops 1e6, 89.4 s (49 us a
+# request: one process, a timeout each); iodepth 16, 31.8 s (17.5 us);
+# iodepth 100000, 193.8 s (95 us: a process per slot, and SimPy's heap that
+# many events deep), so a closed loop's cost grows as (iodepth/16)^0.194,
+# the power through those two points.
 WALL_PER_REQUEST_S = 17e-6
-WALL_PER_CLOSED_REQUEST_S = 30e-6
+WALL_PER_LIMITED_REQUEST_S = 49e-6
+WALL_PER_CLOSED_REQUEST_S = 17.5e-6
+CLOSED_DEPTH_EXPONENT = 0.194
 WALL_PER_COPY_S = 200e-6
-# bytes of peak memory per guest request (recorder columns, summary arrays,
-# the results frame), and per iodepth slot (its process and generator)
+# Bytes of peak memory per guest request (recorder columns, summary arrays,
+# the results frame; bench_cost.py, runs 102-109), and per iodepth slot (its
+# process and generator: the iodepth 100000 run's 829 MB peak, less its
+# requests' bytes and the 150 MB of an idle run, over its slots)
 BYTES_PER_REQUEST = 105
-BYTES_PER_IODEPTH_SLOT = 1300
+BYTES_PER_IODEPTH_SLOT = 4600
 
 WALL_WARN_S = 120.0
 MEMORY_WARN = 2 * 2**30
@@ -70,6 +79,34 @@ def _guest_rate(cfg) -> tuple[float, str]:
         # at most max-inflight outstanding: arrivals beyond what they serve wait
         return min(float(w.iops), _served(cfg, w.max_inflight)), "workload.iops"
     return _served(cfg, w.iodepth), "workload.iodepth"
+
+
+def overloaded(cfg) -> str | None:
+    """A line when an open-loop guest offers more than its disk's device can
+    serve at all: more bytes a second than its bandwidth, or more requests
+    than its IOPS cap (both hard limits of the device model, devices/base.py
+    Device). Its queue then grows for the whole run, and so do latency and
+    the memory held by the requests waiting (beyond the estimate)."""
+    w = cfg.workload
+    if cfg.vms or w.trace is not None or w.iops is None or not w.iops:
+        return None
+    spec = cfg.devices[cfg.disk.device]
+    sizes = w.size_weights()
+    total = sum(wt for _s, wt in sizes) or 1.0
+    mean = sum(sz * wt for sz, wt in sizes) / total
+    mix = w.mix
+    wf = (mix.write + mix.discard) / ((mix.read + mix.write + mix.discard) or 1.0)
+    _l, rbw, wbw = _rates(spec)
+    cap = 1.0 / ((1 - wf) / rbw + wf / wbw) / mean  # requests/s the bandwidth allows
+    if spec.kind != "remote":
+        caps = [(1 - wf, spec.read_iops), (wf, spec.write_iops)]
+        if all(c for f, c in caps if f):
+            cap = min(cap, 1.0 / sum(f / c for f, c in caps if f))
+    if w.iops <= cap:
+        return None
+    return (f"workload.iops: {w.iops:,.6g} requests/s is more than devices.{cfg.disk.device} "
+            f"can serve at all (~{cap:,.0f}/s by its bandwidth and IOPS cap): the guest is "
+            f"overloaded from the start, its latency grows for the whole run")
 
 
 def _served(cfg, inflight: int) -> float:
@@ -121,7 +158,13 @@ def estimate(cfg) -> Estimate | None:
     rate, key = _guest_rate(cfg)
     requests = rate * sim_s
     closed = cfg.workload.iodepth is not None and cfg.workload.trace is None
-    per = WALL_PER_CLOSED_REQUEST_S if closed else WALL_PER_REQUEST_S
+    if closed:
+        per = WALL_PER_CLOSED_REQUEST_S * max(1.0, cfg.workload.iodepth / 16) \
+            ** CLOSED_DEPTH_EXPONENT
+    elif cfg.workload.max_inflight is not None:
+        per = WALL_PER_LIMITED_REQUEST_S
+    else:
+        per = WALL_PER_REQUEST_S
     wall = requests * per + copies * WALL_PER_COPY_S
     memory = requests * BYTES_PER_REQUEST + state_estimate(cfg)
     if closed:
@@ -230,6 +273,9 @@ def warnings(cfg) -> list[str]:
     from .units import fmt_size, fmt_time
     check(cfg)
     out = implausible(cfg)
+    over = overloaded(cfg)
+    if over:
+        out.append(over)
     e = estimate(cfg)
     if e is not None and (e.wall_s > WALL_WARN_S or e.memory > MEMORY_WARN):
         out.append(f"estimated ~{fmt_time(e.wall_s) if e.wall_s < 3600 else f'{e.wall_s / 3600:.3g}h'} "

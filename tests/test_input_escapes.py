@@ -361,7 +361,7 @@ def test_cost_estimate_closed_forms():
 
 
 @pytest.mark.parametrize("sets, needles", [
-    (["workload.iops=1e6", "run.warmup=20s"], ["estimated ~", "workload.iops (1,000,000 "
+    (["workload.iops=3e5", "run.warmup=40s"], ["estimated ~", "workload.iops (300,000 "
                                                "requests/s simulated)"]),
     (["workload.iops=null", "workload.iodepth=100000", "devices.local.queue-depth=100000",
       "run.warmup=20s"], ["estimated ~", "workload.iodepth"]),
@@ -412,3 +412,14 @@ def test_bundled_configs_have_no_implausible_devices():
     for p in sorted((REPO / "configs").glob("*.yaml")):
         for _n, c in variants(load_config(p)):
             assert cost.implausible(c) == [], p
+
+
+def test_an_open_loop_beyond_the_device_is_named_before_the_run():
+    """iops 1e6 on an NVMe whose IOPS cap is 550-600k: overloaded from the start."""
+    from fleecesim import cost
+    c = _cost_cfg("workload.iops=1e6")
+    dev = c.devices["local"]
+    cap = 1 / (0.5 / dev.read_iops + 0.5 / dev.write_iops)  # SMALL: half reads, 4 KiB
+    line = cost.overloaded(c)
+    assert line and f"~{cap:,.0f}/s" in line and line.startswith("workload.iops: 1e+06")
+    assert cost.overloaded(_cost_cfg(f"workload.iops={cap * 0.99}")) is None
