@@ -34,6 +34,10 @@ def cmd_run(args) -> int:
     runs = variants(cfg)
     for _name, c in runs:
         check_fits(c)  # before any run: a long run must not end in an OOM kill
+    from .cost import warnings as cost_warnings
+    for name, c in runs:  # a huge or implausible run says so before it starts
+        for w in cost_warnings(c):
+            print(f"fleecesim: warning: {name}: {w}", file=sys.stderr, flush=True)
     if not args.no_save:
         writable_dir(outdir, "--out" if args.out else "results folder")
     results = []
@@ -126,8 +130,14 @@ def why_not_ok(s: dict) -> str:
                 "on-target-error stop) and backup.resume-after is never: no point-in-time "
                 "image yet")
     if outcome == "unfinished":
-        return (f"backup unfinished at run.max-time ({s.get('sim_time_s', 0):.6g}s): "
-                f"no point-in-time image yet")
+        # run.max-time counts from the backup's start (after the warm-up); the
+        # run's simulated time adds the warm-up and the tail
+        limit = ((s.get("config") or {}).get("run") or {}).get("max-time")
+        t0 = s.get("backup_start_s", 0.0)
+        cut = f"{limit:.6g}s " if limit is not None else ""
+        return (f"backup unfinished at run.max-time {cut}(counted from the backup's start at "
+                f"{t0:.6g}s of simulated time; the run ended at {s.get('sim_time_s', 0):.6g}s "
+                f"of simulated time): no point-in-time image yet")
     if outcome == "failed":
         return "backup FAILED: the job ended with an error; the target is not a usable backup"
     return (f"backup is NOT the point-in-time image: {s.get('oracle_violations')} clusters "

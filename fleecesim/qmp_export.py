@@ -196,6 +196,11 @@ def _target_node(spec: str, node: str) -> tuple[dict, str]:
     if spec.startswith("nbd"):
         raise UserError(f"--target {spec}: expected nbd://HOST[:PORT]/EXPORT or "
                         f"nbd+unix:///EXPORT?socket=PATH or a file path")
+    uri = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", spec)
+    if uri:  # a URI, but not one this recipe builds a node for: never a file of that name
+        raise UserError(f"--target {spec}: unknown URI scheme {uri.group(1)!r}; expected "
+                        f"nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH or a "
+                        f"file path")
     fmt = "qcow2" if spec.endswith(".qcow2") else "raw"
     return ({"driver": fmt, "node-name": node, "file": {"driver": "file", "filename": spec}},
             "")
@@ -775,6 +780,21 @@ def add_qmp_subcommand(sub) -> None:
     q.set_defaults(func=cmd_qmp)
 
 
+def _check_socket(path: str) -> None:
+    """A QMP socket given by the user is a running QEMU's: one that is not
+    there is an error now, not ten seconds of connection retries (those are
+    for a daemon fleecesim has just started, qemu/qmp.py QMPClient)."""
+    import os
+    import stat
+    hint = "expected the QMP socket of a running QEMU (-qmp unix:PATH,server=on,wait=off)"
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UserError(f"--socket {path}: {e.strerror}; {hint}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UserError(f"--socket {path}: not a socket; {hint}")
+
+
 def pick_variant(cfg, name: str | None):
     from .config import variants
     vs = variants(cfg)
@@ -791,6 +811,8 @@ def pick_variant(cfg, name: str | None):
 
 def cmd_qmp(args) -> int:
     from .config import load_config
+    if args.socket:
+        _check_socket(args.socket)
     sets = list(args.set)
     if args.qemu_version is not None:
         sets.append(f"qemu.version={_vs(parse_version(args.qemu_version))}")

@@ -378,13 +378,21 @@ class VM:
                                           np.concatenate([lat, t_stop - pend]), t0, t_end))
         else:
             summary.update(deadline_stats(t, lat, t0, t_end))
-        over = guest_overload(t[base], lat[base])
+        # the warm-up's arrivals still unanswered at the end count with the age
+        # they reached (at least that long): a guest whose requests are never
+        # answered is the most overloaded, not one with too few to judge
+        late = np.asarray(guest.unanswered(t_stop, t0), dtype=np.float64)
+        over = guest_overload(np.concatenate([t[base], late]),
+                              np.concatenate([lat[base], t_stop - late]))
         summary["guest_overloaded"] = over is not None
         if over is not None:
+            from .units import fmt_time
+            also = (f"; {late.size:,} requests that arrived in the warm-up were still "
+                    f"unanswered when the run ended at {t_stop:.3g}s" if late.size else "")
             stats.warnings.append(
                 f"the guest's offered load exceeds what the devices deliver: its latency grew "
-                f"from {over[0] * 1e3:.3g}ms to {over[1] * 1e3:.3g}ms over the {t0:.3g}s "
-                f"warm-up (a queue that grows with run length: not a steady state)")
+                f"from {fmt_time(over[0])} to {fmt_time(over[1])} over the {t0:.3g}s "
+                f"warm-up (a queue that grows with run length: not a steady state){also}")
         summary["commit_converged"] = self.commit_converged
         if self.commit_converged is False and self.job_end is not None:
             # mirror in background copy mode becomes ready only when nothing is

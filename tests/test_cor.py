@@ -46,8 +46,17 @@ def test_ram_hit_is_timed_on_the_ram_device():
 # No host software cost: its one CPU queue would pass the COR writes' own
 # CPU time on to later reads, which is not what "never waits" is about.
 FROZEN = {"workload.mix": {"read": 1.0, "write": 0.0}, "disk.allocated": 1.0,
-          "backup.speed": 1, "backup.max-workers": 1, "run.max-time": "1s",
+          "backup.speed": 1, "backup.max-workers": 1, "run.max-time": "1e9s",
           "host.request-cost": 0, "host.memcpy-bandwidth": 0}
+
+
+def frozen(**overrides):
+    """``small`` with the job held still, cut after 1 s of backup. A config
+    saying run.max-time 1s with speed 1 B/s is refused (it cannot finish:
+    config.py Config._chunk_and_speed), so the cut is set after validation."""
+    cfg = small(**FROZEN, **overrides)
+    cfg.run.max_time = 1.0
+    return cfg
 
 
 def _reads(res):
@@ -59,12 +68,12 @@ def test_unnecessary_never_waits_guest_read_latency_unchanged():
     """Read-only guest, a backup job held still (speed 1 B/s): the active disk
     sees exactly the same requests with COR on or off, so every guest read must
     complete at exactly the same time — with room in RAM and with RAM full."""
-    off = _reads(simulate(small(**FROZEN, **{"backup.cache.ram.size": "256MiB",
-                                             "backup.cache.serve-reads-from-ram": False})))
+    off = _reads(simulate(frozen(**{"backup.cache.ram.size": "256MiB",
+                                    "backup.cache.serve-reads-from-ram": False})))
     for ram in ("256MiB", "64KiB"):
-        res = simulate(small(**FROZEN, **{"backup.cache.ram.size": ram,
-                                          "backup.cache.cor": True,
-                                          "backup.cache.serve-reads-from-ram": False}))
+        res = simulate(frozen(**{"backup.cache.ram.size": ram,
+                                 "backup.cache.cor": True,
+                                 "backup.cache.serve-reads-from-ram": False}))
         on = _reads(res)
         assert len(on) == len(off) > 100
         assert np.array_equal(on.latency.to_numpy(), off.latency.to_numpy())
@@ -78,8 +87,8 @@ def test_cor_admissions_and_ram_hits_closed_form():
     """With a RAM tier big enough and the job held on its first chunk, COR stores
     each cluster the guest reads once (outside that chunk), and a read is a RAM
     hit exactly when every cluster it touches was stored by an earlier read."""
-    res = simulate(small(**FROZEN, **{"backup.cache.ram.size": "256MiB",
-                                      "backup.cache.cor": True}))
+    res = simulate(frozen(**{"backup.cache.ram.size": "256MiB",
+                             "backup.cache.cor": True}))
     s = res.summary
     claimed = 2**20 // CS  # the one chunk the job claimed at t0
     stored, hits = set(), 0

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from fleecesim.config import FLEECING_IMAGE_SCHEMES
 from fleecesim.run import simulate
 from tests.conftest import honoured, small
-from tests.test_properties import scenario
+from tests.test_properties import chunk_at_least_a_cluster, scenario
 
 SKIP = {"wall_time_s", "config", "traceback"}
 
@@ -52,7 +52,7 @@ def assert_same(a: dict, b: dict) -> None:
 
 def _config(over):
     """A test_properties scenario made valid for its scheme (the same rules)."""
-    over = honoured(over["backup.scheme"], over)
+    over = honoured(over["backup.scheme"], chunk_at_least_a_cluster(over))
     if over["backup.scheme"].startswith("fleecing-pull"):
         over["backup.client.hints"] = "cache-tier"
         if over.get("backup.order") == "hot-first":

@@ -38,10 +38,23 @@ scenario = st.fixed_dictionaries({
 })
 
 
+def chunk_at_least_a_cluster(over: dict) -> dict:
+    """max-chunk below the job's cluster size is refused (as QEMU's
+    backup_job_create does); a drawn one is raised to the cluster, which is
+    what the model ran with before it was refused."""
+    from fleecesim.units import parse_size
+    chunk = parse_size(over.get("backup.max-chunk") or 0)
+    cluster = max(64 * 1024, parse_size(over.get("backup.min-cluster-size") or 0),
+                  parse_size(over.get("backup.target.cluster-size") or 0))
+    if chunk and chunk < cluster:
+        over = {**over, "backup.max-chunk": cluster}
+    return over
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario)
 def test_oracle_holds_in_random_scenarios(over):
-    over = honoured(over["backup.scheme"], over)  # keys the scheme acts on
+    over = honoured(over["backup.scheme"], chunk_at_least_a_cluster(over))  # keys it acts on
     if over["backup.scheme"].startswith("fleecing-pull"):
         over["backup.client.hints"] = "cache-tier"  # the client may follow any tier policy
         if over.get("backup.order") == "hot-first":  # no NBD client knows write counts

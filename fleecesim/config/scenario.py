@@ -301,6 +301,37 @@ class Config(Model):
                              "device: an offloaded copy has no target write to queue)")
         return self
 
+    @model_validator(mode="after")
+    def _chunk_and_speed(self):
+        """A max-chunk below the job's cluster size is refused, as QEMU does
+        (block/backup.c backup_job_create: "Required max-chunk (%li) is less
+        than backup cluster size (%li)"): a copy task moves whole clusters.
+        A speed limit under which a full backup cannot end within
+        run.max-time is a config problem, not an unfinished backup: the job
+        charges every task's bytes, write-zeroes included (jobs/backup.py
+        BackupJob._claim_next), and each claim waits until the bytes claimed
+        before it would have passed at ``speed``, so the last claim of a
+        full backup comes at least (disk - max-chunk) / speed after the start."""
+        from ..units import fmt_size
+        b = self.backup
+        if b.max_chunk and b.max_chunk < self.cluster_size:
+            raise ValueError(f"backup.max-chunk: {fmt_size(b.max_chunk)} is less than the "
+                             f"backup cluster size {fmt_size(self.cluster_size)} (QEMU refuses "
+                             f"it: a copy task moves whole clusters); expected 0 (QEMU's "
+                             f"default, 1MiB) or at least {fmt_size(self.cluster_size)}")
+        if b.speed and b.sync == "full" and not self.vms:
+            need = max(0, self.disk.size - self.max_chunk) / b.speed
+            if need > self.run.max_time:
+                raise ValueError(
+                    f"backup.speed: at {fmt_size(b.speed)}/s a full backup of the "
+                    f"{fmt_size(self.disk.size)} disk needs at least {_long_time(need)} after "
+                    f"its start, more than run.max-time {_long_time(self.run.max_time)} (the "
+                    f"backup's own limit, counted from its start); expected backup.speed "
+                    f">= {fmt_size(max(1, self.disk.size - self.max_chunk) / self.run.max_time)}/s "
+                    f"or a longer "
+                    f"run.max-time")
+        return self
+
     @property
     def cluster_size(self) -> int:
         """The backup job's copy granularity, as QEMU's block-copy computes it from
@@ -351,3 +382,11 @@ class Config(Model):
         if not isinstance(s, str):
             raise ValueError("config lists several schemes; use variants()")
         return s
+
+
+def _long_time(s: float) -> str:
+    """'2,684,355s (~31 days)' past a day, else units.fmt_time ('255s', '1,910s')."""
+    from ..units import fmt_time
+    if s >= 86400:
+        return f"{s:,.0f}s (~{s / 86400:.3g} days)"
+    return fmt_time(s)

@@ -87,6 +87,11 @@ class WorkloadSpec(Model):
         for s, w in self.size_weights():
             if s <= 0 or w < 0:
                 raise ValueError(f"size: expected sizes > 0 and weights >= 0, got {s}: {w}")
+            if s % 512:
+                # a guest request is whole 512-byte sectors (the smallest logical
+                # block size, BDRV_SECTOR_SIZE in include/block/block-common.h)
+                raise ValueError(f"size: expected a multiple of 512 bytes, got {s} bytes"
+                                 f"{_binary_hint(s)}")
         return self
 
     def size_weights(self) -> list[tuple[int, float]]:
@@ -117,3 +122,12 @@ def _drop_replaced(workload: dict, given) -> dict:
         gone |= set().union(*PATTERN_KEYS.values()) - PATTERN_KEYS[given["pattern"]]
     gone -= set(given)
     return {k: v for k, v in workload.items() if k not in gone}
+
+
+def _binary_hint(n: int) -> str:
+    """' (4000 = 4KB, decimal: did you mean 4KiB?)' for a decimal-unit size."""
+    for k, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if n % 1000 ** k == 0:
+            m = n // 1000 ** k
+            return f" ({n} = {m}{unit[0]}B, decimal: did you mean {m}{unit}?)"
+    return ""

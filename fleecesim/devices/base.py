@@ -3,7 +3,7 @@ kind has its own module: ram.py, ssd.py, hdd.py, remote.py (NBD over TCP)."""
 from __future__ import annotations
 
 from bisect import bisect_right
-from heapq import heapreplace
+from heapq import heappush, heapreplace
 
 
 class _Last:
@@ -100,7 +100,14 @@ class Device:
         self.min_read = 1.0 / read_iops if read_iops else 0.0
         self.min_write = 1.0 / write_iops if write_iops else 0.0
         self.slots = slots
-        self._free = [0.0] * slots  # heap of times each slot becomes free
+        # heap of times each slot becomes free, kept lazily: the slots never
+        # used yet are all free at 0.0, so the heap holds the used ones plus
+        # one 0.0 standing for the ``_unused`` others (while there are any).
+        # Its least entry is what a heap of all ``slots`` would give, so a
+        # queue-depth far beyond what is ever outstanding costs memory only
+        # for the requests actually submitted, not 8 bytes a slot up front.
+        self._free = [0.0]
+        self._unused = slots - 1
         self._pipe_free = 0.0
         self.ps = sharing == "ps"
         # ps: the committed capacity, disjoint full-rate intervals as sorted
@@ -170,7 +177,11 @@ class Device:
             pipe = self._pipe_free
             end = (xfer if xfer > pipe else pipe) + dur
             self._pipe_free = end
-        heapreplace(free, end)
+        if self._unused:  # a never-used slot: the 0.0 entry stays for the rest
+            heappush(free, end)
+            self._unused -= 1
+        else:
+            heapreplace(free, end)
         self.ops += 1
         self.bytes += length
         self.busy += dur

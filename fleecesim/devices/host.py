@@ -32,7 +32,7 @@ and ``copy_file_range`` (the kernel's copy loop, request by request).
 from __future__ import annotations
 
 from bisect import bisect_right
-from heapq import heapreplace
+from heapq import heappush, heapreplace
 
 from . import base
 from .base import Device
@@ -167,7 +167,11 @@ class HostDevice:
             pipe = dev._pipe_free
             end = (xfer if xfer > pipe else pipe) + dur
             dev._pipe_free = end
-        heapreplace(free, end)
+        if dev._unused:  # a never-used slot (Device.__init__: the lazy heap)
+            heappush(free, end)
+            dev._unused -= 1
+        else:
+            heapreplace(free, end)
         dev.ops += 1
         dev.bytes += length
         dev.busy += dur

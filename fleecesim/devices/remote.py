@@ -194,10 +194,13 @@ class Link:
 
 
 class _Connection:
-    __slots__ = ("free", "last_start", "win_up", "win_down", "open")
+    __slots__ = ("free", "unused", "last_start", "win_up", "win_down", "open")
 
     def __init__(self, slots: int):
-        self.free = [0.0] * slots  # heap: when each request slot is released
+        # heap: when each request slot is released, kept lazily as Device's
+        # (devices/base.py): the used slots and one 0.0 for the ``unused``
+        self.free = [0.0]
+        self.unused = slots - 1
         self.last_start = 0.0      # FIFO per connection
         self.win_up = _Pipe()      # the client's TCP send window (writes' data)
         self.win_down = _Pipe()    # the server's TCP send window (reads' data)
@@ -444,7 +447,11 @@ class RemoteDevice:
             copy = length * self.copy_s_per_byte
             end += copy
             LAST.service = self._rtt + d + d2 + s_back + copy
-        heapq.heapreplace(conn.free, end)  # the slot is released when the reply arrives
+        if conn.unused:  # the slot is released when the reply arrives
+            heapq.heappush(conn.free, end)
+            conn.unused -= 1
+        else:
+            heapq.heapreplace(conn.free, end)
         return end
 
     # ----------------------------------------- requests whose server is a node

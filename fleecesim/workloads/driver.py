@@ -69,6 +69,12 @@ class GuestDriver:
         self.ignored = 0            # failed requests completed as successful (ignore)
         self._held_arrivals: list = []  # (t, op, off, ln) arrived while stopped
         self._awaiting: dict = {}   # id -> arrival time of a failed request held
+        # arrivals not answered yet, for ``unanswered`` at the end: slow-path
+        # requests in flight (id -> arrival), and under max_inflight the
+        # arrival waiting for a slot and the stream of those after it
+        self._in_flight: dict = {}
+        self._blocked = None
+        self._arrivals = None
         self._resume_ev = env.event()
         self._stop_at = self._cont_at = -1.0  # the last stop and cont
 
@@ -315,11 +321,14 @@ class GuestDriver:
         if t is None:
             t = t_issue
         att = Attr()
+        key = object()
+        self._in_flight[key] = t
         path = yield from self._dispatch(op, off, ln, att)
         if path == PATH_ERROR and self._action(op, att) == STOP:
             path, att = yield from self._hold(t, op, off, ln, att)
         elif t < t_issue:  # held before its issue: that time is the error's
             att.c[A_ERROR] += t_issue - t
+        del self._in_flight[key]
         self._record(t, op, off, ln, path, att)
 
     # --- the error policy (module doc; fleecesim/error_policy.py) -------------
@@ -411,6 +420,25 @@ class GuestDriver:
         else:  # both engines alike: the generator without a process
             drive(self._slow(op, off, ln, t), _ignore)
 
+    def unanswered(self, now: float, before: float) -> list[float]:
+        """Arrival times (earlier than ``before``) of the requests that had
+        arrived when the run stopped at ``now`` but were not answered: on the
+        general path still, held by a stopped VM, or (max_inflight) not even
+        issued, waiting for a slot. Read once the guest has stopped: it
+        takes the rest of the arrival stream up to ``before``."""
+        cut = min(now, before)
+        out = [t for t in self._in_flight.values() if t < cut]
+        out += [t for t in self._awaiting.values() if t < cut]  # failed, held for cont
+        out += [t for t, *_ in self._held_arrivals if t < cut]
+        if self._blocked is not None and self._blocked < cut:
+            out.append(self._blocked)
+            self.progress = None  # the run is over: no progress to show
+            for t, *_ in self._arrivals:  # those after it, in arrival order
+                if t >= cut:
+                    break
+                out.append(t)
+        return out
+
     def awaiting(self) -> int:
         """Failed requests held for ``cont`` right now."""
         return len(self._awaiting)
@@ -441,7 +469,8 @@ class GuestDriver:
         last = LAST
         ends = self._ends           # heap: end times of fast-path requests in flight
         now = env.now               # issue time of the last request (>= env.now)
-        for t, op, off, ln in self._records():
+        self._arrivals = arrivals = self._records()
+        for t, op, off, ln in arrivals:
             if self.stopped:
                 return
             if t > now:
@@ -454,6 +483,7 @@ class GuestDriver:
                 if ends and ends[0] < peek():
                     now = heappop(ends)  # nothing happens before it: that slot frees first
                     continue
+                self._blocked = t  # arrived, waits for a slot (``unanswered``)
                 self._freed = env.event()
                 waits = [self._freed]
                 if ends:
@@ -463,8 +493,10 @@ class GuestDriver:
                 while ends and ends[0] <= now:
                     heappop(ends)
             while self.paused:  # the VM is stopped: arrivals queue (FIFO) until cont
+                self._blocked = t
                 yield self._resume_ev
                 now = env.now
+            self._blocked = None
             if self._stop_at <= t < self._cont_at:
                 self.held += 1
             self.issued += 1
@@ -486,9 +518,12 @@ class GuestDriver:
         """A slow-path request holding a slot; latency counts from ``arrival``
         (as qemu-io counts from submission), not from the issue."""
         att = Attr()
+        key = object()
+        self._in_flight[key] = arrival
         path = yield from self._dispatch(op, off, ln, att)
         if path == PATH_ERROR and self._action(op, att) == STOP:
             path, att = yield from self._hold(arrival, op, off, ln, att)
+        del self._in_flight[key]
         self._record(arrival, op, off, ln, path, att)
         self.slow_inflight -= 1
         if self._freed is not None and not self._freed.triggered:
