@@ -7,8 +7,6 @@ runs every variant of a config on the same guest workload (same seed).
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -129,11 +127,12 @@ def initial_zero_map(cfg: Config, n: int, cs: int, sparse_state: bool = False):
     if sparse_state:  # pages of whole extents (sparse.py): no array per cluster
         # the same draws in pieces (a stream's doubles do not depend on how many
         # are asked for at once): no 8 bytes a extent of temporary floats
-        alloc = np.empty(extents, dtype=bool)
+        # (>= for the complement of < : the zero extents without a second array)
+        zero = np.empty(extents, dtype=bool)
         for i in range(0, extents, 1 << 20):
             k = min(1 << 20, extents - i)
-            alloc[i:i + k] = rng.random(k) < cfg.disk.allocated
-        return sparse.zero_map_from_extents(n, per, ~alloc)
+            zero[i:i + k] = rng.random(k) >= cfg.disk.allocated
+        return sparse.zero_map_from_extents(n, per, zero)
     alloc = rng.random(extents) < cfg.disk.allocated
     return np.repeat(~alloc, per)[:n].copy()
 
@@ -217,41 +216,6 @@ def _available_memory() -> int | None:
     return None
 
 
-class Progress:
-    """A progress bar over simulated time (tqdm, on stderr), with the phase
-    and how much of the backup is copied. Updated by the guest driver between
-    request chunks: it adds no events, so it cannot change a run."""
-
-    def __init__(self, name: str):
-        from tqdm import tqdm
-        self.bar = tqdm(desc=name, unit=" sim-s", total=None, leave=False, file=sys.stderr,
-                        dynamic_ncols=True, bar_format="{desc}: {n:.0f} simulated s "
-                        "[{elapsed}, {rate_fmt}]{postfix}")
-        self.phase = "warm-up"
-        self.copier = None
-        self.total = 0
-
-    def backup(self, copier) -> None:
-        self.phase = "backup"
-        self.copier = copier
-        self.total = copier.remaining if copier is not None else 0
-
-    def __call__(self, now: float) -> None:
-        post = self.phase
-        if self.phase == "backup" and self.copier is not None and self.total:
-            post += f" {100 * (1 - self.copier.remaining / self.total):.0f}% copied"
-        self.bar.set_postfix_str(post, refresh=False)
-        self.bar.update(now - self.bar.n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def want_progress() -> bool:
-    """A bar only for a person at a terminal: not in CI, not into a pipe."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
              keep_arrays: bool = False, source=None, analytic: bool | None = None,
              progress: bool = False) -> Result:
@@ -264,18 +228,22 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     the nodes' generators in a process of its own, every copy task a process.
     ``analytic`` (default: ``fast_path``) chooses the copy engine alone:
     copies and slow guest requests as callbacks on device completions
-    (issue 12) or as processes. ``progress``: a progress bar on stderr.
+    (issue 12) or as processes. ``progress``: progress on stderr (progress.py):
+    True (a bar at a terminal, else lines), "bar", "lines", or False.
     """
     wall0 = time.perf_counter()
     name = name or (cfg.name if cfg.vms else cfg.scheme)
     summary = {"name": name, "scheme": cfg.backup.scheme if cfg.vms else cfg.scheme,
                "seed": cfg.run.seed, "fleecesim_version": __version__}
-    bar = Progress(name) if progress and not cfg.vms else None
+    bar = None
+    if progress:
+        from .progress import RunProgress, mode
+        bar = RunProgress(name, cfg, mode() if progress is True else progress)
     try:
         if cfg.vms:  # issue 13 item 4: several VMs on shared devices
             from .fleet import simulate_fleet
             res = simulate_fleet(cfg, name, summary, fast_path,
-                                 fast_path if analytic is None else analytic)
+                                 fast_path if analytic is None else analytic, bar)
         else:
             res = _simulate(cfg, name, summary, fast_path, keep_arrays, source,
                             fast_path if analytic is None else analytic, bar)
@@ -291,7 +259,7 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
         res = Result(name, summary, pd.DataFrame(), pd.DataFrame())
     finally:
         if bar is not None:
-            bar.close()
+            bar.close(ok="error" not in summary)
     res.summary["wall_time_s"] = time.perf_counter() - wall0
     res.summary["config"] = cfg.dump()
     return res
@@ -316,7 +284,13 @@ class VM:
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}
         self.sparse = sparse.env_sparse(env)  # run.py: state_is_sparse (sparse.py)
+        self.bar = bar
+        if bar is not None:  # a multi-TiB disk's layout takes seconds to draw
+            from .units import fmt_size
+            bar.set_up(f"drawing the layout of {n:,} {fmt_size(cs)} clusters")
         zero = initial_zero_map(cfg, n, cs, self.sparse)
+        if bar is not None:
+            bar.set_up("building the graph")
         self.active = active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
         ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
                            job_cluster_size=cfg.cluster_size,
@@ -332,7 +306,6 @@ class VM:
                                  processes=not analytic, werror=cfg.guest.werror,
                                  rerror=cfg.guest.rerror,
                                  resume_after=cfg.guest.resume_after, stats=stats)
-        self.guest.progress = bar
         self.guest.start()
 
     def begin(self) -> None:
@@ -346,6 +319,8 @@ class VM:
         self.mask = needed.copy()
         self.graph.start(needed)
         attach_bulk(self.graph, self.env, cfg)  # long zero runs as one bulk (jobs/bulk.py)
+        if self.bar is not None:
+            self.bar.backup_began(getattr(self.graph.job, "copier", None))
 
     def until_done(self):
         """The event that ends the backup: the job's end or run.max-time."""
@@ -577,18 +552,20 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar)
     env.analytic = analytic
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
     vm = VM(env, cfg, devices, fast_path=fast_path, analytic=analytic, source=source, bar=bar)
+    if bar is not None:
+        bar.started(env)
     if cfg.run.warmup > 0:
         env.run(until=cfg.run.warmup)
     vm.begin()
-    if bar is not None:
-        bar.backup(getattr(vm.graph.job, "copier", None))
     env.run(until=vm.until_done())
     vm.end()
     if bar is not None:
-        bar.phase = "tail"
+        bar.tail()
     if cfg.run.tail > 0:
         env.run(until=vm.t_end + cfg.run.tail)
     vm.guest.stopped = True
+    if bar is not None:
+        bar.finishing()
     return vm.result(name, summary, env.now, keep_arrays)
 
 

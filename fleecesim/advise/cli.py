@@ -75,9 +75,6 @@ def cmd_advise(args) -> int:
     advice, runs, out = advise_config(c, cons, results_dir=out, jobs=args.jobs,
                                       scheduler=args.scheduler, dask_local=args.dask_local,
                                       resume=args.resume, quiet=args.quiet,
-                                      # off a terminal (a log, CI, | tee) the sweep's bar is
-                                      # off: a line every few seconds instead
-                                      progress=not args.quiet and not sys.stderr.isatty(),
                                       say=None if args.quiet else
                                       (lambda m: print(m, file=sys.stderr, flush=True)))
     print(advice.question)

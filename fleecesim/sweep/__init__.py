@@ -42,10 +42,6 @@ class SweepInterrupted(KeyboardInterrupt):
         self.signum, self.outdir, self.stored, self.total = signum, outdir, stored, total
 
 
-def _progress_enabled(quiet: bool) -> bool:
-    return not quiet and not os.environ.get("CI") and sys.stderr.isatty()
-
-
 def _check_outdir(d: Path, name: str, flag: str) -> None:
     """Refuse, before anything runs, a results directory that cannot be one."""
     if d.exists() and not d.is_dir():
@@ -157,21 +153,17 @@ def _execute(it, spec, runs, todo, outdir, flag, source, resume, stored, quiet) 
         clear(outdir)
     write_manifest(outdir, spec, runs, source)
 
-    from tqdm import tqdm
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run",
-               desc=spec.name, disable=not _progress_enabled(quiet), file=sys.stderr,
-               dynamic_ncols=True)
-    failed = 0
+    # a bar at a terminal; off one (a log, CI, | tee) a line every few seconds
+    # with the runs stored, the time elapsed and an estimate of what is left
+    from ..progress import RunsProgress, mode
+    bar = RunsProgress(spec.name, len(runs), len(runs) - len(todo), mode(quiet))
     stored_now = len(runs) - len(todo)
 
     def store(output):
-        nonlocal failed, stored_now
+        nonlocal stored_now
         write_output(outdir, output)
         stored_now += 1
-        failed += output["row"].get("error") is not None
-        bar.update(1)
-        if failed:
-            bar.set_postfix(failed=failed, refresh=False)
+        bar.stored(output["row"].get("error") is not None)
 
     try:
         try:
@@ -191,8 +183,10 @@ def _execute(it, spec, runs, todo, outdir, flag, source, resume, stored, quiet) 
                 except KeyboardInterrupt:
                     pass
             raise SweepInterrupted(signum, outdir, stored_now, len(runs)) from None
-    finally:
-        bar.close()
+    except BaseException:
+        bar.close(ok=False)
+        raise
+    bar.close()
 
 
 def _raise_interrupted(signum, _frame):

@@ -38,7 +38,7 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
-def add_sweep_subcommands(sub) -> None:
+def add_sweep_subcommand(sub) -> None:
     s = sub.add_parser("sweep", help="run a sweep file: points x replications, in parallel")
     s.add_argument("sweep", help="a sweep YAML (see configs/sweeps/)")
     s.add_argument("--jobs", "-j", type=int, default=None,
@@ -59,8 +59,3 @@ def add_sweep_subcommands(sub) -> None:
     s.add_argument("--replications", type=int, default=None, help="override 'replications'")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages")
     s.set_defaults(func=cmd_sweep)
-
-    from ..summarize import add_summarize_subcommand
-    add_summarize_subcommand(sub)
-    from ..plots import add_plot_subcommand
-    add_plot_subcommand(sub)
