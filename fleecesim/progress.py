@@ -36,6 +36,7 @@ def mode(quiet: bool = False, stream=None) -> str:
         tty = False
     if tty and not os.environ.get("CI") and os.environ.get("TERM") != "dumb":
         return "bar"
+    every_s()  # a bad FLEECESIM_PROGRESS_EVERY is an error before any work
     return "lines"
 
 
