@@ -311,6 +311,8 @@ class VM:
     def begin(self) -> None:
         """t0: the point in time the backup must capture; the job starts."""
         cfg, n, cs = self.cfg, self.n, self.cs
+        if self.bar is not None:  # seconds on a multi-TiB disk, before the job's first copy
+            self.bar.taking_t0(f"the t0 state and copy bitmap of {n:,} clusters")
         self.t0 = self.env.now
         self.t0_gen = self.active.gen.copy()
         # The job's bitmap in whole clusters of its granularity (block-copy merges a

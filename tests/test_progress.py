@@ -18,8 +18,8 @@ from fleecesim.store import to_json
 from tests.conftest import REPO, small
 
 # a run's line: phase, simulated time, share copied, elapsed, what is left
-LINE = re.compile(r"^(?P<name>[\w.-]+): (?P<phase>set-up|warm-up|backup|tail|finishing)"
-                  r"(?: \([^)]*\))?, (?P<sim>\d+\.\d) simulated s, (?P<pct>\d+\.\d)% copied, "
+LINE = re.compile(r"^(?P<name>[\w.-]+): (?P<phase>set-up|warm-up|t0|backup|tail|finishing)"
+                  r"(?: \([^)]*\))?, (?P<sim>\d+\.\d) simulated s, (?P<pct>\d+\.\d{1,3})% copied, "
                   r"(?:\d+h)?(?:\d+m)?\d+s elapsed, (?:~(?:\d+h)?(?:\d+m)?\d+s left"
                   r"(?: of the warm-up)?|remaining: estimating)$")
 
