@@ -148,7 +148,11 @@ QEMU's option names and values are used where QEMU has them. The model's own:
   the seed's tiered cache: backup.cache.ram/flush/cor/serve-reads-from-ram,
   backup.lazy-discard, backup.order (copy-ordering policies).
 on-cbw-error and cbw-timeout exist only for fleecing-push and fleecing-pull (a
-copy-before-write node of the user's); other schemes fail the guest write."""
+copy-before-write node of the user's); other schemes fail the guest write.
+
+progress on stderr: at a terminal a bar (share copied, simulated time, time
+left); elsewhere (a log, CI, | tee) a plain line every 10 s of wall time, or
+every FLEECESIM_PROGRESS_EVERY (e.g. 30s). --quiet and --json print none."""
 
 
 # The subcommands besides ``run``: name -> (module, the function there that

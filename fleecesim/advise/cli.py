@@ -50,7 +50,9 @@ def add_advise_subcommand(sub) -> None:
     a.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the runs of the same question already stored in the results "
                         "directory (default; --no-resume runs them all again)")
-    a.add_argument("--quiet", "-q", action="store_true")
+    a.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress (a bar at a terminal, else a line every "
+                        "FLEECESIM_PROGRESS_EVERY, default 10s) or messages")
     a.set_defaults(func=cmd_advise)
 
 

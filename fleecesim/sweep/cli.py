@@ -57,5 +57,6 @@ def add_sweep_subcommand(sub) -> None:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a base-config value for every point")
     s.add_argument("--replications", type=int, default=None, help="override 'replications'")
-    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress (a bar at a terminal, else a line "
+                   "every FLEECESIM_PROGRESS_EVERY, default 10s) or messages")
     s.set_defaults(func=cmd_sweep)
