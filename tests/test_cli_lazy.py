@@ -31,7 +31,8 @@ def imported(*argv) -> list[str]:
     return json.loads(p.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["calibrate", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["calibrate", "--help"],
+                                  ["sweep", "--help"]])
 def test_help_imports_nothing_heavy(argv):
     assert imported(*argv) == []
 
