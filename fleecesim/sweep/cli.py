@@ -1,4 +1,4 @@
-"""`fleecesim sweep`, plus `summarize` and `plot`, registered into the main CLI."""
+"""`fleecesim sweep`, registered into the main CLI (fleecesim/cli.py: SUBCOMMANDS)."""
 from __future__ import annotations
 
 import sys
