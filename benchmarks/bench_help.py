@@ -41,14 +41,14 @@ def wall(argv, repeat: int, repo: Path = REPO) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--commands", default=",".join(c or "-" for c in COMMANDS),
-                    help="comma-separated subcommands ('-': the top-level help)")
+    ap.add_argument("--commands", default=",".join(c or "top" for c in COMMANDS),
+                    help="comma-separated subcommands ('top': the top-level help)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout to time")
     a = ap.parse_args()
     print(f"{'command':<28} median of {a.repeat}")
     print(f"{'python -c pass':<28} {wall(['-c', 'pass'], a.repeat, a.repo):.3f}s")
     for c in a.commands.split(","):
-        argv = ["-m", "fleecesim"] + ([] if c in ("", "-") else [c]) + ["--help"]
+        argv = ["-m", "fleecesim"] + ([] if c in ("", "top") else [c]) + ["--help"]
         label = "fleecesim " + " ".join(argv[2:])
         print(f"{label:<28} {wall(argv, a.repeat, a.repo):.3f}s", flush=True)
 
