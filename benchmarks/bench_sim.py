@@ -50,11 +50,12 @@ def bare_timeouts(n: int = 1_000_000) -> float:
     return n / (time.perf_counter() - t)
 
 
-def guest_rate(scheme: str, size: str, extra=(), fast: bool = True) -> tuple[float, int, float]:
+def guest_rate(scheme: str, size: str, extra=(), fast: bool = True,
+               progress=False) -> tuple[float, int, float]:
     cfg = load_config(REF, [f"backup.scheme={scheme}", f"disk.size={size}", "run.warmup=5s",
                             *extra])
     t = time.perf_counter()
-    s = simulate(cfg, fast_path=fast).summary
+    s = simulate(cfg, fast_path=fast, progress=progress).summary
     wall = time.perf_counter() - t
     assert s["oracle_ok"] or scheme == "none", s.get("error")
     return s["guest_ios"] / wall, s["guest_ios"], wall
@@ -124,6 +125,9 @@ def main():
     ap.add_argument("--engine", choices=("fast", "reference"), default="fast")
     ap.add_argument("--events", action="store_true", help="count events instead of timing")
     ap.add_argument("--profile", action="store_true", help="where the time goes (cProfile)")
+    ap.add_argument("--progress", choices=("lines", "bar"), default=None,
+                    help="also time each run with progress on (fleecesim/progress.py), "
+                         "alternating with it off, and print the ratio of the medians")
     args = ap.parse_args()
     fast = args.engine == "fast"
     if args.events:
@@ -142,11 +146,18 @@ def main():
              # The guest path alone: no backup events to interleave with.
              ("none", "50k IOPS, 20 s", ("workload.iops=50000", "run.warmup=20s"))]
     for scheme, what, extra in cases:
-        rates, walls = [], []
+        rates, walls, with_progress = [], [], []
         for _ in range(args.repeat):
             r, n, w = guest_rate(scheme, args.size, extra, fast)
             rates.append(r)
             walls.append(w)
+            if args.progress:  # alternating: the machine's load drifts alike for both
+                with_progress.append(guest_rate(scheme, args.size, extra, fast,
+                                                args.progress)[2])
+        if with_progress:
+            print(f"{scheme:14s} progress={args.progress}: wall median "
+                  f"{statistics.median(with_progress):.2f}s vs {statistics.median(walls):.2f}s "
+                  f"off -> {statistics.median(with_progress) / statistics.median(walls):.3f}x")
         m = statistics.median(rates)
         print(f"{scheme:14s} {what:20s} guest I/Os per wall s: median {m:,.0f} over {n:,} I/Os "
               f"-> ratio {m / b:.3f}; wall median {statistics.median(walls):.2f}s  "

@@ -13,7 +13,9 @@ attribution). Save the digests before a change, check them after:
 
 ``--check`` exits 1 and names each run whose digest moved (and the first
 summary keys that differ). ``--only SUBSTR`` runs the scenarios whose name
-contains SUBSTR.
+contains SUBSTR. ``--progress`` runs each with progress lines on stderr
+(fleecesim/progress.py; FLEECESIM_PROGRESS_EVERY=0.05s samples the runs
+often): the digests must not move.
 """
 from __future__ import annotations
 
@@ -91,6 +93,8 @@ def main(argv=None):
     g.add_argument("--save", metavar="FILE", help="write the digests to FILE")
     g.add_argument("--check", metavar="FILE", help="compare with digests saved in FILE")
     ap.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    ap.add_argument("--progress", action="store_true",
+                    help="each run with progress lines on stderr (must change nothing)")
     a = ap.parse_args(argv)
 
     from fleecesim.run import simulate
@@ -101,7 +105,7 @@ def main(argv=None):
         if a.only not in name:
             continue
         t = time.perf_counter()
-        res = simulate(cfg, name, fast_path=fast)
+        res = simulate(cfg, name, fast_path=fast, progress="lines" if a.progress else False)
         dig, flat = _digest(res)
         out[name] = {"digest": dig, "summary": flat}
         mark = ""

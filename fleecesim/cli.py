@@ -25,10 +25,10 @@ class _Parser(argparse.ArgumentParser):
 def cmd_run(args) -> int:
     from .config import load_config, variants
     from .report import table
-    from .run import simulate, want_progress
+    from .progress import mode
+    from .run import check_fits, simulate
     from .store import to_json, write_run
 
-    from .run import check_fits
     cfg = load_config(args.config, args.set)
     outdir = Path(args.out) / cfg.name if args.out else Path("results") / cfg.name
     runs = variants(cfg)
@@ -41,11 +41,14 @@ def cmd_run(args) -> int:
     if not args.no_save:
         writable_dir(outdir, "--out" if args.out else "results folder")
     results = []
+    # a bar at a terminal, else a line every few seconds (progress.py); --json
+    # is for scripts, which read stdout and want stderr for errors only
+    how = mode(quiet=args.quiet or args.json)
     for name, c in runs:
-        if not args.json and not args.quiet:
+        if how != "off":
             print(f"running {name} ...", file=sys.stderr, flush=True)
         r = simulate(c, name, fast_path=not args.no_fast_path,
-                     progress=not args.json and not args.quiet and want_progress())
+                     progress=False if how == "off" else how)
         if r.summary.get("input_error"):
             raise UserError(r.summary["error"])  # before anything is written
         results.append(r)
@@ -155,14 +158,71 @@ QEMU's option names and values are used where QEMU has them. The model's own:
   the seed's tiered cache: backup.cache.ram/flush/cor/serve-reads-from-ram,
   backup.lazy-discard, backup.order (copy-ordering policies).
 on-cbw-error and cbw-timeout exist only for fleecing-push and fleecing-pull (a
-copy-before-write node of the user's); other schemes fail the guest write."""
+copy-before-write node of the user's); other schemes fail the guest write.
+
+progress on stderr: at a terminal a bar (share copied, simulated time, time
+left); elsewhere (a log, CI, | tee) a plain line every 10 s of wall time, or
+every FLEECESIM_PROGRESS_EVERY (e.g. 30s). --quiet and --json print none."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The subcommands besides ``run``: name -> (module, the function there that
+# adds its parser, the line ``fleecesim --help`` shows for it). A subcommand's
+# module is imported only when that subcommand is parsed (run or asked for its
+# help): numpy, pandas, pyarrow, SimPy and matplotlib take 1-3 s to import, and
+# ``fleecesim --help`` needs none of them. tests/test_cli_lazy.py checks that
+# these lines are the ones each module's parser declares.
+SUBCOMMANDS = {
+    "trace": ("fleecesim.workloads.traces.cli", "add_trace_subcommand",
+              "inspect block I/O traces"),
+    "sweep": ("fleecesim.sweep.cli", "add_sweep_subcommand",
+              "run a sweep file: points x replications, in parallel"),
+    "summarize": ("fleecesim.summarize", "add_summarize_subcommand",
+                  "mean and 95 %% CI per sweep point"),
+    "plot": ("fleecesim.plots", "add_plot_subcommand",
+             "plot sweep (or run) results to PNG and SVG"),
+    "qemu": ("fleecesim.qemu.cli", "add_qemu_subcommand",
+             "run a scenario on real QEMU and in the simulator, side by side"),
+    "calibrate": ("fleecesim.calibrate", "add_calibrate_subcommand",
+                  "measure a disk (fio or qemu-img bench) and write a device entry"),
+    "qmp": ("fleecesim.qmp_export", "add_qmp_subcommand",
+            "print the QMP commands that realise a config's scheme on real QEMU"),
+    "advise": ("fleecesim.advise.cli", "add_advise_subcommand",
+               "smallest fleecing space and worker count meeting your constraints"),
+}
+
+
+def chosen_command(argv) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option
+    (the top-level parser's options, -h and --version, take no value)."""
+    for a in argv:
+        if a != "--" and not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv=None, *, load=None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (default: sys.argv[1:]): every subcommand is
+    listed, but only the one ``argv`` names gets its full parser (its module
+    imported). ``load``: the subcommands to build in full instead (``"all"``)."""
     from . import __version__
+    if load is None:
+        load = {chosen_command(sys.argv[1:] if argv is None else argv)}
+    elif load == "all":
+        load = {"run", *SUBCOMMANDS}
     p = _Parser(prog="fleecesim", description="Simulate QEMU backup and fleecing schemes.")
     p.add_argument("--version", action="version", version=f"fleecesim {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    add_run_subcommand(sub)
+    for name, (module, adder, help_line) in SUBCOMMANDS.items():
+        if name in load:
+            import importlib
+            getattr(importlib.import_module(module), adder)(sub)
+        else:  # listed with its help line; never parsed in this invocation
+            sub.add_parser(name, help=help_line)
+    return p
+
+
+def add_run_subcommand(sub) -> None:
     r = sub.add_parser("run", help="run a scenario config (every scheme/variant it lists)",
                        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("config", help="scenario YAML (see configs/ and README 'Configs')")
@@ -177,33 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the reference engine: every guest request through the generator "
                         "path, a process per slow request and per copy task")
     r.set_defaults(func=cmd_run)
-    _optional_subcommands(sub)
-    return p
-
-
-def _optional_subcommands(sub) -> None:
-    """Subcommands that live in their own modules register themselves here."""
-    try:
-        from .workloads.traces import add_trace_subcommand
-    except ImportError:
-        add_trace_subcommand = None
-    if add_trace_subcommand:
-        add_trace_subcommand(sub)
-    from .sweep.cli import add_sweep_subcommands  # sweep, summarize, plot
-    add_sweep_subcommands(sub)
-    from .qemu.cli import add_qemu_subcommand  # real QEMU vs the model
-    add_qemu_subcommand(sub)
-    from .calibrate import add_calibrate_subcommand  # measure a disk, fit a device
-    add_calibrate_subcommand(sub)
-    from .qmp_export import add_qmp_subcommand  # the scheme as QMP
-    add_qmp_subcommand(sub)
-    from .advise.cli import add_advise_subcommand  # space and workers
-    add_advise_subcommand(sub)
 
 
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         return args.func(args)
     except UserError as e:
         print(f"fleecesim: error: {e}", file=sys.stderr)

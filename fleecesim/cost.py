@@ -133,7 +133,7 @@ def estimate(cfg) -> Estimate | None:
     """The run's cost, or None for what this does not estimate (a fleet)."""
     if cfg.vms:
         return None
-    from .run import state_estimate
+    from .vm import state_estimate
     b = cfg.backup
     run = cfg.run
     drivers = []
@@ -252,7 +252,7 @@ def check(cfg) -> None:
     max-inflight cap issues, and records, every arrival, at least ``iops`` x
     (warm-up + tail) of them, whatever the backup does."""
     from .errors import UserError
-    from .run import _available_memory
+    from .vm import _available_memory
     from .units import fmt_size
     w = cfg.workload
     if cfg.vms or w.trace is not None or w.iops is None or w.max_inflight is not None:

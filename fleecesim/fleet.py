@@ -57,7 +57,9 @@ def own_clients(devices: dict, i: int) -> dict:
             for k, d in devices.items()}
 
 
-def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = True) -> Result:
+def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = True,
+                   bar=None) -> Result:
+    """``bar``: a progress.RunProgress, or None."""
     vm_cfgs = cfg.vm_configs()
     for _n, _s, c in vm_cfgs:
         check_fits(c)
@@ -66,8 +68,10 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
     env.sparse = all(state_is_sparse(c) for _n, _s, c in vm_cfgs)  # one kind per environment
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}  # shared
     views = [own_clients(devices, i) for i in range(len(vm_cfgs))]  # all before any VM
-    vms = [VM(env, c, views[i], fast_path=fast_path, analytic=analytic)
+    vms = [VM(env, c, views[i], fast_path=fast_path, analytic=analytic, bar=bar)
            for i, (_n, _s, c) in enumerate(vm_cfgs)]
+    if bar is not None:
+        bar.started(env)
     if cfg.run.warmup > 0:
         env.run(until=cfg.run.warmup)
 
@@ -81,11 +85,15 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
     procs = [env.process(life(vm, s)) for vm, (_n, s, _c) in zip(vms, vm_cfgs)]
     env.run(until=simpy.AllOf(env, procs))
     t_last = env.now
+    if bar is not None:
+        bar.tail()
     if cfg.run.tail > 0:
         env.run(until=t_last + cfg.run.tail)
     for vm in vms:
         vm.guest.stopped = True
     t_stop = env.now
+    if bar is not None:
+        bar.finishing()
 
     results = []
     for vm, (vname, start, c) in zip(vms, vm_cfgs):

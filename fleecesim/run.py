@@ -6,8 +6,6 @@ runs every variant of a config on the same guest workload (same seed).
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 import traceback
 
@@ -25,41 +23,6 @@ from .vm import (VM, Result, check_fits, error_policy_summary, guest_overload,  
                  timeline_frame)
 
 
-class Progress:
-    """A progress bar over simulated time (tqdm, on stderr), with the phase
-    and how much of the backup is copied. Updated by the guest driver between
-    request chunks: it adds no events, so it cannot change a run."""
-
-    def __init__(self, name: str):
-        from tqdm import tqdm
-        self.bar = tqdm(desc=name, unit=" sim-s", total=None, leave=False, file=sys.stderr,
-                        dynamic_ncols=True, bar_format="{desc}: {n:.0f} simulated s "
-                        "[{elapsed}, {rate_fmt}]{postfix}")
-        self.phase = "warm-up"
-        self.copier = None
-        self.total = 0
-
-    def backup(self, copier) -> None:
-        self.phase = "backup"
-        self.copier = copier
-        self.total = copier.remaining if copier is not None else 0
-
-    def __call__(self, now: float) -> None:
-        post = self.phase
-        if self.phase == "backup" and self.copier is not None and self.total:
-            post += f" {100 * (1 - self.copier.remaining / self.total):.0f}% copied"
-        self.bar.set_postfix_str(post, refresh=False)
-        self.bar.update(now - self.bar.n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def want_progress() -> bool:
-    """A bar only for a person at a terminal: not in CI, not into a pipe."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
 def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
              keep_arrays: bool = False, source=None, analytic: bool | None = None,
              progress: bool = False) -> Result:
@@ -72,18 +35,22 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
     the nodes' generators in a process of its own, every copy task a process.
     ``analytic`` (default: ``fast_path``) chooses the copy engine alone:
     copies and slow guest requests as callbacks on device completions
-    (the analytic engine) or as processes. ``progress``: a progress bar on stderr.
+    (the analytic engine) or as processes. ``progress``: progress on stderr (progress.py):
+    True (a bar at a terminal, else lines), "bar", "lines", or False.
     """
     wall0 = time.perf_counter()
     name = name or (cfg.name if cfg.vms else cfg.scheme)
     summary = {"name": name, "scheme": cfg.backup.scheme if cfg.vms else cfg.scheme,
                "seed": cfg.run.seed, "fleecesim_version": __version__}
-    bar = Progress(name) if progress and not cfg.vms else None
+    bar = None
+    if progress:
+        from .progress import RunProgress, mode
+        bar = RunProgress(name, cfg, mode() if progress is True else progress)
     try:
         if cfg.vms:  # several VMs on shared devices (fleet.py)
             from .fleet import simulate_fleet
             res = simulate_fleet(cfg, name, summary, fast_path,
-                                 fast_path if analytic is None else analytic)
+                                 fast_path if analytic is None else analytic, bar)
         else:
             res = _simulate(cfg, name, summary, fast_path, keep_arrays, source,
                             fast_path if analytic is None else analytic, bar)
@@ -99,7 +66,7 @@ def simulate(cfg: Config, name: str | None = None, *, fast_path: bool = True,
         res = Result(name, summary, pd.DataFrame(), pd.DataFrame())
     finally:
         if bar is not None:
-            bar.close()
+            bar.close(ok="error" not in summary)
     res.summary["wall_time_s"] = time.perf_counter() - wall0
     res.summary["config"] = cfg.dump()
     return res
@@ -117,18 +84,20 @@ def _simulate(cfg, name, summary, fast_path, keep_arrays, source, analytic, bar)
     env.analytic = analytic
     devices = {k: build_device(k, spec) for k, spec in cfg.devices.items()}
     vm = VM(env, cfg, devices, fast_path=fast_path, analytic=analytic, source=source, bar=bar)
+    if bar is not None:
+        bar.started(env)
     if cfg.run.warmup > 0:
         env.run(until=cfg.run.warmup)
     vm.begin()
-    if bar is not None:
-        bar.backup(getattr(vm.graph.job, "copier", None))
     env.run(until=vm.until_done())
     vm.end()
     if bar is not None:
-        bar.phase = "tail"
+        bar.tail()
     if cfg.run.tail > 0:
         env.run(until=vm.t_end + cfg.run.tail)
     vm.guest.stopped = True
+    if bar is not None:
+        bar.finishing()
     return vm.result(name, summary, env.now, keep_arrays)
 
 

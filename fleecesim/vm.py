@@ -5,7 +5,6 @@ before a run (``check_fits``: the per-cluster state fits in memory).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,11 +120,12 @@ def initial_zero_map(cfg: Config, n: int, cs: int, sparse_state: bool = False):
     if sparse_state:  # pages of whole extents (sparse.py): no array per cluster
         # the same draws in pieces (a stream's doubles do not depend on how many
         # are asked for at once): no 8 bytes a extent of temporary floats
-        alloc = np.empty(extents, dtype=bool)
+        # (>= for the complement of < : the zero extents without a second array)
+        zero = np.empty(extents, dtype=bool)
         for i in range(0, extents, 1 << 20):
             k = min(1 << 20, extents - i)
-            alloc[i:i + k] = rng.random(k) < cfg.disk.allocated
-        return sparse.zero_map_from_extents(n, per, ~alloc)
+            zero[i:i + k] = rng.random(k) >= cfg.disk.allocated
+        return sparse.zero_map_from_extents(n, per, zero)
     alloc = rng.random(extents) < cfg.disk.allocated
     return np.repeat(~alloc, per)[:n].copy()
 
@@ -228,7 +228,13 @@ class VM:
         self.devices = devices = {k: with_host(d, host, cfg.devices[k].kind)
                                   for k, d in devices.items()}
         self.sparse = sparse.env_sparse(env)  # vm.py: state_is_sparse (sparse.py)
+        self.bar = bar
+        if bar is not None:  # a multi-TiB disk's layout takes seconds to draw
+            from .units import fmt_size
+            bar.set_up(f"drawing the layout of {n:,} {fmt_size(cs)} clusters")
         zero = initial_zero_map(cfg, n, cs, self.sparse)
+        if bar is not None:
+            bar.set_up("building the graph")
         self.active = active = ActiveDisk(env, devices[cfg.disk.device], n, cs, zero)
         ctx = BuildContext(env, cfg, devices, active, stats, n, cs, size, cfg.run.seed,
                            job_cluster_size=cfg.cluster_size,
@@ -244,12 +250,13 @@ class VM:
                                  processes=not analytic, werror=cfg.guest.werror,
                                  rerror=cfg.guest.rerror,
                                  resume_after=cfg.guest.resume_after, stats=stats)
-        self.guest.progress = bar
         self.guest.start()
 
     def begin(self) -> None:
         """t0: the point in time the backup must capture; the job starts."""
         cfg, n, cs = self.cfg, self.n, self.cs
+        if self.bar is not None:  # seconds on a multi-TiB disk, before the job's first copy
+            self.bar.taking_t0(f"the t0 state and copy bitmap of {n:,} clusters")
         self.t0 = self.env.now
         self.t0_gen = self.active.gen.copy()
         # The job's bitmap in whole clusters of its granularity (block-copy merges a
@@ -258,6 +265,8 @@ class VM:
         self.mask = needed.copy()
         self.graph.start(needed)
         attach_bulk(self.graph, self.env, cfg)  # long zero runs as one bulk (jobs/bulk.py)
+        if self.bar is not None:
+            self.bar.backup_began(getattr(self.graph.job, "copier", None))
 
     def until_done(self):
         """The event that ends the backup: the job's end or run.max-time."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -209,19 +210,19 @@ def test_replications_are_raised_and_earlier_runs_kept(tmp_path):
     assert len(after) == 12 and all(after[n] == t for n, t in stamps.items())
 
 
-def test_progress_lines_off_a_terminal(tmp_path):
+def test_progress_lines_off_a_terminal(tmp_path, monkeypatch):
     import io
 
-    from fleecesim.advise import _progress_lines
-    from fleecesim.sweep import run_sweep
+    from fleecesim.progress import ENV_EVERY
+    monkeypatch.setenv(ENV_EVERY, "0.05s")
+    monkeypatch.delenv("CI", raising=False)
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buf)
     cfg = tiny()
     cons = Constraints.parse(workers="2,4", percentile=50, replications=6)
-    sw = sweep_dict(cfg, cons)
-    buf = io.StringIO()
-    with _progress_lines(sw, tmp_path / "r", enabled=True, every=0.05, stream=buf):
-        run_sweep(sw, results_dir=tmp_path / "r", jobs=1, quiet=True)
-    lines = buf.getvalue().splitlines()
-    assert len(lines) >= 3, lines  # a few while it ran, and the last
+    advise_config(cfg, cons, results_dir=tmp_path / "r", jobs=1, quiet=False)
+    lines = [ln for ln in buf.getvalue().splitlines() if not ln.startswith("resume: ")]
+    assert len(lines) >= 3, lines  # the plan, a few while it ran, and the last
     assert all(ln.startswith("advise-scenario: ") and "/12 runs, " in ln for ln in lines)
     counts = [int(ln.split(": ")[1].split("/")[0]) for ln in lines]
     assert counts == sorted(counts) and counts[-1] == 12 and lines[-1].endswith("done")

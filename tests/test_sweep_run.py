@@ -145,14 +145,22 @@ def test_cli_dask_local_exits_cleanly(tmp_path):
     assert time.monotonic() - t < 60
 
 
-def test_progress_bar_only_on_a_terminal(monkeypatch):
-    from fleecesim import sweep
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    monkeypatch.delenv("CI", raising=False)
-    assert sweep._progress_enabled(quiet=False)
-    assert not sweep._progress_enabled(quiet=True)
+def test_progress_bar_only_on_a_terminal(monkeypatch, tmp_path):
+    """A bar at a terminal; lines off one or in CI (tests/test_progress.py); none quiet."""
+    import io
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setenv("CI", "true")
-    assert not sweep._progress_enabled(quiet=False)
+    run_sweep(dict(TINY, replications=1), results_dir=tmp_path / "q", jobs=1, quiet=True)
+    assert err.getvalue() == ""
+    run_sweep(dict(TINY, replications=1), results_dir=tmp_path / "l", jobs=1)
+    lines = err.getvalue().splitlines()
+    runs = load_runs(tmp_path / "l")
+    n, failed = len(runs), int(runs["error"].notna().sum())
+    assert lines[0].startswith(f"tiny: 0/{n} runs, ")
+    shown = f" ({failed} failed)" if failed else ""
+    assert lines[-1].startswith(f"tiny: {n}/{n} runs{shown}, ")
+    assert lines[-1].endswith(", done") and "\r" not in err.getvalue()
 
 
 def test_cli_exit_status_says_whether_any_run_failed(tmp_path):

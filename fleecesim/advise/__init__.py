@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import threading
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,7 +43,6 @@ WORKERS = (1, 2, 4, 8, 16, 32, 64)
 SPACE_SLACK = 0.10   # "within 10 % of the least space"
 AXIS = "backup.max-workers"
 MAX_REPLICATIONS = 100  # the default cap on runs per worker count (--max-replications)
-PROGRESS_EVERY_S = 5.0  # a progress line this often when stderr is not a terminal
 
 
 # ---------------------------------------------------------------- statistics
@@ -587,7 +583,7 @@ def plot(advice: Advice, runs: pd.DataFrame):
 
 
 def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, scheduler=None,
-                  dask_local=False, resume=True, quiet=True, progress=False, say=None):
+                  dask_local=False, resume=True, quiet=True, say=None):
     """Run the sweep for ``cfg`` (one variant) and return (Advice, runs, results dir).
 
     ``cons.runs`` runs per worker count; while a count has fewer runs without
@@ -595,9 +591,9 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
     ``cons.max_replications``) and the sweep resumed, so the runs stored
     before are kept. ``resume`` (the default) keeps runs an earlier advise of
     the same question stored in ``results_dir`` (a run's id is the hash of
-    its config and seed: a changed question never reuses one). ``progress``:
-    a line on stderr every ``PROGRESS_EVERY_S`` (for logs, where the sweep's
-    bar is off); ``say``: where to tell the user that replications were
+    its config and seed: a changed question never reuses one). Unless
+    ``quiet``, the sweep shows its progress (a bar at a terminal, else lines:
+    progress.py); ``say``: where to tell the user that replications were
     raised (default: nowhere)."""
     from ..sweep import load_runs, run_sweep
     reps = cons.runs
@@ -608,9 +604,8 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
             f"per worker count")
     while True:
         sweep = sweep_dict(cfg, cons, reps)
-        with _progress_lines(sweep, results_dir, enabled=progress):
-            out = run_sweep(sweep, results_dir=results_dir, jobs=jobs, scheduler=scheduler,
-                            dask_local=dask_local, resume=resume, quiet=quiet)
+        out = run_sweep(sweep, results_dir=results_dir, jobs=jobs, scheduler=scheduler,
+                        dask_local=dask_local, resume=resume, quiet=quiet)
         runs = load_runs(out)
         ok = runs[runs["error"].isna()]
         fewest = min(int((ok[AXIS] == w).sum()) for w in cons.workers)
@@ -623,60 +618,3 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
         reps, resume = more, True
     return analyse(runs, replace(cons, replications=reps), cfg), runs, out
 
-
-class _progress_lines:
-    """While a sweep runs: every ``PROGRESS_EVERY_S`` a line on stderr with the
-    runs stored of those planned, the time elapsed and an estimate of what is
-    left (from the rate of this invocation's runs). Counts the sweep's own
-    result files (``runs/<id>.parquet``, written last for each run), so it
-    works with every executor."""
-
-    def __init__(self, sweep: dict, results_dir, enabled: bool,
-                 every: float = PROGRESS_EVERY_S, stream=None):
-        self.enabled = enabled and results_dir is not None
-        self.every, self.stream = every, stream or sys.stderr
-        if self.enabled:
-            from ..sweep import plan
-            from ..sweep.spec import spec_from_dict
-            spec, base = spec_from_dict(sweep)
-            self.files = [os.path.join(results_dir, "runs", f"{r.run_id}.parquet")
-                          for r in plan(spec, base)]
-            self.name = spec.name
-
-    def done(self) -> int:
-        return sum(os.path.exists(f) for f in self.files)
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        self.t0, self.start = time.monotonic(), self.done()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-        return self
-
-    def line(self) -> str:
-        n, total = self.done(), len(self.files)
-        el = time.monotonic() - self.t0
-        new = n - self.start
-        left = f"~{_clock((total - n) * el / new)} left" if new > 0 and n < total else \
-            ("done" if n >= total else "estimating")
-        return f"{self.name}: {n}/{total} runs, {_clock(el)} elapsed, {left}"
-
-    def _loop(self):
-        while not self.stop.wait(self.every):
-            print(self.line(), file=self.stream, flush=True)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.stop.set()
-            self.thread.join()
-            if exc[0] is None:
-                print(self.line(), file=self.stream, flush=True)
-        return False
-
-
-def _clock(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
-        (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")

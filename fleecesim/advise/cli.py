@@ -50,7 +50,9 @@ def add_advise_subcommand(sub) -> None:
     a.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the runs of the same question already stored in the results "
                         "directory (default; --no-resume runs them all again)")
-    a.add_argument("--quiet", "-q", action="store_true")
+    a.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress (a bar at a terminal, else a line every "
+                        "FLEECESIM_PROGRESS_EVERY, default 10s) or messages")
     a.set_defaults(func=cmd_advise)
 
 
@@ -75,9 +77,6 @@ def cmd_advise(args) -> int:
     advice, runs, out = advise_config(c, cons, results_dir=out, jobs=args.jobs,
                                       scheduler=args.scheduler, dask_local=args.dask_local,
                                       resume=args.resume, quiet=args.quiet,
-                                      # off a terminal (a log, CI, | tee) the sweep's bar is
-                                      # off: a line every few seconds instead
-                                      progress=not args.quiet and not sys.stderr.isatty(),
                                       say=None if args.quiet else
                                       (lambda m: print(m, file=sys.stderr, flush=True)))
     print(advice.question)

@@ -17,10 +17,24 @@ import threading
 from pathlib import Path
 
 from ..errors import UserError
-from .dataset import (clean_temp, clear, load_latency, load_runs, load_timelines,
-                      read_manifest, write_manifest, write_output)
-from .execute import default_jobs
-from .spec import Run, SweepSpec, canonical_hash, load_sweep, plan, replication_seed, spec_from_dict
+
+# These load with their module on first use (PEP 562 __getattr__; the functions
+# below import what they call): the sweep's parser (sweep/cli.py) imports this
+# package, and ``fleecesim sweep --help`` needs none of pandas, pyarrow, pydantic.
+_LAZY = {**dict.fromkeys(("clean_temp", "clear", "load_latency", "load_runs", "load_timelines",
+                          "read_manifest", "write_manifest", "write_output"), "dataset"),
+         "default_jobs": "execute",
+         **dict.fromkeys(("Run", "SweepSpec", "canonical_hash", "load_sweep", "plan",
+                          "replication_seed", "spec_from_dict"), "spec")}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = ["Run", "SweepInterrupted", "SweepSpec", "canonical_hash", "load_latency",
            "load_runs", "load_sweep", "load_timelines", "plan", "read_manifest",
@@ -42,12 +56,9 @@ class SweepInterrupted(KeyboardInterrupt):
         self.signum, self.outdir, self.stored, self.total = signum, outdir, stored, total
 
 
-def _progress_enabled(quiet: bool) -> bool:
-    return not quiet and not os.environ.get("CI") and sys.stderr.isatty()
-
-
 def _check_outdir(d: Path, name: str, flag: str) -> None:
     """Refuse, before anything runs, a results directory that cannot be one."""
+    from .dataset import read_manifest
     if d.exists() and not d.is_dir():
         raise UserError(f"{flag} {d}: not a directory; expected a directory for the results")
     if d.is_dir():
@@ -97,6 +108,8 @@ def run_sweep(sweep: str | Path | dict, *, out: str | Path | None = None,
     ``resume`` keeps the runs already stored without error and runs the rest,
     failed ones included. On SIGINT/SIGTERM, runs in flight get
     ``INTERRUPT_GRACE_S`` to finish and be stored; then ``SweepInterrupted``."""
+    from .execute import default_jobs
+    from .spec import load_sweep, plan, spec_from_dict
     if isinstance(sweep, dict):
         spec, base_raw = spec_from_dict(sweep)
         source = None
@@ -141,6 +154,7 @@ def run_sweep(sweep: str | Path | dict, *, out: str | Path | None = None,
 
 
 def _execute(it, spec, runs, todo, outdir, flag, source, resume, stored, quiet) -> None:
+    from .dataset import clean_temp, clear, write_manifest, write_output
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -157,21 +171,17 @@ def _execute(it, spec, runs, todo, outdir, flag, source, resume, stored, quiet) 
         clear(outdir)
     write_manifest(outdir, spec, runs, source)
 
-    from tqdm import tqdm
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run",
-               desc=spec.name, disable=not _progress_enabled(quiet), file=sys.stderr,
-               dynamic_ncols=True)
-    failed = 0
+    # a bar at a terminal; off one (a log, CI, | tee) a line every few seconds
+    # with the runs stored, the time elapsed and an estimate of what is left
+    from ..progress import RunsProgress, mode
+    bar = RunsProgress(spec.name, len(runs), len(runs) - len(todo), mode(quiet))
     stored_now = len(runs) - len(todo)
 
     def store(output):
-        nonlocal failed, stored_now
+        nonlocal stored_now
         write_output(outdir, output)
         stored_now += 1
-        failed += output["row"].get("error") is not None
-        bar.update(1)
-        if failed:
-            bar.set_postfix(failed=failed, refresh=False)
+        bar.stored(output["row"].get("error") is not None)
 
     try:
         try:
@@ -191,8 +201,10 @@ def _execute(it, spec, runs, todo, outdir, flag, source, resume, stored, quiet) 
                 except KeyboardInterrupt:
                     pass
             raise SweepInterrupted(signum, outdir, stored_now, len(runs)) from None
-    finally:
-        bar.close()
+    except BaseException:
+        bar.close(ok=False)
+        raise
+    bar.close()
 
 
 def _raise_interrupted(signum, _frame):

@@ -1,4 +1,4 @@
-"""`fleecesim sweep`, plus `summarize` and `plot`, registered into the main CLI."""
+"""`fleecesim sweep`, registered into the main CLI (fleecesim/cli.py: SUBCOMMANDS)."""
 from __future__ import annotations
 
 import sys
@@ -38,7 +38,7 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
-def add_sweep_subcommands(sub) -> None:
+def add_sweep_subcommand(sub) -> None:
     s = sub.add_parser("sweep", help="run a sweep file: points x replications, in parallel")
     s.add_argument("sweep", help="a sweep YAML (see configs/sweeps/)")
     s.add_argument("--jobs", "-j", type=int, default=None,
@@ -57,10 +57,6 @@ def add_sweep_subcommands(sub) -> None:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a base-config value for every point")
     s.add_argument("--replications", type=int, default=None, help="override 'replications'")
-    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress (a bar at a terminal, else a line "
+                   "every FLEECESIM_PROGRESS_EVERY, default 10s) or messages")
     s.set_defaults(func=cmd_sweep)
-
-    from ..summarize import add_summarize_subcommand
-    add_summarize_subcommand(sub)
-    from ..plots import add_plot_subcommand
-    add_plot_subcommand(sub)

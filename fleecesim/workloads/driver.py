@@ -53,9 +53,6 @@ class GuestDriver:
         self.slow_inflight = 0  # max_inflight: slow-path requests holding a slot
         self._ends: list[float] = []  # max_inflight: end times of fast-path ones
         self._freed = None  # max_inflight: fires when a slow-path request ends
-        # progress(now): called every PROGRESS_EVERY requests (a progress bar);
-        # no events of its own, so it cannot change what the run does
-        self.progress = None
         # --- the error policy (module doc) ---
         self.werror, self.rerror = werror, rerror
         self.resume_after = resume_after
@@ -102,8 +99,6 @@ class GuestDriver:
 
     def _records(self):
         for chunk in self.source:
-            if self.progress is not None:
-                self.progress(self.env.now)
             yield from zip(chunk["time"].tolist(), chunk["op"].tolist(),
                            chunk["offset"].tolist(), chunk["length"].tolist())
 
@@ -229,8 +224,6 @@ class GuestDriver:
     def _next_chunk(self):
         """The next chunk's records (``_records``' next ``zip``), or None."""
         for chunk in self._chunks:
-            if self.progress is not None:
-                self.progress(self.env.now)
             self._it = it = zip(chunk["time"].tolist(), chunk["op"].tolist(),
                                 chunk["offset"].tolist(), chunk["length"].tolist())
             return it
