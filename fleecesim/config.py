@@ -766,6 +766,75 @@ def _drop_replaced(workload: dict, given) -> dict:
     return {k: v for k, v in workload.items() if k not in gone}
 
 
+# --- vzdump's schedule (Proxmox VE) -----------------------------------------
+def _vzdump_bwlimit(v):
+    """KiB/s, vzdump's unit for --bwlimit (pve-guest-common PVE/VZDump/Common.pm:
+    bwlimit, "Limit I/O bandwidth (in KiB/s)", 0 = unlimited): a bare number is
+    KiB/s, a rate with a unit ("100MiB/s") is converted. Kept in KiB/s so that
+    a dumped config reads back the same."""
+    if isinstance(v, bool):
+        raise ValueError(f"expected KiB/s (vzdump's unit) or a rate like '100MiB/s', got {v!r}")
+    if isinstance(v, (int, float)):
+        return parse_rate(v)
+    return parse_rate(v) / 1024
+
+
+class VzdumpFleecing(Model):
+    """vzdump's ``fleecing: enabled=<bool>,storage=<id>`` (PVE >= 8.2;
+    pve-guest-common PVE/VZDump/Common.pm: backup-fleecing, off by default).
+    On: each disk gets a fleecing image on ``storage`` for the backup's
+    length (qemu-server PVE/VZDump/QemuServer.pm: allocate_fleecing_images,
+    removed again after the VM's backup): the fleecing-push scheme. Off:
+    QEMU's backup job's copy-before-write copies straight to the target: the
+    backup scheme."""
+    enabled: bool = False
+    storage: str | None = None  # a name in devices:; None: backup.cache.device
+
+
+class VzdumpPerformance(Model):
+    """vzdump's ``performance: max-workers=N`` (PVE >= 8.2; pve-guest-common
+    PVE/VZDump/Common.pm: backup-performance, 1..256, default 16). qemu-server
+    (PVE/VZDump/QemuServer.pm: add_backup_performance_options) passes it to the
+    QMP ``backup`` command, and pve-qemu's backup patch (debian/patches/pve/
+    0029-PVE-Backup-Proxmox-backup-patches-for-QEMU.patch: qmp_backup) makes it
+    the job's BackupPerf max-workers, 16 when not given."""
+    max_workers: int = Field(16, ge=1, le=256)
+
+
+class VzdumpSpec(Model):
+    """One vzdump job's options, for every node of the fleet. vzdump backs up
+    a node's guests one at a time, in order (pve-manager PVE/VZDump.pm:
+    exec_backup loops over the sorted VMIDs calling exec_backup_task), one
+    vzdump per node (getlock on /var/run/vzdump.lock); each node runs its own
+    for its local guests (PVE/API2/VZDump.pm: vzdump keeps the local VMIDs of
+    get_included_guests), so nodes run side by side."""
+    # QemuServer.pm archive_pbs / archive_vma: speed = bwlimit * 1024 on the
+    # QMP backup command; pve-qemu's patch gives every drive's job that speed
+    # (backup_job_create(..., backup_state.speed, ...)).
+    bwlimit: Annotated[float, BeforeValidator(_vzdump_bwlimit)] = 0.0  # KiB/s
+
+    @property
+    def speed(self) -> float:
+        """The backup job's speed in bytes/s (0: unlimited)."""
+        return self.bwlimit * 1024
+    performance: VzdumpPerformance = VzdumpPerformance()
+    fleecing: VzdumpFleecing = VzdumpFleecing()
+
+    @field_validator("bwlimit")
+    @classmethod
+    def _bw(cls, v):
+        if v < 0:
+            raise ValueError("expected a rate >= 0 (0: unlimited)")
+        return v
+
+
+# backup keys vzdump sets on each VM's job (the key to use instead)
+VZDUMP_SETS = {"scheme": "fleet.vzdump.fleecing.enabled",
+               "max-workers": "fleet.vzdump.performance.max-workers",
+               "speed": "fleet.vzdump.bwlimit"}
+# --- end vzdump's schedule ---------------------------------------------------
+
+
 class VMSpec(Model):
     """One VM of a fleet: its own disk, workload and backup (each key given
     replaces the shared section's key; a workload naming its own trace, iops or
@@ -776,6 +845,11 @@ class VMSpec(Model):
     disk: dict[str, Any] = {}
     workload: dict[str, Any] = {}
     backup: dict[str, Any] = {}
+    # fleet.vzdump: the node whose vzdump backs this VM up (None: the one node),
+    # and this VM's own fleecing option (as if in a job of its own: that job
+    # waits for the node's vzdump lock, so still one VM at a time per node)
+    node: str | None = None
+    fleecing: VzdumpFleecing | None = None
 
     @field_validator("name")
     @classmethod
@@ -789,6 +863,8 @@ class VMSpec(Model):
 class FleetSpec(Model):
     # VM i's backup starts i x stagger (plus its own start) after the warm-up
     stagger: Seconds = Field(0.0, ge=0)
+    # vzdump's order instead: one VM at a time per node, nodes side by side
+    vzdump: VzdumpSpec | None = None
 
 
 DEFAULT_DEVICES = {"local": {"preset": "nvme"}, "target": {"preset": "nbd-1gbe"},
@@ -840,6 +916,13 @@ class Config(Model):
             d["run"].pop("bulk-zeroes", None)
         if self.qemu == QemuSpec():  # the newest behaviour: dumps (and hashes) as before
             d.pop("qemu", None)
+        # vzdump's schedule unused: fleets dump (and hash) as before it existed
+        if "fleet" in d and d["fleet"].get("vzdump") is None:
+            d["fleet"].pop("vzdump", None)
+        for vm in d.get("vms", ()):
+            for k in ("node", "fleecing"):
+                if vm.get(k) is None:
+                    vm.pop(k, None)
         # the error policies at their defaults: configs dump (and hash) as before them
         if self.guest == GuestSpec():
             d.pop("guest", None)
@@ -862,8 +945,50 @@ class Config(Model):
             names.add(vm.name)
         if self.faults != FaultsSpec():
             raise ValueError("faults: not supported with vms (a fault is one VM's)")
+        self._vzdump_check()
         self.vm_configs()  # each VM must be a valid config of its own
         return self
+
+    def _vzdump_check(self) -> None:
+        """fleet.vzdump orders the backups and sets each job's scheme,
+        max-workers and speed: a key that would say otherwise is an error."""
+        vz = self.fleet.vzdump
+        if vz is None:
+            for i, vm in enumerate(self.vms):
+                for k in ("node", "fleecing"):
+                    if getattr(vm, k) is not None:
+                        raise ValueError(f"vms[{i}].{k}: needs fleet.vzdump (vzdump's schedule)")
+            return
+        if self.fleet.stagger:
+            raise ValueError("fleet.stagger: not with fleet.vzdump (vzdump starts each VM "
+                             "when the one before it on its node ends)")
+        # The shared section's values (a dumped config carries every default,
+        # so what was typed is not known): each at BackupSpec's default or at
+        # vzdump's own value for the job, else it says otherwise.
+        b, dflt = self.backup, BackupSpec()
+        vz_sets = {"scheme": "fleecing-push" if vz.fleecing.enabled else "backup",
+                   "max-workers": vz.performance.max_workers, "speed": vz.speed}
+        for k, instead in VZDUMP_SETS.items():
+            v = getattr(b, k.replace("-", "_"))
+            if v != getattr(dflt, k.replace("-", "_")) and v != vz_sets[k]:
+                raise ValueError(f"backup.{k}: vzdump sets it; use {instead}")
+        for i, vm in enumerate(self.vms):
+            if vm.start:
+                raise ValueError(f"vms[{i}].start: not with fleet.vzdump (vzdump starts each "
+                                 f"VM when the one before it on its node ends)")
+            for k, instead in VZDUMP_SETS.items():
+                if k in vm.backup or k.replace("-", "_") in vm.backup:
+                    raise ValueError(f"vms[{i}].backup.{k}: vzdump sets it; use {instead}"
+                                     + (" or vms[i].fleecing" if k == "scheme" else ""))
+            fl = vm.fleecing or vz.fleecing
+            if fl.storage is not None and fl.storage not in self.devices:
+                where = f"vms[{i}].fleecing" if vm.fleecing else "fleet.vzdump.fleecing"
+                raise ValueError(f"{where}.storage: no device named {fl.storage!r} (expected "
+                                 f"one of {', '.join(sorted(self.devices))})")
+
+    def vm_nodes(self) -> list[str]:
+        """Each VM's node under fleet.vzdump (in the order of ``vms``)."""
+        return [vm.node or "node" for vm in self.vms]
 
     def vm_configs(self) -> list[tuple[str, float, "Config"]]:
         """(name, start delay after warm-up, resolved Config) per VM: the shared
@@ -884,6 +1009,14 @@ class Config(Model):
                     shared = _drop_replaced(shared, own)
                 raw[sec] = {**shared, **own}
             raw["run"]["seed"] = vm_seed(self.run.seed, vm.name)
+            vz = self.fleet.vzdump
+            if vz is not None:  # what vzdump passes to this VM's backup job (VzdumpSpec)
+                fl = vm.fleecing or vz.fleecing
+                raw["backup"]["scheme"] = "fleecing-push" if fl.enabled else "backup"
+                raw["backup"]["max-workers"] = vz.performance.max_workers
+                raw["backup"]["speed"] = vz.speed
+                if fl.storage is not None:
+                    raw["backup"]["cache"] = {**raw["backup"]["cache"], "device": fl.storage}
             if isinstance(raw["backup"].get("scheme"), list):
                 raise ValueError(f"vms[{i}].backup.scheme: one scheme per VM (use variants "
                                  f"to compare schemes)")
