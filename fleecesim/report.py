@@ -175,6 +175,8 @@ def vzdump_table(summary: dict) -> str:
     backup order its node, start, end and duration (seconds after the warm-up)
     and fleecing peak, then per node its window and fleecing peak."""
     warm = summary.get("config", {}).get("run", {}).get("warmup", 0.0) or 0.0
+    # a pbs target names the stage its chunks waited on most (nodes/pbs.py)
+    stage = any("pbs_bottleneck" in v for v in summary.get("vms", ()))
     body = []
     for n in summary.get("nodes", ()):
         for name in n["vms"]:
@@ -182,9 +184,11 @@ def vzdump_table(summary: dict) -> str:
             body.append([n["name"], name, f"{v['backup_start_s'] - warm:.1f}s",
                          f"{v['backup_end_s'] - warm:.1f}s",
                          f"{v['backup_duration_s']:.1f}s",
-                         fmt_size(v.get("fleecing_peak_bytes") or 0), v["backup_outcome"]])
+                         fmt_size(v.get("fleecing_peak_bytes") or 0)]
+                        + ([str(v.get("pbs_bottleneck") or "-")] if stage else [])
+                        + [v["backup_outcome"]])
         body.append([n["name"], "(node)", f"{n['backup_start_s'] - warm:.1f}s",
                      f"{n['backup_end_s'] - warm:.1f}s", f"{n['backup_window_s']:.1f}s",
-                     fmt_size(n["fleecing_peak_bytes"]), ""])
-    return _render(["node", "vm", "start", "end", "duration / window", "fleecing peak",
-                    "outcome"], body)
+                     fmt_size(n["fleecing_peak_bytes"])] + ([""] if stage else []) + [""])
+    return _render(["node", "vm", "start", "end", "duration / window", "fleecing peak"]
+                   + (["bottleneck"] if stage else []) + ["outcome"], body)
