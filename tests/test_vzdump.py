@@ -185,3 +185,15 @@ def test_run_prints_the_night_per_node(tmp_path, capsys):
     rows = [line.split() for line in tail[3:] if line.strip()]
     assert [r[:2] for r in rows] == [["node", "a"], ["node", "b"], ["node", "(node)"],
                                      ["pve2", "c"], ["pve2", "(node)"]]
+
+
+def test_the_reference_engine_gives_the_same_night():
+    from tests.test_engine_equivalence import assert_same
+    cfg = vz([{"name": "a"}, {"name": "b", "node": "pve2"}, {"name": "c"}])
+    fast, ref = run(cfg, analytic=True), run(cfg, analytic=False)
+    for a, b in zip(fast["vms"], ref["vms"]):
+        assert_same(a, b)
+    for a, b in zip(fast["nodes"], ref["nodes"]):
+        assert_same(a, b)
+    assert_same({k: v for k, v in fast.items() if k not in ("vms", "nodes", "events")},
+                {k: v for k, v in ref.items() if k not in ("vms", "nodes", "events")})
