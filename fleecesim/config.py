@@ -370,15 +370,68 @@ def known_schemes() -> list[str]:
 # Schemes whose job copies straight to the target, so sync=none means something
 # (the job idles for backup.window; CBW copies what the guest overwrites).
 SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
+PBS_SCHEMES = ("backup", "fleecing-push")  # schemes whose job can write a pbs target
 # Schemes whose CBW filter copies into a local fleecing (scratch) image, so
 # backup.cache.cluster-size sets the CBW granularity.
 FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018",
                           "fleecing-push-2018")
 
 
+# --- pbs target: a Proxmox Backup Server (nodes/pbs.py, devices/pbs.py) ----
+class PbsSpec(Model):
+    """``backup.target.pbs``: what PVE's backup does per chunk on the way to a
+    PBS datastore. CPU figures: ``proxmox-backup-client benchmark``'s
+    reference machine, an AMD Ryzen 7 2700X (devices/pbs.py RYZEN_2700X)."""
+    # PROXMOX_BACKUP_DEFAULT_CHUNK_SIZE; the chunk store accepts 64 KiB-4 MiB
+    # (pbs-datastore chunk_store.rs verify_chunk_size); PVE always uses 4 MiB
+    chunk_size: BlockSize = 4 * 2**20
+    # the data's zstd level-1 ratio (uncompressed / compressed, >= 1): an input
+    # per workload, 1 = incompressible
+    compression_ratio: float = Field(1.0, ge=1.0)
+    # share of the data chunks reaching the client whose digest the previous
+    # snapshot's index has (not uploaded); 0 = a first backup
+    known_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    # share of the uploaded chunks the datastore already stores (another group's)
+    stored_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    compress: bool = True   # pve-backup.c qmp_backup: has_compress ? compress : true
+    encrypt: bool = False   # a key file configured for the storage
+    sha256_speed: Rate = 2022e6
+    compress_speed: Rate = 752e6
+    aes_speed: Rate = 3645e6
+    tls_speed: Rate = 1235e6
+    verify_speed: Rate = 758e6
+    server_threads: int = Field(16, ge=1)  # the proxy's tokio workers: a 2700X's 16 threads
+    in_flight: int = Field(100, ge=1)      # upload_queue.rs mpsc::channel(100)
+    h2_window: Size = 32 * 2**20           # the server's HTTP/2 connection window
+    sync_level: Literal["none", "filesystem", "file"] = "filesystem"  # datastore sync-level
+    create_writes: int = Field(1, ge=0)    # 4 KiB metadata writes per new chunk file (NOT sourced)
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk(cls, v):
+        if not 64 * 2**10 <= v <= 4 * 2**20:
+            raise ValueError(f"expected a power of two from 64KiB to 4MiB (the chunk store's "
+                             f"sizes), got {v}")
+        return v
+
+    @field_validator("sha256_speed", "compress_speed", "aes_speed", "tls_speed",
+                     "verify_speed", "h2_window")
+    @classmethod
+    def _positive(cls, v):
+        if v <= 0:
+            raise ValueError("expected a value > 0")
+        return v
+
+
 class TargetSpec(Model):
     device: str = "target"
     cluster_size: BlockSize = 64 * 2**10
+    # nbd: an image over NBD (BackupTarget); pbs: a Proxmox Backup Server
+    # (PBSTarget), whose chunk size is the job's cluster size (PVE's
+    # backup-dump node reports it as its cluster size)
+    kind: Literal["nbd", "pbs"] = "nbd"
+    pbs: PbsSpec = PbsSpec()
+# --- end pbs target ----------------------------------------------------------
 
 
 # --- tiered fleecing cache (issue 3) -------------------------------------
@@ -1230,6 +1283,54 @@ class Config(Model):
                              "device: an offloaded copy has no target write to queue)")
         return self
 
+    # --- pbs target (nodes/pbs.py) ---
+    @model_validator(mode="after")
+    def _pbs_target(self):
+        """A pbs target: PVE's backup job (``backup``, or ``fleecing-push`` with
+        PVE 8.2's fleecing) writing through the backup-dump node, to a remote
+        device (its link, and the datastore as its backend)."""
+        b = self.backup
+        t = b.target
+        if t.kind != "pbs":
+            changed = sorted(_changed_keys(t.pbs.dump(), PbsSpec().dump()))
+            if changed:
+                raise ValueError(f"backup.target.pbs.{changed[0]}: only for a pbs target "
+                                 f"(backup.target.kind: pbs)")
+            return self
+        if t.cluster_size not in (TargetSpec().cluster_size, t.pbs.chunk_size):
+            raise ValueError(f"backup.target.cluster-size: a pbs target's cluster size is "
+                             f"its pbs.chunk-size ({t.pbs.chunk_size} bytes); leave it unset")
+        p, dp = t.pbs, PbsSpec()
+        for key, on, why in (("aes_speed", p.encrypt, "encrypt: true"),
+                             ("compress_speed", p.compress, "compress: true"),
+                             ("compression_ratio", p.compress, "compress: true")):
+            if not on and getattr(p, key) != getattr(dp, key):
+                raise ValueError(f"backup.target.pbs.{key.replace('_', '-')}: only acts "
+                                 f"with {why}")
+        from .schemes import option_error
+        schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
+        for s in schemes:  # a scheme with no target (none) leaves it out (variants)
+            if s not in PBS_SCHEMES and option_error(s, "target") is None:
+                raise ValueError(f"backup.target.kind: pbs is written by QEMU's backup job "
+                                 f"(PVE's pve-backup.c); scheme {s!r} is not one of "
+                                 f"{', '.join(PBS_SCHEMES)}")
+        dev = self.devices.get(b.target.device)
+        if dev is not None and dev.kind != "remote":
+            raise ValueError(f"backup.target.device: a pbs target needs a device of kind "
+                             f"remote (rtt, link-bandwidth, window; the datastore as its "
+                             f"backend), not {dev.kind!r}")
+        if self.faults.target:
+            raise ValueError("faults.target: not modelled for a pbs target (its connection "
+                             "is HTTP/2, not the NBD client the faults act on)")
+        if b.x_perf.use_copy_range:
+            raise ValueError("backup.x-perf.use-copy-range: PVE's backup-dump node has no "
+                             "copy_range (pve-qemu's backup patch: not exposed)")
+        if b.cbw_priority:
+            raise ValueError("backup.cbw-priority: a pbs target serves chunks in the dump "
+                             "callback's order (one mutex), there is no queue to reorder")
+        return self
+    # --- end pbs target ---
+
     @property
     def cluster_size(self) -> int:
         """The backup job's copy granularity, as QEMU's block-copy computes it from
@@ -1237,7 +1338,10 @@ class Config(Model):
         max(64 KiB, target cluster size, min-cluster-size). Under ``backup`` and
         ``legacy-backup`` the CBW filter shares the job's block-copy, so it is
         the CBW granularity too."""
-        return max(64 * 1024, self.backup.target.cluster_size, self.backup.min_cluster_size)
+        t = self.backup.target
+        # a pbs target: the backup-dump node reports the chunk size as its cluster size
+        tcs = t.pbs.chunk_size if t.kind == "pbs" else t.cluster_size
+        return max(64 * 1024, tcs, self.backup.min_cluster_size)
 
     @property
     def cbw_cluster_size(self) -> int:
