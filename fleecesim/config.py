@@ -1055,6 +1055,10 @@ class Config(Model):
         out = []
         for i, vm in enumerate(self.vms):
             raw = copy.deepcopy(base)
+            vz = self.fleet.vzdump
+            if vz is not None:  # the shared backup keys the VM's scheme acts on
+                fl = vm.fleecing or vz.fleecing
+                raw = _for_scheme(raw, "fleecing-push" if fl.enabled else "backup")
             for sec in VM_SECTIONS:
                 own = getattr(vm, sec)
                 shared = raw[sec]
@@ -1062,9 +1066,7 @@ class Config(Model):
                     shared = _drop_replaced(shared, own)
                 raw[sec] = {**shared, **own}
             raw["run"]["seed"] = vm_seed(self.run.seed, vm.name)
-            vz = self.fleet.vzdump
             if vz is not None:  # what vzdump passes to this VM's backup job (VzdumpSpec)
-                fl = vm.fleecing or vz.fleecing
                 raw["backup"]["scheme"] = "fleecing-push" if fl.enabled else "backup"
                 raw["backup"]["max-workers"] = vz.performance.max_workers
                 raw["backup"]["speed"] = vz.speed

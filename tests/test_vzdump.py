@@ -197,3 +197,17 @@ def test_the_reference_engine_gives_the_same_night():
         assert_same(a, b)
     assert_same({k: v for k, v in fast.items() if k not in ("vms", "nodes", "events")},
                 {k: v for k, v in ref.items() if k not in ("vms", "nodes", "events")})
+
+
+def test_fleecing_only_keys_of_the_shared_section_leave_a_vm_without_fleecing():
+    # pve-qemu sets cbw-timeout and discard-source only on a fleecing setup
+    # (debian/patches/pve/0038-PVE-backup-add-fleecing-option.patch): a VM whose
+    # job fleeces keeps them, one that does not runs the plain backup job
+    cfg = vz([{"name": "a"}, {"name": "b", "fleecing": {"enabled": False}}],
+             backup={**BASE["backup"], "cbw-timeout": "45s", "discard-source": True})
+    (_a, _s, a), (_b, _t, b) = cfg.vm_configs()
+    assert (a.scheme, a.backup.cbw_timeout, a.backup.discard_source) == \
+        ("fleecing-push", 45.0, True)
+    assert (b.scheme, b.backup.cbw_timeout, b.backup.discard_source) == ("backup", 0.0, False)
+    with pytest.raises(ConfigError, match="vms.0..backup.cbw-timeout: not used by the 'backup'"):
+        vz([{"name": "a", "backup": {"cbw-timeout": "5s"}}], {"fleecing": {"enabled": False}})
