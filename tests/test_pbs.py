@@ -238,3 +238,32 @@ def test_same_seed_same_result_other_seed_other_chunks():
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert a["pbs_chunks_known"] != c["pbs_chunks_known"] or \
         a["pbs_busy_cpu_s"] != c["pbs_busy_cpu_s"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("backup: {scheme: fleecing-pull, target: {kind: pbs}}",
+     "backup.target.kind: pbs is written by QEMU's backup job"),
+    ("devices: {target: {preset: sata-ssd}}\nbackup: {target: {kind: pbs}}",
+     "backup.target.device: a pbs target needs a device of kind remote"),
+    ("backup: {target: {kind: pbs, pbs: {chunk-size: 8MiB}}}",
+     "backup.target.pbs.chunk-size: expected a power of two from 64KiB to 4MiB"),
+    ("backup: {target: {kind: pbs, pbs: {compression-ratio: 0.5}}}",
+     "backup.target.pbs.compression-ratio: Input should be greater than or equal to 1"),
+    ("backup: {target: {pbs: {known-fraction: 0.5}}}",
+     "backup.target.pbs.known-fraction: only for a pbs target"),
+    ("backup: {target: {kind: pbs, cluster-size: 1MiB}}",
+     "backup.target.cluster-size: a pbs target's cluster size is its pbs.chunk-size"),
+    ("backup: {target: {kind: pbs, pbs: {aes-speed: 1GB/s}}}",
+     "backup.target.pbs.aes-speed: only acts with encrypt: true"),
+    ("backup: {target: {kind: pbs, pbs: {sync-level: always}}}",
+     "backup.target.pbs.sync-level: Input should be 'none', 'filesystem' or 'file'"),
+    ("backup: {target: {kind: sftp}}", "backup.target.kind: Input should be 'nbd' or 'pbs'"),
+])
+def test_bad_pbs_input_is_one_line(tmp_path, capsys, text, msg):
+    from tests.test_bad_input import _cli
+    code, err, out = _cli(tmp_path, capsys, "disk: {size: 64MiB}\nrun: {warmup: 0.1s}\n" + text)
+    assert code == 2 and len(err) == 1 and msg in err[0], err
+    assert not out.exists()
