@@ -58,6 +58,45 @@ def test_one_unencrypted_chunk_is_verified_on_the_server():
     assert c._done - c0._done == pytest.approx(L / 0.5e9, rel=1e-9)
 
 
+def test_one_chunk_under_a_small_window():
+    """A chunk larger than the window: its bytes pass a pipe of window / rtt
+    and arrive half a round trip before that pipe's end (devices/remote.py)."""
+    rtt, win = 20e-3, MiB
+    c = PBSClient(remote(rtt="20ms", window="1MiB"), h2_window=32 * MiB, sha256_speed=1e30,
+                  compress_speed=1e30, tls_speed=1e30, verify_speed=1e30, create_writes=0)
+    c0 = PBSClient(remote(rtt="20ms"), h2_window=32 * MiB, sha256_speed=1e30,
+                   compress_speed=1e30, tls_speed=1e30, verify_speed=1e30, create_writes=0)
+    c.submit(0.0, 0, L, L, UPLOAD)
+    c0.submit(0.0, 0, L, L, UPLOAD)  # the default 3 MiB window
+    plain = H2_FRAME + POST_HEADERS + chunk_post_path(1, L, L) + 2 + L + H2_FRAME
+    arrive = tls(plain) * rtt / win - rtt / 2
+    store = 50e-6 + L / 1e9
+    down = tls(RESPONSE_BYTES) / 2**30 + rtt / 2
+    assert c._done == pytest.approx(arrive + store + down, rel=1e-9)
+    assert c._done > c0._done
+
+
+def test_the_end_of_a_backup_closed_form():
+    """After the job: the last digest list (PUT fixed_index), fixed_close, the
+    fixed index written to the datastore (4096 + 32 bytes a chunk),
+    index.json.blob and finish: four round trips and one write."""
+    dev = remote(**{"rtt": "10ms"})
+    c = PBSClient(dev, sha256_speed=1e30, tls_speed=1e30)
+    for i in range(3):
+        c.submit(0.0, i * L, L, 0, KNOWN)
+    end = c.drain(1.0)
+    body = len(json.dumps({"wid": 1, "digest-list": ["0" * 64] * 3,
+                           "offset-list": [0, L, 2 * L]}, separators=(",", ":")))
+    B = 2**30
+    rt = 10e-3 + tls(RESPONSE_BYTES) / B
+    want = (1.0 + 4 * rt + tls(H2_FRAME + POST_HEADERS + len("/fixed_index") + 2 + body
+                               + H2_FRAME) / B
+            + sum(tls(H2_FRAME + POST_HEADERS + len(p) + 2 + b + (H2_FRAME if b else 0)) / B
+                  for p, b in (("/fixed_close", 300), ("/blob", 300), ("/finish", 0)))
+            + 50e-6 + (4096 + 32 * 3) / 1e9)
+    assert end == pytest.approx(want, rel=1e-9)
+
+
 def test_known_and_zero_chunks_cost_digest_or_nothing():
     c = PBSClient(remote(), sha256_speed=2e9)
     assert c.submit(0.0, 0, L, 0, KNOWN) == pytest.approx(L / 2e9, rel=1e-12)
