@@ -25,6 +25,13 @@ ROWS = [
     ("local_write_bytes", "local write", fmt_size),
     ("local_read_bytes", "local read", fmt_size),
     ("fleecing_peak_bytes", "fleecing peak", fmt_size),
+    # --- a pbs target (nodes/pbs.py); rows only where a run has one ---
+    ("pbs_chunks_uploaded", "PBS chunks uploaded", str),
+    ("pbs_chunks_known", "PBS chunks known", str),
+    ("pbs_chunks_zero", "PBS zero chunks", str),
+    ("pbs_net_up_bytes", "PBS network up", fmt_size),
+    ("pbs_bottleneck", "PBS bottleneck stage", str),
+    ("pbs_finish_after_job_s", "PBS finish after job", fmt_time),
     # --- tiered fleecing cache (issue 3); hidden when zero in every column ---
     ("ram_peak_bytes", "RAM tier peak", fmt_size),
     ("disk_cache_peak_bytes", "disk tier peak", fmt_size),

@@ -58,6 +58,45 @@ def test_one_unencrypted_chunk_is_verified_on_the_server():
     assert c._done - c0._done == pytest.approx(L / 0.5e9, rel=1e-9)
 
 
+def test_one_chunk_under_a_small_window():
+    """A chunk larger than the window: its bytes pass a pipe of window / rtt
+    and arrive half a round trip before that pipe's end (devices/remote.py)."""
+    rtt, win = 20e-3, MiB
+    c = PBSClient(remote(rtt="20ms", window="1MiB"), h2_window=32 * MiB, sha256_speed=1e30,
+                  compress_speed=1e30, tls_speed=1e30, verify_speed=1e30, create_writes=0)
+    c0 = PBSClient(remote(rtt="20ms"), h2_window=32 * MiB, sha256_speed=1e30,
+                   compress_speed=1e30, tls_speed=1e30, verify_speed=1e30, create_writes=0)
+    c.submit(0.0, 0, L, L, UPLOAD)
+    c0.submit(0.0, 0, L, L, UPLOAD)  # the default 3 MiB window
+    plain = H2_FRAME + POST_HEADERS + chunk_post_path(1, L, L) + 2 + L + H2_FRAME
+    arrive = tls(plain) * rtt / win - rtt / 2
+    store = 50e-6 + L / 1e9
+    down = tls(RESPONSE_BYTES) / 2**30 + rtt / 2
+    assert c._done == pytest.approx(arrive + store + down, rel=1e-9)
+    assert c._done > c0._done
+
+
+def test_the_end_of_a_backup_closed_form():
+    """After the job: the last digest list (PUT fixed_index), fixed_close, the
+    fixed index written to the datastore (4096 + 32 bytes a chunk),
+    index.json.blob and finish: four round trips and one write."""
+    dev = remote(**{"rtt": "10ms"})
+    c = PBSClient(dev, sha256_speed=1e30, tls_speed=1e30)
+    for i in range(3):
+        c.submit(0.0, i * L, L, 0, KNOWN)
+    end = c.drain(1.0)
+    body = len(json.dumps({"wid": 1, "digest-list": ["0" * 64] * 3,
+                           "offset-list": [0, L, 2 * L]}, separators=(",", ":")))
+    B = 2**30
+    rt = 10e-3 + tls(RESPONSE_BYTES) / B
+    want = (1.0 + 4 * rt + tls(H2_FRAME + POST_HEADERS + len("/fixed_index") + 2 + body
+                               + H2_FRAME) / B
+            + sum(tls(H2_FRAME + POST_HEADERS + len(p) + 2 + b + (H2_FRAME if b else 0)) / B
+                  for p, b in (("/fixed_close", 300), ("/blob", 300), ("/finish", 0)))
+            + 50e-6 + (4096 + 32 * 3) / 1e9)
+    assert end == pytest.approx(want, rel=1e-9)
+
+
 def test_known_and_zero_chunks_cost_digest_or_nothing():
     c = PBSClient(remote(), sha256_speed=2e9)
     assert c.submit(0.0, 0, L, 0, KNOWN) == pytest.approx(L / 2e9, rel=1e-12)
@@ -238,3 +277,62 @@ def test_same_seed_same_result_other_seed_other_chunks():
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert a["pbs_chunks_known"] != c["pbs_chunks_known"] or \
         a["pbs_busy_cpu_s"] != c["pbs_busy_cpu_s"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("backup: {scheme: fleecing-pull, target: {kind: pbs}}",
+     "backup.target.kind: pbs is written by QEMU's backup job"),
+    ("devices: {target: {preset: sata-ssd}}\nbackup: {target: {kind: pbs}}",
+     "backup.target.device: a pbs target needs a device of kind remote"),
+    ("backup: {target: {kind: pbs, pbs: {chunk-size: 8MiB}}}",
+     "backup.target.pbs.chunk-size: expected a power of two from 64KiB to 4MiB"),
+    ("backup: {target: {kind: pbs, pbs: {compression-ratio: 0.5}}}",
+     "backup.target.pbs.compression-ratio: Input should be greater than or equal to 1"),
+    ("backup: {target: {pbs: {known-fraction: 0.5}}}",
+     "backup.target.pbs.known-fraction: only for a pbs target"),
+    ("backup: {target: {kind: pbs, cluster-size: 1MiB}}",
+     "backup.target.cluster-size: a pbs target's cluster size is its pbs.chunk-size"),
+    ("backup: {target: {kind: pbs, pbs: {aes-speed: 1GB/s}}}",
+     "backup.target.pbs.aes-speed: only acts with encrypt: true"),
+    ("backup: {target: {kind: pbs, pbs: {sync-level: always}}}",
+     "backup.target.pbs.sync-level: Input should be 'none', 'filesystem' or 'file'"),
+    ("backup: {target: {kind: sftp}}", "backup.target.kind: Input should be 'nbd' or 'pbs'"),
+])
+def test_bad_pbs_input_is_one_line(tmp_path, capsys, text, msg):
+    from tests.test_bad_input import _cli
+    code, err, out = _cli(tmp_path, capsys, "disk: {size: 64MiB}\nrun: {warmup: 0.1s}\n" + text)
+    assert code == 2 and len(err) == 1 and msg in err[0], err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- VMs sharing one PBS
+SLOW_STORE = {**FAST_LINK, "backend": {"kind": "ssd", "latency": "1ms", "bandwidth": "200MB/s",
+                                       "queue-depth": 32}}
+
+
+def test_vms_on_one_datastore_share_its_store_mutex():
+    """Two VMs backing up at once to one datastore: ChunkStore::insert_chunk
+    holds one mutex per store, so their chunks are written one at a time
+    (the SSD's queue depth of 32 does not overlap them): the fleet takes the
+    sum of both VMs' chunks at one insert's service each."""
+    from fleecesim.config import resolve
+    raw = {"disk": {"size": "1GiB", "allocated": 1.0},
+           "devices": {"local": {"preset": "nvme"}, "target": SLOW_STORE},
+           "workload": {"iops": 0},
+           "backup": {"scheme": "backup", "target": {"kind": "pbs", "pbs": {
+               **FAST, "create-writes": 1}}},
+           "run": {"seed": 1, "warmup": "0.1s", "tail": "0s", "max-time": "600s"},
+           "vms": [{"name": "a"}, {"name": "b"}]}
+    s = simulate(resolve(raw)).summary
+    assert s.get("error") is None, s.get("traceback")
+    per = s["vms"]
+    S = 1e-3 + E1 / 200e6 + 1e-3 + 4096 / 200e6
+    assert s["backup_duration_s"] == pytest.approx(2 * 256 * S, rel=0.02)
+    for v in per:
+        assert v["oracle_ok"] and v["pbs_bottleneck"] == "datastore"
+        # both VMs' inserts over each one's window (booked when submitted, so
+        # up to a queue of chunks ahead of the window's edges: not exactly 1)
+        assert v["pbs_util_datastore"] > 0.9

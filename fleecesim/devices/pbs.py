@@ -168,6 +168,8 @@ class _Server:
         self.verify = [0.0] * threads   # heap: when each worker is free
         self.store_free = 0.0
         self.threads = threads
+        self.store_busy = 0.0   # seconds the store's mutex was held, by anyone
+        self.verify_busy = 0.0
 
 
 def server_of(backend, threads: int) -> _Server:
@@ -241,11 +243,13 @@ class PBSClient:
         self.n_chunks = 0
         self.n_known = self.n_zero = self.n_uploaded = self.n_stored = 0
         self.busy = {"cpu": 0.0, "tls": 0.0, "link": 0.0, "window": 0.0, "verify": 0.0,
-                     "datastore": 0.0}
+                     "datastore": 0.0, "disk": 0.0}
         self.up_bytes = 0
         self.down_bytes = 0
         self.requests = 0
         self.queue_full = 0  # chunks whose callback waited for room in the upload queue
+        self._shared0 = None  # _shared() at the first chunk, and at the drain
+        self._shared1 = None
 
     # ------------------------------------------------------------ the wire
     def _send_up(self, x: float, plain: int) -> float:
@@ -296,6 +300,7 @@ class PBSClient:
             srv.store_free = s
             return s
         dev = self.backend
+        b0 = dev.busy
         pos = self._position(offset)
         e = dev.submit(s, pos, encoded, True)
         for i in range(self.create_writes):
@@ -304,6 +309,10 @@ class PBSClient:
             e = dev.submit(e, pos, 0, True)
             e = dev.submit(e, pos, 0, True)
         self.busy["datastore"] += e - s
+        srv.store_busy += e - s
+        # the device's own busy time: more than the mutex's hold when a write
+        # cache acknowledges early and destages later (devices/hdd.py)
+        self.busy["disk"] += dev.busy - b0
         srv.store_free = e
         return e
 
@@ -327,13 +336,22 @@ class PBSClient:
             start = srv.verify[0] if srv.verify[0] > arrive else arrive
             heapq.heapreplace(srv.verify, start + v)
             self.busy["verify"] += v
+            srv.verify_busy += v
             arrive = start + v
         return self._send_down(self._store(arrive, offset, encoded, stored), RESPONSE_BYTES)
 
     # ------------------------------------------------------------ per chunk
+    def _shared(self) -> dict[str, float]:
+        """Busy seconds of the resources other clients may share, so far."""
+        srv = self.server
+        return {"link": self.link.up.busy, "verify": srv.verify_busy,
+                "datastore": srv.store_busy, "disk": self.backend.busy}
+
     def submit(self, now: float, offset: int, length: int, encoded: int, kind: int,
                stored: bool = False) -> float:
         """One chunk through the dump callback: when the job's write returns."""
+        if self._shared0 is None:
+            self._shared0 = self._shared()
         self._prune(now)
         t = self._mutex if self._mutex > now else now
         if kind == UPLOAD:
@@ -390,13 +408,23 @@ class PBSClient:
         e = self.backend.submit(s, self._position(-1), FIDX_HEADER + 32 * self.n_chunks, True)
         srv.store_free = e
         t = self._round_trip(e, len("/blob"), SMALL_REQUEST)
-        return self._round_trip(t, len("/finish"), 0)
+        t = self._round_trip(t, len("/finish"), 0)
+        self._shared1 = self._shared()
+        return t
 
     # ------------------------------------------------------------ reporting
     def utilisation(self, elapsed: float) -> dict[str, float]:
-        """Each stage's busy share of ``elapsed`` seconds (verify over its workers)."""
+        """Each stage's busy share of ``elapsed`` seconds (verify over its
+        workers). The link, the server's workers, the store's mutex and the
+        datastore device count everyone's work while this backup ran (other
+        VMs on the same link or datastore: fleet.py), so the stage that bounds
+        this backup is the one nearest 1; the CPU, TLS and window stages are
+        this session's own."""
         if elapsed <= 0:
             return {k: 0.0 for k in self.busy}
         u = {k: v / elapsed for k, v in self.busy.items()}
+        if self._shared0 is not None and self._shared1 is not None:
+            for k, v in self._shared1.items():
+                u[k] = (v - self._shared0[k]) / elapsed
         u["verify"] /= self.server.threads
         return u
