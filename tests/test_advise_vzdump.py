@@ -62,7 +62,7 @@ def test_space_is_the_bound_on_the_nodes_peak(swept):
                                              cons.confidence)[0]
     assert advice.met and advice.workers in (1, 16)
     assert advice.space_bytes == advice.data_bytes + advice.metadata_bytes
-    assert "node node" in advice.question and "vzdump" in advice.question
+    assert "node 'node'" in advice.question and "vzdump" in advice.question
 
 
 def test_a_window_shorter_than_one_worker_needs_picks_more_workers(swept):

@@ -547,7 +547,7 @@ def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
         r["why"] = "; ".join(why)
         rows.append(r)
     table = pd.DataFrame(rows)
-    where = (f"{cfg.name}, node {node_of(cfg, cons.node)} (vzdump, one VM at a time)"
+    where = (f"{cfg.name}, node {node_of(cfg, cons.node)!r} (vzdump, one VM at a time)"
              if is_vzdump(cfg) else cfg.name)
     question = (f"{where}: how much fleecing space and how many workers for "
                 f"{cons.describe()}? (upper {conf * 100:g}% confidence bounds on "
