@@ -215,6 +215,7 @@ class PBSClient:
                              f"kind remote (its link and the datastore behind it)")
         self.name = dev.name
         self.link = link
+        link.users += 1  # an NBD client on the same link must not prune ahead of us
         self.backend = dev.backend
         self.compress, self.encrypt = compress, encrypt
         self.s_sha = 1.0 / sha256_speed
