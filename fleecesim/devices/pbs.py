@@ -100,8 +100,10 @@ from .remote import _Pipe, PRUNE_AT
 # shows a run at 101-103 % of these.)
 RYZEN_2700X = {"tls": 1235e6, "sha256": 2022e6, "compress": 752e6, "aes": 3645e6,
                "verify": 758e6}
-# The proxy's tokio runtime has one worker per logical CPU by default (tokio
-# runtime::Builder::new_multi_thread); a 2700X has 8 cores, 16 threads.
+# The proxy runs on proxmox-rs proxmox-async src/runtime.rs ``main`` ->
+# get_runtime: tokio's multi-thread runtime with its default worker count,
+# one per CPU the system reports (tokio runtime::Builder::worker_threads);
+# a 2700X has 8 cores, 16 threads.
 SERVER_THREADS_2700X = 16
 
 CHUNK_SIZE = 4 * 2**20        # proxmox-backup-qemu src/lib.rs PROXMOX_BACKUP_DEFAULT_CHUNK_SIZE
@@ -215,6 +217,7 @@ class PBSClient:
                              f"kind remote (its link and the datastore behind it)")
         self.name = dev.name
         self.link = link
+        link.users += 1  # an NBD client on the same link must not prune ahead of us
         self.backend = dev.backend
         self.compress, self.encrypt = compress, encrypt
         self.s_sha = 1.0 / sha256_speed
