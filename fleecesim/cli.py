@@ -75,6 +75,12 @@ def cmd_run(args) -> int:
             print(table(shown))
             print("total: backup duration = first VM's backup start to last VM's end; "
                   "bytes summed; latencies the worst VM's; fleecing peak of all VMs at once")
+            for s in summaries:
+                if s.get("nodes"):  # vzdump's schedule: the night per node
+                    from .report import vzdump_table
+                    print(f"\nvzdump{' ' + s['name'] if len(summaries) > 1 else ''}: one VM "
+                          f"at a time per node (times after the warm-up)")
+                    print(vzdump_table(s))
         else:
             print(table(summaries))
         logs = [s for s in summaries if s.get("events")]

@@ -6,6 +6,10 @@ backup server's link, the local fleecing device). Each VM is ``vm.VM``, the
 same object a one-VM run uses; its backup starts ``start`` (plus
 ``i x fleet.stagger``) seconds after the common warm-up. Each VM gets its own
 summary and data oracle; the fleet's summary adds totals.
+
+With ``fleet.vzdump`` the order is Proxmox VE's instead (config.VzdumpSpec):
+each node backs its VMs up one at a time in list order, the nodes side by
+side; the summary adds one row per node (``nodes``).
 """
 from __future__ import annotations
 
@@ -29,6 +33,29 @@ SUM_KEYS = ("guest_ios", "guest_ios_during_backup", "cbw_count", "cbw_bytes",
             "oracle_violations", "commit_violations", "clusters_to_copy")
 MAX_KEYS = ("read_p50_s", "read_p99_s", "read_max_s", "write_p50_s", "write_p99_s",
             "write_max_s", "write_p99_baseline_s")
+
+
+# per-node keys copied into the fleet's summary as node_<name>_<key> (sweep columns)
+PER_NODE_KEYS = ("backup_window_s", "fleecing_peak_bytes", "vm_count")
+
+
+def node_summaries(per: list[dict], vms, nodes: list[str]) -> list[dict]:
+    """Per node under vzdump's schedule: its VMs in backup order, its window
+    (its first VM's start to its last VM's end) and the peak of its VMs'
+    fleecing images at once (one at a time, so the largest VM's peak)."""
+    out = {}
+    for s, vm, node in zip(per, vms, nodes):
+        out.setdefault(node, []).append((s, vm))
+    rows = []
+    for node, members in out.items():
+        start = min(s["backup_start_s"] for s, _vm in members)
+        end = max(s["backup_end_s"] for s, _vm in members)
+        rows.append({"name": node, "vms": [s["name"] for s, _vm in members],
+                     "vm_count": len(members), "backup_start_s": start, "backup_end_s": end,
+                     "backup_window_s": end - start,
+                     "fleecing_peak_bytes": int(combined_peak([vm.fleecing_level
+                                                               for _s, vm in members]))})
+    return rows
 
 
 def combined_peak(levels) -> float:
@@ -82,7 +109,23 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
         yield vm.until_done()
         vm.end()
 
-    procs = [env.process(life(vm, s)) for vm, (_n, s, _c) in zip(vms, vm_cfgs)]
+    def node_life(group):
+        """One node's vzdump: its VMs' backups one after another, in order
+        (pve-manager PVE/VZDump.pm: exec_backup's loop over the task list); a
+        VM whose backup fails or runs out of time does not stop the next."""
+        for vm in group:
+            vm.begin()
+            yield vm.until_done()
+            vm.end()
+
+    nodes = cfg.vm_nodes() if cfg.fleet.vzdump is not None else None
+    if nodes is None:
+        procs = [env.process(life(vm, s)) for vm, (_n, s, _c) in zip(vms, vm_cfgs)]
+    else:
+        groups = {}
+        for vm, node in zip(vms, nodes):
+            groups.setdefault(node, []).append(vm)
+        procs = [env.process(node_life(g)) for g in groups.values()]
     env.run(until=simpy.AllOf(env, procs))
     t_last = env.now
     if bar is not None:
@@ -96,9 +139,12 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
         bar.finishing()
 
     results = []
-    for vm, (vname, start, c) in zip(vms, vm_cfgs):
+    for i, (vm, (vname, start, c)) in enumerate(zip(vms, vm_cfgs)):
         s = {"name": vname, "scheme": c.scheme, "seed": c.run.seed,
              "fleecesim_version": __version__, "start_delay_s": start}
+        if nodes is not None:  # vzdump decided the start
+            s["node"] = nodes[i]
+            s["start_delay_s"] = vm.t0 - cfg.run.warmup
         results.append(vm.result(vname, s, t_stop))
     per = [r.summary for r in results]
 
@@ -130,6 +176,11 @@ def simulate_fleet(cfg, name, summary, fast_path: bool = True, analytic: bool = 
     for s in per:
         for k in PER_VM_KEYS:
             summary[f"vm_{s['name']}_{k}"] = s[k]
+    if nodes is not None:
+        summary["nodes"] = node_summaries(per, vms, nodes)
+        for n in summary["nodes"]:
+            for k in PER_NODE_KEYS:
+                summary[f"node_{n['name']}_{k}"] = n[k]
     summary["events"] = sorted((f"{e.split(' ', 1)[0]} {s['name']}: {e.split(' ', 1)[1]}"
                                 for s in per for e in s.get("events", ())),
                                key=lambda e: float(e.split("s ", 1)[0]))

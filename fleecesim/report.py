@@ -25,6 +25,13 @@ ROWS = [
     ("local_write_bytes", "local write", fmt_size),
     ("local_read_bytes", "local read", fmt_size),
     ("fleecing_peak_bytes", "fleecing peak", fmt_size),
+    # --- a pbs target (nodes/pbs.py); rows only where a run has one ---
+    ("pbs_chunks_uploaded", "PBS chunks uploaded", lambda v: _count(v)),
+    ("pbs_chunks_known", "PBS chunks known", lambda v: _count(v)),
+    ("pbs_chunks_zero", "PBS zero chunks", lambda v: _count(v)),
+    ("pbs_net_up_bytes", "PBS network up", fmt_size),
+    ("pbs_bottleneck", "PBS bottleneck stage", str),
+    ("pbs_finish_after_job_s", "PBS finish after job", fmt_time),
     # --- tiered fleecing cache (RAM tier, spill, flush); hidden when zero in every column ---
     ("ram_peak_bytes", "RAM tier peak", fmt_size),
     ("disk_cache_peak_bytes", "disk tier peak", fmt_size),
@@ -212,3 +219,27 @@ def saved_line(outdir, run_dirs) -> str:
     if req:
         line += f" ({fmt_size(req)} of them requests.parquet, one row per guest request)"
     return line + "; --no-save writes none"
+
+
+def vzdump_table(summary: dict) -> str:
+    """A fleet run under vzdump's schedule as its admin reads it: per VM in
+    backup order its node, start, end and duration (seconds after the warm-up)
+    and fleecing peak, then per node its window and fleecing peak."""
+    warm = summary.get("config", {}).get("run", {}).get("warmup", 0.0) or 0.0
+    # a pbs target names the stage its chunks waited on most (nodes/pbs.py)
+    stage = any("pbs_bottleneck" in v for v in summary.get("vms", ()))
+    body = []
+    for n in summary.get("nodes", ()):
+        for name in n["vms"]:
+            v = next(x for x in summary["vms"] if x["name"] == name)
+            body.append([n["name"], name, f"{v['backup_start_s'] - warm:.1f}s",
+                         f"{v['backup_end_s'] - warm:.1f}s",
+                         f"{v['backup_duration_s']:.1f}s",
+                         fmt_size(v.get("fleecing_peak_bytes") or 0)]
+                        + ([str(v.get("pbs_bottleneck") or "-")] if stage else [])
+                        + [v["backup_outcome"]])
+        body.append([n["name"], "(node)", f"{n['backup_start_s'] - warm:.1f}s",
+                     f"{n['backup_end_s'] - warm:.1f}s", f"{n['backup_window_s']:.1f}s",
+                     fmt_size(n["fleecing_peak_bytes"])] + ([""] if stage else []) + [""])
+    return _render(["node", "vm", "start", "end", "duration / window", "fleecing peak"]
+                   + (["bottleneck"] if stage else []) + ["outcome"], body)

@@ -453,6 +453,9 @@ class VM:
             "host_requests": host.requests,
             "host_memcpy_bytes": host.copied,
         })
+        pbs = getattr(graph.target, "summary", None)
+        if pbs is not None:  # a pbs target's chunks, bytes and stages (nodes/pbs.py)
+            summary.update(pbs(t0, t_end))
 
         # ---------------------------------------------------------------- frames
         def requests_frame():

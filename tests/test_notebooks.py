@@ -10,7 +10,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-copy-ordering.ipynb",
-                                           "03-sizing.ipynb", "04-advise.ipynb"]
+                                           "03-sizing.ipynb", "04-advise.ipynb",
+                                           "05-proxmox.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

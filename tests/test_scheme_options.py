@@ -29,6 +29,7 @@ BASE["devices.wan"].pop("backup")
 SMALL_WORKERS = {"backup.max-workers": 2}  # 64 x 1 MiB claims all 32 MiB at t0: no order left
 RAM = {"backup.cache.ram.size": "2MiB"}
 RAM_SLOW = {**RAM, **SMALL_WORKERS}  # copy-on-read needs time before the job copies a cluster
+PBS = {"backup.target.kind": "pbs"}
 OUTAGE = {"kind": "outage", "at": "0.02s", "duration": "0.05s"}  # reconnect-delay 0: EIO
 TRIALS = {
     "target.device": ("target2", {}),
@@ -76,6 +77,16 @@ TRIALS = {
     "resume-after": ("0.05s", {"faults.target": [OUTAGE], "backup.on-target-error": "stop"}),
     "on-source-error": ("stop", {"backup.cache.size": "128KiB",
                                  "backup.on-cbw-error": "break-snapshot"}),
+    # a Proxmox Backup Server target (nodes/pbs.py): each key with the pbs kind
+    "target.kind": ("pbs", {}),
+    **{f"target.pbs.{k}": (v, PBS) for k, v in {
+        "chunk-size": "1MiB", "compression-ratio": 2.0, "known-fraction": 0.5,
+        "stored-fraction": 0.5, "compress": False, "encrypt": True,
+        "sha256-speed": "500MB/s", "compress-speed": "100MB/s",
+        "tls-speed": "100MB/s", "verify-speed": "100MB/s", "server-threads": 1,
+        "in-flight": 2, "h2-window": "64KiB", "sync-level": "file",
+        "create-writes": 0}.items()},
+    "target.pbs.aes-speed": ("100MB/s", {**PBS, "backup.target.pbs.encrypt": True}),
 }
 PENDING: set = set()
 

@@ -42,6 +42,9 @@ from ..units import fmt_size, fmt_time, parse_time
 WORKERS = (1, 2, 4, 8, 16, 32, 64)
 SPACE_SLACK = 0.10   # "within 10 % of the least space"
 AXIS = "backup.max-workers"
+# A fleet under vzdump's schedule: vzdump's performance max-workers, which it
+# passes to every VM's backup job (config.VzdumpPerformance)
+FLEET_AXIS = "fleet.vzdump.performance.max-workers"
 MAX_REPLICATIONS = 100  # the default cap on runs per worker count (--max-replications)
 
 
@@ -169,6 +172,7 @@ class Constraints:
     workers: tuple[int, ...] = WORKERS
     confidence: float = 0.9
     max_replications: int = MAX_REPLICATIONS
+    node: str | None = None          # a vzdump fleet: the node asked about
 
     @property
     def p(self) -> float:
@@ -195,7 +199,7 @@ class Constraints:
     @classmethod
     def parse(cls, *, no_spill=False, write_p99=None, max_stall=None, window=None,
               percentile=95.0, replications=None, workers=None, confidence=0.9,
-              max_replications=MAX_REPLICATIONS) -> "Constraints":
+              max_replications=MAX_REPLICATIONS, node=None) -> "Constraints":
         """From command-line text; UserError (one line) on a bad value."""
         def dur(flag, v):
             if v is None:
@@ -244,7 +248,7 @@ class Constraints:
             if not ws or ws[0] < 1:
                 raise UserError(f"--workers {workers}: expected whole numbers >= 1")
         c = cls(bool(no_spill), dur("--write-p99", write_p99), dur("--max-stall", max_stall),
-                dur("--window", window), p, reps, ws, conf, cap)
+                dur("--window", window), p, reps, ws, conf, cap, node)
         if reps is not None and reps > cap:
             raise UserError(f"--replications {reps}: more than --max-replications {cap}")
         if c.needed > cap:
@@ -272,20 +276,78 @@ def has_cache(scheme: str) -> bool:
     return option_error(scheme, "cache") is None
 
 
+# ---------------------------------------------------------------- a vzdump node
+def is_vzdump(cfg) -> bool:
+    return bool(cfg.vms) and cfg.fleet.vzdump is not None
+
+
+def axis_of(cfg) -> str:
+    return FLEET_AXIS if is_vzdump(cfg) else AXIS
+
+
+def scheme_of(cfg) -> str:
+    """The scheme the advice is about: a vzdump node's is fleecing-push when any
+    of its VMs fleeces (the space question), else backup."""
+    if not is_vzdump(cfg):
+        return cfg.scheme
+    schemes = {c.scheme for _n, _s, c in cfg.vm_configs()}
+    return "fleecing-push" if "fleecing-push" in schemes else "backup"
+
+
+def node_of(cfg, node: str | None) -> str:
+    """The node a vzdump fleet's question is about: ``node``, or the only one."""
+    nodes = list(dict.fromkeys(cfg.vm_nodes()))
+    if node is None:
+        if len(nodes) > 1:
+            raise UserError(f"advise: {cfg.name} has nodes {', '.join(nodes)}; say which "
+                            f"one with --node")
+        return nodes[0]
+    if node not in nodes:
+        raise UserError(f"--node {node}: no such node in {cfg.name} (expected one of "
+                        f"{', '.join(nodes)})")
+    return node
+
+
+def node_runs(runs: pd.DataFrame, cfg, node: str) -> pd.DataFrame:
+    """A vzdump fleet's runs with the node's figures under the one-VM column
+    names ``analyse`` reads: its fleecing peak is the space (PVE's fleecing
+    image is one image on one storage: no RAM tier, all of it on disk), its
+    window the duration; latencies stay the worst VM's of the whole fleet."""
+    r = runs.copy()
+    for col in ("fleecing_peak_bytes", "backup_window_s"):
+        key = f"node_{node}_{col}"
+        r[col] = r[key] if key in r else math.nan
+    r["disk_cache_peak_bytes"] = r["fleecing_peak_bytes"]
+    r["ram_peak_bytes"] = 0.0
+    r["spill_bytes"] = 0.0
+    r["backup_duration_s"] = r["backup_window_s"]
+    return r
+
+
 def sweep_dict(cfg, cons: Constraints, replications: int | None = None) -> dict:
     """The sweep (a dict for ``run_sweep``) that answers the question for ``cfg``
     (one resolved variant): ``replications`` runs per worker count (default
     ``cons.runs``). Replication r's seed depends on r alone, so a larger count
     plans the same runs and more: resuming keeps the earlier ones."""
     from ..schemes import option_error
-    scheme = cfg.scheme
+    scheme = scheme_of(cfg)
     if option_error(scheme, "max-workers") is not None:
         raise UserError(f"advise: the {scheme!r} scheme has no max-workers to choose "
                         f"(use backup, fleecing-push or fleecing-pull)")
     base = cfg.dump()
     base.pop("variants", None)
-    base["backup"]["scheme"] = scheme
     sets: dict = {}
+    if is_vzdump(cfg):
+        node_of(cfg, cons.node)  # the node must exist
+        if cons.no_spill:
+            raise UserError("advise --no-spill: a vzdump node's fleecing image is one image "
+                            "on its fleecing storage (no RAM tier to size)")
+        for i, vm in enumerate(cfg.vms):  # a VM's own cache size would bound its image
+            if "size" in (vm.backup.get("cache") or {}):
+                raise UserError(f"advise: vms[{i}].backup.cache.size bounds that VM's "
+                                f"fleecing image; leave it out to measure the space needed")
+    else:
+        base["backup"]["scheme"] = scheme
     if has_cache(scheme):
         sets["backup.cache.size"] = None  # unbounded: the peak is the space needed
         if cons.no_spill:
@@ -297,7 +359,8 @@ def sweep_dict(cfg, cons: Constraints, replications: int | None = None) -> dict:
         # never cost more than the question needs
         sets["run.max-time"] = cons.window * 1.02
     return {"name": f"advise-{cfg.name}", "base": base, "set": sets,
-            "replications": replications or cons.runs, "grid": {AXIS: list(cons.workers)}}
+            "replications": replications or cons.runs,
+            "grid": {axis_of(cfg): list(cons.workers)}}
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -328,6 +391,19 @@ def assumptions(cfg, scheme: str, metadata_bytes: float) -> list[str]:
     """What the advice takes for granted, printed with it."""
     out = [f"it holds for the modelled workload only ({workload_text(cfg)}); another "
            f"guest load needs its own runs"]
+    if is_vzdump(cfg):
+        out[0] = (f"it holds for the modelled VMs only ({len(cfg.vms)} VMs, shared workload "
+                  f"{workload_text(cfg)}, each VM's own keys over it); other guests need "
+                  f"their own runs")
+        out.append("vzdump backs up one VM at a time per node (PVE/VZDump.pm exec_backup) "
+                   "and removes each VM's fleecing image after its backup, so the node "
+                   "needs the space of its largest VM's backup, not the sum; the guests "
+                   "of all VMs run all night")
+        if has_cache(scheme):
+            out.append("PVE creates the fleecing image in the fleecing storage's default "
+                       "format (qemu-server PVE/VZDump/QemuServer.pm: "
+                       "allocate_fleecing_images): raw on LVM-thin or ZFS carries no qcow2 "
+                       "metadata, the qcow2 metadata figure is for a directory storage")
     if has_cache(scheme):
         cs = cfg.backup.cache.cluster_size
         out.append(f"the disk tier includes {fmt_size(metadata_bytes)} of qcow2 metadata for "
@@ -365,6 +441,7 @@ class Advice:
     rank: int | None = None        # the bound is the rank-th largest of them
     assumptions: list[str] = field(default_factory=list)
     unmet: list[str] = field(default_factory=list)
+    axis: str = AXIS               # the swept key
 
     @property
     def met(self) -> bool:
@@ -415,11 +492,13 @@ class Advice:
 
 def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
     """The advice from a sweep's runs (``load_runs`` of ``sweep_dict``'s sweep)."""
-    scheme = cfg.scheme
+    scheme, axis = scheme_of(cfg), axis_of(cfg)
+    if is_vzdump(cfg):
+        runs = node_runs(runs, cfg, node_of(cfg, cons.node))
     p, conf = cons.p, cons.confidence
     rows = []
     for w in cons.workers:
-        g = runs[runs[AXIS] == w]
+        g = runs[runs[axis] == w]
         errs = g["error"].dropna() if len(g) else pd.Series([], dtype=object)
         why = []
         if len(g) < cons.runs:
@@ -464,10 +543,12 @@ def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
         r["why"] = "; ".join(why)
         rows.append(r)
     table = pd.DataFrame(rows)
-    question = (f"{cfg.name}: how much fleecing space and how many workers for "
+    where = (f"{cfg.name}, node {node_of(cfg, cons.node)!r} (vzdump, one VM at a time)"
+             if is_vzdump(cfg) else cfg.name)
+    question = (f"{where}: how much fleecing space and how many workers for "
                 f"{cons.describe()}? (upper {conf * 100:g}% confidence bounds on "
                 f"p{cons.percentile:g}, {cons.runs} runs per worker count)")
-    adv = Advice(question, cons, scheme, table, None)
+    adv = Advice(question, cons, scheme, table, None, axis=axis)
     adv.assumptions = assumptions(cfg, scheme, _metadata(cfg, scheme, 0.0))
     feas = table[table["feasible"]]
     if not len(feas):
@@ -484,6 +565,8 @@ def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
         return adv
     if cons.no_spill:
         adv.ram_bytes, disk_data = float(pick["ram_bytes"]), 0.0
+    elif is_vzdump(cfg):
+        adv.ram_bytes, disk_data = 0.0, float(pick["disk_bytes"])
     else:
         adv.ram_bytes = float(cfg.backup.cache.ram.size)
         disk_data = float(pick["disk_bytes"])
@@ -499,6 +582,9 @@ def _metadata(cfg, scheme: str, disk_data: float) -> int:
     scheme without a fleecing image)."""
     if not has_cache(scheme):
         return 0
+    if is_vzdump(cfg):  # one VM's image at a time: the largest of them
+        return max(qcow2_metadata_bytes(c.disk.size, disk_data, c.backup.cache.cluster_size)
+                   for _n, _s, c in cfg.vm_configs() if c.scheme == "fleecing-push")
     return qcow2_metadata_bytes(cfg.disk.size, disk_data, cfg.backup.cache.cluster_size)
 
 
@@ -535,7 +621,7 @@ def plot(advice: Advice, runs: pd.DataFrame):
     import matplotlib
     cmap = matplotlib.colormaps["viridis"]
     for i, w in enumerate(c.workers):
-        g = runs[(runs[AXIS] == w) & runs["error"].isna()]
+        g = runs[(runs[advice.axis] == w) & runs["error"].isna()]
         if not len(g):
             continue
         peaks = g["fleecing_peak_bytes"].astype(float).to_numpy()
@@ -608,7 +694,7 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
                         dask_local=dask_local, resume=resume, quiet=quiet)
         runs = load_runs(out)
         ok = runs[runs["error"].isna()]
-        fewest = min(int((ok[AXIS] == w).sum()) for w in cons.workers)
+        fewest = min(int((ok[axis_of(cfg)] == w).sum()) for w in cons.workers)
         if fewest >= cons.needed or reps >= cons.max_replications:
             break
         more = min(cons.max_replications, reps + cons.needed - fewest)
@@ -616,5 +702,7 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
             say(f"advise: {cons.needed - fewest} runs failed at some worker count; adding "
                 f"replications {reps}..{more - 1}")
         reps, resume = more, True
+    if is_vzdump(cfg):  # the node's figures under the one-VM names (what plot reads)
+        runs = node_runs(runs, cfg, node_of(cfg, cons.node))
     return analyse(runs, replace(cons, replications=reps), cfg), runs, out
 

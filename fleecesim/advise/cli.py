@@ -16,7 +16,8 @@ from ..errors import UserError
 def add_advise_subcommand(sub) -> None:
     a = sub.add_parser(
         "advise", help="smallest fleecing space and worker count meeting your constraints",
-        description="Run CONFIG (one VM, one scheme) over max-workers candidates x "
+        description="Run CONFIG (one VM, one scheme; or a fleet under vzdump's schedule, "
+                    "sizing one node's fleecing storage) over max-workers candidates x "
                     "replications with an unbounded fleecing image, and answer: how many "
                     "workers, how much RAM tier and disk tier, as distribution-free upper "
                     "confidence bounds on the chosen percentile (the k-th largest of N runs).")
@@ -40,6 +41,9 @@ def add_advise_subcommand(sub) -> None:
                         "100)")
     a.add_argument("--workers", default=None, metavar="LIST",
                    help="max-workers candidates (default 1,2,4,8,16,32,64)")
+    a.add_argument("--node", metavar="NAME",
+                   help="a fleet under vzdump's schedule (fleet.vzdump): the node whose "
+                        "fleecing storage to size (default: the only node)")
     a.add_argument("--jobs", "-j", type=int, default=None,
                    help="local worker processes (default: all cores; 1 = in this process)")
     where = a.add_mutually_exclusive_group()
@@ -70,7 +74,8 @@ def cmd_advise(args) -> int:
                              percentile=args.percentile, replications=args.replications,
                              workers=args.workers, confidence=args.confidence,
                              max_replications=(MAX_REPLICATIONS if args.max_replications is None
-                                               else args.max_replications))
+                                               else args.max_replications),
+                             node=args.node)
     cfg = load_config(args.config, args.set)
     _name, c = pick_variant(cfg, args.variant)
     out = Path(args.out) if args.out else Path("results") / f"advise-{c.name}"

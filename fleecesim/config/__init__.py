@@ -10,9 +10,9 @@ backup, faults, vms, run), ``core`` for what they share, ``scenario`` for the
 whole ``Config`` and ``load`` for reading it; this module re-exports them.
 """
 from ..errors import ConfigError
-from .backup import (FLEECING_IMAGE_SCHEMES, SYNC_NONE_SCHEMES, BackupSpec, CacheSpec, ClientSpec,
-                     FlushSpec, IncrementalSpec, OverlaySpec, RamTierSpec, TargetSpec, XPerfSpec,
-                     known_schemes)
+from .backup import (FLEECING_IMAGE_SCHEMES, PBS_SCHEMES, SYNC_NONE_SCHEMES, BackupSpec, CacheSpec,
+                     ClientSpec, FlushSpec, IncrementalSpec, OverlaySpec, PbsSpec, RamTierSpec,
+                     TargetSpec, XPerfSpec, known_schemes)
 from .core import (BlockSize, Model, OnError, Rate, ResumeAfter, Seconds, Size, _changed_keys,
                    _fmt_loc, _folder_name, _format_error, _is_pow2, _pow2_block, _resume_after)
 from .devices import (DEFAULT_DEVICES, DEFAULT_TCP_WINDOW, DIRECTIONAL, DeviceSpec, Seek, SeekSpec,
@@ -23,7 +23,8 @@ from .load import (_acts, _for_scheme, _relative_to, _split_override, _UniqueKey
                    parse_value, read_yaml, resolve, set_dotted, validate, variants)
 from .run import GuestSpec, HostSpec, QemuSpec, RunSpec
 from .scenario import Config
-from .vms import VM_SECTIONS, FleetSpec, Variant, VMSpec
+from .vms import (VM_SECTIONS, VZDUMP_SETS, FleetSpec, Variant, VMSpec, VzdumpFleecing,
+                  VzdumpPerformance, VzdumpSpec)
 from .workload import SOURCE_REPLACES, Mix, WorkloadSpec, _drop_replaced
 
 __all__ = [n for n in dir() if not n.startswith("__")]

@@ -1,11 +1,12 @@
 """``backup:``: the scheme and the job's, cache's, client's and overlay's options."""
 from __future__ import annotations
 
+import copy
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .core import BlockSize, Model, OnError, Rate, ResumeAfter, Seconds, Size, _is_pow2
+from .core import _changed_keys, BlockSize, Model, OnError, Rate, ResumeAfter, Seconds, Size, _is_pow2
 from .rules import Rule, needs
 
 
@@ -18,15 +19,68 @@ def known_schemes() -> list[str]:
 # Schemes whose job copies straight to the target, so sync=none means something
 # (the job idles for backup.window; CBW copies what the guest overwrites).
 SYNC_NONE_SCHEMES = ("legacy-backup", "backup")
+PBS_SCHEMES = ("backup", "fleecing-push")  # schemes whose job can write a pbs target
 # Schemes whose CBW filter copies into a local fleecing (scratch) image, so
 # backup.cache.cluster-size sets the CBW granularity.
 FLEECING_IMAGE_SCHEMES = ("fleecing-push", "fleecing-pull", "fleecing-pull-2018",
                           "fleecing-push-2018")
 
 
+# --- pbs target: a Proxmox Backup Server (nodes/pbs.py, devices/pbs.py) ----
+class PbsSpec(Model):
+    """``backup.target.pbs``: what PVE's backup does per chunk on the way to a
+    PBS datastore. CPU figures: ``proxmox-backup-client benchmark``'s
+    reference machine, an AMD Ryzen 7 2700X (devices/pbs.py RYZEN_2700X)."""
+    # PROXMOX_BACKUP_DEFAULT_CHUNK_SIZE; the chunk store accepts 64 KiB-4 MiB
+    # (pbs-datastore chunk_store.rs verify_chunk_size); PVE always uses 4 MiB
+    chunk_size: BlockSize = 4 * 2**20
+    # the data's zstd level-1 ratio (uncompressed / compressed, >= 1): an input
+    # per workload, 1 = incompressible
+    compression_ratio: float = Field(1.0, ge=1.0)
+    # share of the data chunks reaching the client whose digest the previous
+    # snapshot's index has (not uploaded); 0 = a first backup
+    known_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    # share of the uploaded chunks the datastore already stores (another group's)
+    stored_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    compress: bool = True   # pve-backup.c qmp_backup: has_compress ? compress : true
+    encrypt: bool = False   # a key file configured for the storage
+    sha256_speed: Rate = 2022e6
+    compress_speed: Rate = 752e6
+    aes_speed: Rate = 3645e6
+    tls_speed: Rate = 1235e6
+    verify_speed: Rate = 758e6
+    server_threads: int = Field(16, ge=1)  # the proxy's tokio workers: a 2700X's 16 threads
+    in_flight: int = Field(100, ge=1)      # upload_queue.rs mpsc::channel(100)
+    h2_window: Size = 32 * 2**20           # the server's HTTP/2 connection window
+    sync_level: Literal["none", "filesystem", "file"] = "filesystem"  # datastore sync-level
+    create_writes: int = Field(1, ge=0)    # 4 KiB metadata writes per new chunk file (NOT sourced)
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk(cls, v):
+        if not 64 * 2**10 <= v <= 4 * 2**20:
+            raise ValueError(f"expected a power of two from 64KiB to 4MiB (the chunk store's "
+                             f"sizes), got {v}")
+        return v
+
+    @field_validator("sha256_speed", "compress_speed", "aes_speed", "tls_speed",
+                     "verify_speed", "h2_window")
+    @classmethod
+    def _positive(cls, v):
+        if v <= 0:
+            raise ValueError("expected a value > 0")
+        return v
+
+
 class TargetSpec(Model):
     device: str = "target"
     cluster_size: BlockSize = 64 * 2**10
+    # nbd: an image over NBD (BackupTarget); pbs: a Proxmox Backup Server
+    # (PBSTarget), whose chunk size is the job's cluster size (PVE's
+    # backup-dump node reports it as its cluster size)
+    kind: Literal["nbd", "pbs"] = "nbd"
+    pbs: PbsSpec = PbsSpec()
+# --- end pbs target ----------------------------------------------------------
 
 
 # --- tiered fleecing cache: a RAM tier in front of the disk tier -----------
@@ -230,3 +284,26 @@ def _scheme_why_not(b: BackupSpec, key: str) -> str | None:
         return errs[0].split(": ", 1)[1]
     return (f"not used by any listed scheme ({', '.join(schemes)}): "
             f"{errs[0].split(': ', 2)[-1]}")
+
+
+def _acts(scheme: str, key: str) -> bool:
+    """Whether a dotted override acts under ``scheme`` (only ``backup.*`` keys
+    can fail to: a scheme list accepts a key any listed scheme acts on)."""
+    from ..schemes import option_error
+    return not key.startswith("backup.") or key == "backup.scheme" \
+        or option_error(scheme, key.removeprefix("backup.")) is None
+
+
+def _for_scheme(base: dict, scheme: str) -> dict:
+    """``base`` (a dumped config) without the ``backup.*`` values ``scheme``
+    does not act on, so that one scheme of a list runs with what it uses."""
+    out = copy.deepcopy(base)
+    b = out.get("backup", {})
+    for key in _changed_keys(b, BackupSpec().dump()):
+        if key != "scheme" and not _acts(scheme, "backup." + key):
+            parts = key.split(".")
+            d = b
+            for p in parts[:-1]:
+                d = d.get(p, {})
+            d.pop(parts[-1], None)
+    return out

@@ -9,8 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .backup import BackupSpec
-from .core import _changed_keys, _format_error
+from .backup import _acts, _for_scheme  # noqa: F401 (re-exported)
+from .core import _format_error
 from .devices import DIRECTIONAL
 from .scenario import Config
 from .workload import _drop_replaced
@@ -142,29 +142,6 @@ def variants(cfg: Config) -> list[tuple[str, Config]]:
         return [(cfg.backup.scheme, resolve(base, {"backup.scheme": cfg.backup.scheme}))]
     for s in cfg.backup.scheme:
         out.append((s, resolve(_for_scheme(base, s), {"backup.scheme": s})))
-    return out
-
-
-def _acts(scheme: str, key: str) -> bool:
-    """Whether a dotted override acts under ``scheme`` (only ``backup.*`` keys
-    can fail to: a scheme list accepts a key any listed scheme acts on)."""
-    from ..schemes import option_error
-    return not key.startswith("backup.") or key == "backup.scheme" \
-        or option_error(scheme, key.removeprefix("backup.")) is None
-
-
-def _for_scheme(base: dict, scheme: str) -> dict:
-    """``base`` (a dumped config) without the ``backup.*`` values ``scheme``
-    does not act on, so that one scheme of a list runs with what it uses."""
-    out = copy.deepcopy(base)
-    b = out.get("backup", {})
-    for key in _changed_keys(b, BackupSpec().dump()):
-        if key != "scheme" and not _acts(scheme, "backup." + key):
-            parts = key.split(".")
-            d = b
-            for p in parts[:-1]:
-                d = d.get(p, {})
-            d.pop(parts[-1], None)
     return out
 
 

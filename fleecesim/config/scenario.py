@@ -5,14 +5,15 @@ import copy
 
 from pydantic import ValidationError, field_validator, model_validator
 
-from .backup import FLEECING_IMAGE_SCHEMES, SYNC_NONE_SCHEMES, BackupSpec
+from .backup import (FLEECING_IMAGE_SCHEMES, PBS_SCHEMES, SYNC_NONE_SCHEMES, BackupSpec, PbsSpec,
+                     TargetSpec, _for_scheme)
 from .core import Model, _changed_keys, _folder_name, _format_error
 from .devices import DEFAULT_DEVICES, DeviceSpec
 from .disk import DiskSpec
 from .faults import FaultsSpec
 from .rules import inert
 from .run import GuestSpec, HostSpec, QemuSpec, RunSpec
-from .vms import VM_SECTIONS, FleetSpec, Variant, VMSpec
+from .vms import VM_SECTIONS, VZDUMP_SETS, FleetSpec, Variant, VMSpec
 from .workload import WorkloadSpec, _drop_replaced
 
 
@@ -61,6 +62,13 @@ class Config(Model):
             d["run"].pop("bulk-zeroes", None)
         if self.qemu == QemuSpec():  # the newest behaviour: dumps (and hashes) as before
             d.pop("qemu", None)
+        # vzdump's schedule unused: fleets dump (and hash) as before it existed
+        if "fleet" in d and d["fleet"].get("vzdump") is None:
+            d["fleet"].pop("vzdump", None)
+        for vm in d.get("vms", ()):
+            for k in ("node", "fleecing"):
+                if vm.get(k) is None:
+                    vm.pop(k, None)
         # the error policies at their defaults: configs dump (and hash) as before them
         if self.guest == GuestSpec():
             d.pop("guest", None)
@@ -83,8 +91,50 @@ class Config(Model):
             names.add(vm.name)
         if self.faults != FaultsSpec():
             raise ValueError("faults: not supported with vms (a fault is one VM's)")
+        self._vzdump_check()
         self.vm_configs()  # each VM must be a valid config of its own
         return self
+
+    def _vzdump_check(self) -> None:
+        """fleet.vzdump orders the backups and sets each job's scheme,
+        max-workers and speed: a key that would say otherwise is an error."""
+        vz = self.fleet.vzdump
+        if vz is None:
+            for i, vm in enumerate(self.vms):
+                for k in ("node", "fleecing"):
+                    if getattr(vm, k) is not None:
+                        raise ValueError(f"vms[{i}].{k}: needs fleet.vzdump (vzdump's schedule)")
+            return
+        if self.fleet.stagger:
+            raise ValueError("fleet.stagger: not with fleet.vzdump (vzdump starts each VM "
+                             "when the one before it on its node ends)")
+        # The shared section's values (a dumped config carries every default,
+        # so what was typed is not known): each at BackupSpec's default or at
+        # vzdump's own value for the job, else it says otherwise.
+        b, dflt = self.backup, BackupSpec()
+        vz_sets = {"scheme": "fleecing-push" if vz.fleecing.enabled else "backup",
+                   "max-workers": vz.performance.max_workers, "speed": vz.speed}
+        for k, instead in VZDUMP_SETS.items():
+            v = getattr(b, k.replace("-", "_"))
+            if v != getattr(dflt, k.replace("-", "_")) and v != vz_sets[k]:
+                raise ValueError(f"backup.{k}: vzdump sets it; use {instead}")
+        for i, vm in enumerate(self.vms):
+            if vm.start:
+                raise ValueError(f"vms[{i}].start: not with fleet.vzdump (vzdump starts each "
+                                 f"VM when the one before it on its node ends)")
+            for k, instead in VZDUMP_SETS.items():
+                if k in vm.backup or k.replace("-", "_") in vm.backup:
+                    raise ValueError(f"vms[{i}].backup.{k}: vzdump sets it; use {instead}"
+                                     + (" or vms[i].fleecing" if k == "scheme" else ""))
+            fl = vm.fleecing or vz.fleecing
+            if fl.storage is not None and fl.storage not in self.devices:
+                where = f"vms[{i}].fleecing" if vm.fleecing else "fleet.vzdump.fleecing"
+                raise ValueError(f"{where}.storage: no device named {fl.storage!r} (expected "
+                                 f"one of {', '.join(sorted(self.devices))})")
+
+    def vm_nodes(self) -> list[str]:
+        """Each VM's node under fleet.vzdump (in the order of ``vms``)."""
+        return [vm.node or "node" for vm in self.vms]
 
     def vm_configs(self) -> list[tuple[str, float, "Config"]]:
         """(name, start delay after warm-up, resolved Config) per VM: the shared
@@ -98,6 +148,10 @@ class Config(Model):
         out = []
         for i, vm in enumerate(self.vms):
             raw = copy.deepcopy(base)
+            vz = self.fleet.vzdump
+            if vz is not None:  # the shared backup keys the VM's scheme acts on
+                fl = vm.fleecing or vz.fleecing
+                raw = _for_scheme(raw, "fleecing-push" if fl.enabled else "backup")
             for sec in VM_SECTIONS:
                 own = getattr(vm, sec)
                 shared = raw[sec]
@@ -105,6 +159,12 @@ class Config(Model):
                     shared = _drop_replaced(shared, own)
                 raw[sec] = {**shared, **own}
             raw["run"]["seed"] = vm_seed(self.run.seed, vm.name)
+            if vz is not None:  # what vzdump passes to this VM's backup job (VzdumpSpec)
+                raw["backup"]["scheme"] = "fleecing-push" if fl.enabled else "backup"
+                raw["backup"]["max-workers"] = vz.performance.max_workers
+                raw["backup"]["speed"] = vz.speed
+                if fl.storage is not None:
+                    raw["backup"]["cache"] = {**raw["backup"]["cache"], "device": fl.storage}
             if isinstance(raw["backup"].get("scheme"), list):
                 raise ValueError(f"vms[{i}].backup.scheme: one scheme per VM (use variants "
                                  f"to compare schemes)")
@@ -332,6 +392,54 @@ class Config(Model):
                     f"run.max-time")
         return self
 
+    # --- pbs target (nodes/pbs.py) ---
+    @model_validator(mode="after")
+    def _pbs_target(self):
+        """A pbs target: PVE's backup job (``backup``, or ``fleecing-push`` with
+        PVE 8.2's fleecing) writing through the backup-dump node, to a remote
+        device (its link, and the datastore as its backend)."""
+        b = self.backup
+        t = b.target
+        if t.kind != "pbs":
+            changed = sorted(_changed_keys(t.pbs.dump(), PbsSpec().dump()))
+            if changed:
+                raise ValueError(f"backup.target.pbs.{changed[0]}: only for a pbs target "
+                                 f"(backup.target.kind: pbs)")
+            return self
+        if t.cluster_size not in (TargetSpec().cluster_size, t.pbs.chunk_size):
+            raise ValueError(f"backup.target.cluster-size: a pbs target's cluster size is "
+                             f"its pbs.chunk-size ({t.pbs.chunk_size} bytes); leave it unset")
+        p, dp = t.pbs, PbsSpec()
+        for key, on, why in (("aes_speed", p.encrypt, "encrypt: true"),
+                             ("compress_speed", p.compress, "compress: true"),
+                             ("compression_ratio", p.compress, "compress: true")):
+            if not on and getattr(p, key) != getattr(dp, key):
+                raise ValueError(f"backup.target.pbs.{key.replace('_', '-')}: only acts "
+                                 f"with {why}")
+        from ..schemes import option_error
+        schemes = [b.scheme] if isinstance(b.scheme, str) else b.scheme
+        for s in schemes:  # a scheme with no target (none) leaves it out (variants)
+            if s not in PBS_SCHEMES and option_error(s, "target") is None:
+                raise ValueError(f"backup.target.kind: pbs is written by QEMU's backup job "
+                                 f"(PVE's pve-backup.c); scheme {s!r} is not one of "
+                                 f"{', '.join(PBS_SCHEMES)}")
+        dev = self.devices.get(b.target.device)
+        if dev is not None and dev.kind != "remote":
+            raise ValueError(f"backup.target.device: a pbs target needs a device of kind "
+                             f"remote (rtt, link-bandwidth, window; the datastore as its "
+                             f"backend), not {dev.kind!r}")
+        if self.faults.target:
+            raise ValueError("faults.target: not modelled for a pbs target (its connection "
+                             "is HTTP/2, not the NBD client the faults act on)")
+        if b.x_perf.use_copy_range:
+            raise ValueError("backup.x-perf.use-copy-range: PVE's backup-dump node has no "
+                             "copy_range (pve-qemu's backup patch: not exposed)")
+        if b.cbw_priority:
+            raise ValueError("backup.cbw-priority: a pbs target serves chunks in the dump "
+                             "callback's order (one mutex), there is no queue to reorder")
+        return self
+    # --- end pbs target ---
+
     @property
     def cluster_size(self) -> int:
         """The backup job's copy granularity, as QEMU's block-copy computes it from
@@ -339,7 +447,10 @@ class Config(Model):
         max(64 KiB, target cluster size, min-cluster-size). Under ``backup`` and
         ``legacy-backup`` the CBW filter shares the job's block-copy, so it is
         the CBW granularity too."""
-        return max(64 * 1024, self.backup.target.cluster_size, self.backup.min_cluster_size)
+        t = self.backup.target
+        # a pbs target: the backup-dump node reports the chunk size as its cluster size
+        tcs = t.pbs.chunk_size if t.kind == "pbs" else t.cluster_size
+        return max(64 * 1024, tcs, self.backup.min_cluster_size)
 
     @property
     def cbw_cluster_size(self) -> int:

@@ -150,6 +150,27 @@ def build(name: str, ctx: BuildContext) -> Graph:
     return SCHEMES[name](ctx)
 
 
+def backup_target(ctx: BuildContext, **kw):
+    """The job's target node as ``backup.target.kind`` says: an image over NBD
+    (nodes/target.py) or a Proxmox Backup Server (nodes/pbs.py)."""
+    from ..nodes import BackupTarget
+    t = ctx.cfg.backup.target
+    dev = ctx.devices[t.device]
+    if t.kind == "pbs":
+        from ..nodes.pbs import PBSTarget
+        return PBSTarget(ctx.env, dev, ctx.n_clusters, ctx.cluster_size, ctx.stats, t.pbs,
+                         ctx.seed)
+    return BackupTarget(ctx.env, dev, ctx.n_clusters, ctx.cluster_size, ctx.stats, **kw)
+
+
+def target_done(target, done):
+    """The event that ends the backup: ``done`` (the job's end), and for a
+    target that finishes after the job (a PBS session's uploads and close)
+    that target's own end."""
+    finished = getattr(target, "finished", None)
+    return finished(done) if finished is not None else done
+
+
 from . import none, legacy, fleecing_push  # noqa: E402,F401  (register)
 from . import backup, fleecing_pull, fleecing_pull_2018, overlay_cor, overlay_commit  # noqa: E402,F401,E501
 from . import fleecing_push_2018  # noqa: E402,F401

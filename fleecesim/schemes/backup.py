@@ -28,9 +28,9 @@ filesystems) block-copy falls back to read + write (jobs/block_copy.py,
 devices/host.py: copy_file_range).
 """
 from ..jobs import BackupJob, BlockCopy, job_errors
-from ..nodes import BackupTarget, CBWFilter
+from ..nodes import CBWFilter
 from ..policies import make_ordering
-from . import BLOCK_COPY, COPY, JOB_ERROR, Graph, register
+from . import BLOCK_COPY, COPY, JOB_ERROR, Graph, backup_target, register, target_done
 
 # blockdev-backup (qapi/block-core.json BackupCommon): speed, x-perf max-workers /
 # max-chunk / min-cluster-size, sync; no ordering option (block/backup.c
@@ -61,8 +61,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
     copy engine's parameters)."""
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup
-    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats,
-                          cbw_priority=b.cbw_priority)
+    target = backup_target(ctx, cbw_priority=b.cbw_priority)
     g = Graph(top=ctx.active, target=target)
 
     def start(graph, needed):
@@ -78,7 +77,7 @@ def direct_backup(ctx, *, name: str, max_chunk: int, workers: int, zero_detect: 
         graph.filter = cbw
         graph.job = job
         graph.levels.append(copier.inflight_level)
-        graph.done = start_or_idle(env, cfg, job)
+        graph.done = target_done(target, start_or_idle(env, cfg, job))
 
     g._start = start
     return g

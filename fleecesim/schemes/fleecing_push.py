@@ -13,10 +13,11 @@ it), ``backup.lazy-discard``, ``backup.order`` (a copy-ordering policy) and
 ``on-cbw-error: wait``. The defaults are the single-tier cache of before.
 """
 from ..jobs import BackupJob, BlockCopy, job_errors
-from ..nodes import BackupTarget, CBWFilter, FleecingCache, SnapshotView, Tier
+from ..nodes import CBWFilter, FleecingCache, SnapshotView, Tier
 from ..policies import make_ordering
 from ..qemu import versions
-from . import BLOCK_COPY, COPY, JOB_ERROR, TIERED_CACHE, Graph, register
+from . import (BLOCK_COPY, COPY, JOB_ERROR, TIERED_CACHE, Graph, backup_target, register,
+               target_done)
 
 
 def tiered_cache(ctx) -> FleecingCache:
@@ -72,7 +73,7 @@ def finish_fleecing(graph) -> None:
 def build(ctx):
     env, cfg, cs = ctx.env, ctx.cfg, ctx.cluster_size
     b = cfg.backup
-    target = BackupTarget(env, ctx.devices[b.target.device], ctx.n_clusters, cs, ctx.stats)
+    target = backup_target(ctx)
     cache = tiered_cache(ctx)
     g = Graph(top=ctx.active, target=target, cache=cache)
     g.levels += [cache.level] + [t.level for t in cache.tiers]
@@ -99,7 +100,7 @@ def build(ctx):
         graph.top = cbw
         graph.filter = cbw
         graph.job = job
-        graph.done = job.done
+        graph.done = target_done(target, job.done)
         graph.levels.append(job_copier.inflight_level)
         job.start()
 
