@@ -5,7 +5,8 @@ A module ``fleecesim/x/y.py`` is compiled (Cython, the same .py file) iff a
 ``fleecesim/x/y.pxd`` sits beside it (fleecesim/_compiled.py:
 paired_modules). Then:
 
-* ``FLEECESIM_PURE=1`` at build time: no extensions, the interpreted build;
+* ``FLEECESIM_PURE=1`` at build time: the interpreted build (one line says
+  so); at import time it forces the .py files whatever is built;
 * otherwise the compiler setuptools would use (``CC``, sysconfig) is probed
   by building a tiny extension source against Python.h with the flags below;
   if that fails, one line says so and the interpreted build is installed;
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -76,8 +78,6 @@ def _remove_inplace_extensions() -> None:
 
 
 def extensions() -> list[Extension]:
-    if _env("FLEECESIM_PURE"):
-        return []
     exts = []
     stub_dir = ROOT / "build" / "fleecesim-source-hash"
     stub_dir.mkdir(parents=True, exist_ok=True)
@@ -104,9 +104,11 @@ class BuildExt(build_ext):
         """None if the compiler builds an extension source; else why not."""
         from setuptools._distutils.ccompiler import new_compiler
         from setuptools._distutils.sysconfig import customize_compiler
+        exe = "the C compiler"
         try:
             cc = new_compiler(compiler=self.compiler, force=True)
             customize_compiler(cc)
+            exe = " ".join(getattr(cc, "compiler_so", [exe])[:1])
             with tempfile.TemporaryDirectory() as tmp:
                 src = Path(tmp) / "probe.c"
                 src.write_text("#include <Python.h>\nint fleecesim_probe(void) "
@@ -115,12 +117,16 @@ class BuildExt(build_ext):
                                   extra_postargs=FLAGS)
                 cc.link_shared_object(objs, str(Path(tmp) / "probe.so"))
         except Exception as e:  # any failure: CompileError, LinkError, a missing program
-            return str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            text = str(e).strip()
+            m = re.search(r"exit status \d+|[Nn]o such file or directory|not found", text)
+            return f"{exe}: {m.group(0) if m else text[:80] or type(e).__name__}"
         return None
 
     def run(self):
-        if not self.extensions:
+        if _env("FLEECESIM_PURE"):
+            _say("fleecesim: FLEECESIM_PURE=1; installing the interpreted build")
             _remove_inplace_extensions()
+            self.extensions = []
             return
         why = self._probe()
         if why is not None:

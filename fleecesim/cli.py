@@ -149,9 +149,10 @@ copy-before-write node of the user's); other schemes fail the guest write."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from . import __version__, _compiled
     p = _Parser(prog="fleecesim", description="Simulate QEMU backup and fleecing schemes.")
-    p.add_argument("--version", action="version", version=f"fleecesim {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"fleecesim {__version__} ({_compiled.BUILD} build)")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run a scenario config (every scheme/variant it lists)",
                        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
