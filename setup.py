@@ -90,6 +90,9 @@ def extensions() -> list[Extension]:
                 f"{py.relative_to(ROOT)} */\n"
                 "__attribute__((used)) static const char fleecesim_source_hash[] = "
                 f"\"{_c.MARK.decode()}{_c.source_hash(py)}\";\n")
+        if _env("FLEECESIM_PROFILE"):
+            text += ("__attribute__((used)) static const char fleecesim_profile[] = "
+                     f"\"{_c.PROFILE_MARK.decode()}\";\n")
         if not stub.is_file() or stub.read_text() != text:
             stub.write_text(text)
         exts.append(Extension(name, [str(py.relative_to(ROOT)), str(stub.relative_to(ROOT))],

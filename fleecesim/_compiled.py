@@ -36,6 +36,9 @@ import sys
 from pathlib import Path
 
 MARK = b"FLEECESIM-SOURCE-SHA256:"
+#: baked in beside the hash by a FLEECESIM_PROFILE=1 build (Cython's
+#: ``profile`` directive: cProfile sees the compiled functions)
+PROFILE_MARK = b"FLEECESIM-PROFILE-HOOKS"
 PACKAGE = Path(__file__).resolve().parent
 REBUILD = "pip install -e ."
 
@@ -100,6 +103,16 @@ def baked_hash(ext: Path) -> str | None:
         if i < 0:
             return None
         return m[i + len(MARK): i + len(MARK) + 64].decode("ascii", "replace")
+
+
+def profiled(package: Path = PACKAGE) -> bool:
+    """Whether every compiled module here has Cython's profiling hooks."""
+    exts = _extensions(package).values()
+    for ext in exts:
+        with open(ext, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m.find(PROFILE_MARK) < 0:
+                return False
+    return bool(exts)
 
 
 def stale(package: Path = PACKAGE) -> tuple[dict[Path, Path], list[str]]:
