@@ -139,12 +139,16 @@ class BuildExt(build_ext):
             return
         from Cython.Build import cythonize
         directives = {"language_level": 3}
+        # cythonize regenerates a .c only when its source is newer, so
+        # each set of directives has its own build directory
+        build_dir = "build/cython"
         if _env("FLEECESIM_PROFILE"):
             directives["profile"] = True
+            build_dir = "build/cython-profile"
         # C sources in place of the .py, on the Extension objects
         # finalize_options prepared
         built = cythonize(self.extensions, compiler_directives=directives,
-                          build_dir="build/cython", quiet=True)
+                          build_dir=build_dir, quiet=True)
         c_sources = {e.name: e.sources for e in built}
         for ext in self.extensions:
             ext.sources = c_sources[ext.name]
