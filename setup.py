@@ -121,7 +121,7 @@ class BuildExt(build_ext):
                 cc.link_shared_object(objs, str(Path(tmp) / "probe.so"))
         except Exception as e:  # any failure: CompileError, LinkError, a missing program
             text = str(e).strip()
-            m = re.search(r"exit status \d+|[Nn]o such file or directory|not found", text)
+            m = re.search(r"exit (?:status|code) \d+|[Nn]o such file or directory|not found", text)
             return f"{exe}: {m.group(0) if m else text[:80] or type(e).__name__}"
         return None
 
@@ -158,4 +158,5 @@ class BuildExt(build_ext):
         return super().get_outputs() if self.extensions else []
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+if __name__ == "__main__":  # as setuptools' build backend runs it; tests import it
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -137,3 +137,34 @@ def test_the_real_build_falls_back_to_the_py_when_its_source_changed(tmp_path):
     lines = edited.stderr.strip().splitlines()
     assert len(lines) == 1 and "fleecesim/devices/base.py" in lines[0] \
         and "pip install -e ." in lines[0]
+
+
+def _setup_py():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fleecesim_setup", ROOT / "setup.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # not as __main__: defines, builds nothing
+    return mod
+
+
+def _probe(monkeypatch, **env) -> str | None:
+    from setuptools import Distribution
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    setup_py = _setup_py()
+    cmd = setup_py.BuildExt(Distribution({"name": "probe"}))
+    cmd.ensure_finalized()
+    return cmd._probe()
+
+
+def test_the_build_probe_says_when_the_compiler_fails(monkeypatch):
+    why = _probe(monkeypatch, CC="/bin/false")
+    # distutils words it "exit status 1" or "exit code 1" by version
+    assert why in ("/bin/false: exit status 1", "/bin/false: exit code 1")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
+                    reason="no C compiler here")
+def test_the_build_probe_accepts_a_working_compiler(monkeypatch):
+    monkeypatch.delenv("CC", raising=False)
+    assert _probe(monkeypatch) is None
