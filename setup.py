@@ -138,7 +138,12 @@ class BuildExt(build_ext):
             self.extensions = []
             return
         from Cython.Build import cythonize
-        directives = {"language_level": 3}
+        # annotation_typing off: the types come from the .pxd (and
+        # @cython.locals / cython.declare), never from the .py's Python
+        # annotations, which Cython would otherwise enforce (``length: int``
+        # rejecting a numpy integer, ``now: float`` coercing an int), so the
+        # compiled build accepts exactly what the interpreted one does
+        directives = {"language_level": 3, "annotation_typing": False}
         # cythonize regenerates a .c only when its source is newer, so
         # each set of directives has its own build directory
         build_dir = "build/cython"
