@@ -16,7 +16,9 @@ per scheme). ``--engine reference`` measures the process-per-task engine
 under cProfile and prints its self time by layer (SimPy, devices, nodes, jobs,
 guest driver, numpy, C builtins such as heapq and array appends) and the
 hottest functions; cProfile inflates small calls, so take shares, not
-seconds, from it.
+seconds, from it. On the compiled build, cProfile sees the compiled functions
+only in a profiling build (``FLEECESIM_PROFILE=1 pip install -e .``: Cython's
+``profile`` directive, setup.py); it says which build it profiles.
 
 The machine is shared and noisy: compare ratios (each run's rate over the
 bare SimPy rate measured in the same process), not wall times across runs.
@@ -135,6 +137,12 @@ def main():
             count_events(scheme, args.size, fast)
         return
     if args.profile:
+        from fleecesim import _compiled
+        print(f"fleecesim build: {_compiled.BUILD} {' '.join(_compiled.COMPILED)}".rstrip())
+        if _compiled.BUILD == "compiled" and not _compiled.profiled():
+            print("  (built without FLEECESIM_PROFILE=1: cProfile cannot see the compiled "
+                  "functions; their time counts in their callers. Profile them with "
+                  "FLEECESIM_PROFILE=1 pip install -e .)")
         for scheme in ("fleecing-push", "legacy-backup"):
             profile(scheme, args.size, fast)
         return

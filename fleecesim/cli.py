@@ -210,13 +210,14 @@ def build_parser(argv=None, *, load=None) -> argparse.ArgumentParser:
     """The parser for ``argv`` (default: sys.argv[1:]): every subcommand is
     listed, but only the one ``argv`` names gets its full parser (its module
     imported). ``load``: the subcommands to build in full instead (``"all"``)."""
-    from . import __version__
+    from . import __version__, _compiled
     if load is None:
         load = {chosen_command(sys.argv[1:] if argv is None else argv)}
     elif load == "all":
         load = {"run", *SUBCOMMANDS}
     p = _Parser(prog="fleecesim", description="Simulate QEMU backup and fleecing schemes.")
-    p.add_argument("--version", action="version", version=f"fleecesim {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"fleecesim {__version__} ({_compiled.BUILD} build)")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     add_run_subcommand(sub)
     for name, (module, adder, help_line) in SUBCOMMANDS.items():
