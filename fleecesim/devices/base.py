@@ -133,7 +133,8 @@ class Device:
         # The hottest function of a run: attributes read once, no call for a
         # device without positioning time (adding its 0.0 changes no bit).
         free = self._free
-        start = free[0] if free[0] > now else now
+        f0 = free[0]
+        start = f0 if f0 > now else now
         if write:
             xfer = start + self.write_latency
             dur = length * self.inv_wbw
@@ -149,7 +150,8 @@ class Device:
         if self.ps:
             if dur:
                 b = self._busy
-                if xfer >= b[-2]:
+                b2 = b[-2]
+                if xfer >= b2:
                     # in or after the last committed interval: nothing later
                     # to go around (the common case, a FIFO pipe's step)
                     last = b[-1]
@@ -158,13 +160,13 @@ class Device:
                         b[-1] = end
                     else:
                         end = xfer + dur
-                        if last <= free[0]:
+                        if last <= f0:
                             self._busy = [xfer, end]
                         else:
                             b += (xfer, end)
                             if len(b) > self._prune_at:  # drop what no later request can reach
                                 del b[:bisect_right(b, free[0]) & -2]
-                elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
+                elif xfer + dur < b2 and (len(b) == 2 or xfer > b[-3]):
                     # ready, and done, in the gap before the last interval
                     end = xfer + dur
                     b[-2:-2] = (xfer, end)

@@ -126,7 +126,8 @@ class HostDevice:
             hs = hs + 0.0
         dev = self.device
         free = dev._free
-        start = free[0] if free[0] > t else t
+        f0 = free[0]
+        start = f0 if f0 > t else t
         if write:
             xfer = start + dev.write_latency
             dur = length * dev.inv_wbw
@@ -142,20 +143,21 @@ class HostDevice:
         if dev.ps:
             if dur:
                 b = dev._busy
-                if xfer >= b[-2]:
+                b2 = b[-2]
+                if xfer >= b2:
                     last = b[-1]
                     if xfer <= last:
                         end = last + dur
                         b[-1] = end
                     else:
                         end = xfer + dur
-                        if last <= free[0]:
+                        if last <= f0:
                             dev._busy = [xfer, end]
                         else:
                             b += (xfer, end)
                             if len(b) > dev._prune_at:  # drop what no later request can reach
                                 del b[:bisect_right(b, free[0]) & -2]
-                elif xfer + dur < b[-2] and (len(b) == 2 or xfer > b[-3]):
+                elif xfer + dur < b2 and (len(b) == 2 or xfer > b[-3]):
                     # ready, and done, in the gap before the last interval
                     end = xfer + dur
                     b[-2:-2] = (xfer, end)
