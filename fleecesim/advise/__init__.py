@@ -694,10 +694,12 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
             f"{cons.confidence * 100:g}% confidence bound on p{cons.percentile:g} (it needs "
             f"{cons.needed} runs: 1 - {cons.p:g}^N >= {cons.confidence:g}); running {reps} "
             f"per worker count")
+    warn = True  # the cost warnings once: more replications do not change them
     while True:
         sweep = sweep_dict(cfg, cons, reps)
         out = run_sweep(sweep, results_dir=results_dir, jobs=jobs, scheduler=scheduler,
-                        dask_local=dask_local, resume=resume, quiet=quiet)
+                        dask_local=dask_local, resume=resume, quiet=quiet, warn=warn)
+        warn = False
         runs = load_runs(out)
         ok = runs[runs["error"].isna()]
         fewest = min(int((ok[axis_of(cfg)] == w).sum()) for w in cons.workers)
