@@ -67,3 +67,15 @@ def test_the_lazy_listing_is_the_modules_own():
         every = next(a for a in cli.build_parser(load="all")._actions
                      if a.dest == "cmd").choices[name]
         assert sub.format_help() == every.format_help(), name
+
+
+def test_version_outside_a_checkout(tmp_path):
+    """``fleecesim --version`` from a folder with no configs/ in it: reads no
+    config and imports nothing heavy (the version and build only)."""
+    import os
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.run([sys.executable, "-c", PROBE, "--version"], capture_output=True,
+                       text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("fleecesim ") and "build)" in p.stdout, p.stdout
+    assert json.loads(p.stderr.strip().splitlines()[-1]) == []
