@@ -284,3 +284,35 @@ def warnings(cfg) -> list[str]:
                    f"(driven by {'; '.join(e.drivers) or 'the whole config'}); "
                    f"it starts now (Ctrl-C stops it)")
     return out
+
+
+# A sweep or advise warns for at most this many of its planned points (the
+# largest first) and counts the rest: a 200-point sweep of huge runs says so in
+# a few lines, not 200.
+PLAN_SHOWN = 3
+
+
+def plan_warnings(points) -> list[str]:
+    """The lines a sweep prints before its first run. ``points``: (label,
+    Config) per distinct planned config (replications differ only in their
+    seed and cost the same). Refuses, as ``run`` does, a point that cannot fit
+    (``vm.check_fits``, ``check``), naming the point; then every warning of the
+    ``PLAN_SHOWN`` points estimated largest, and how many more points warn."""
+    from .errors import UserError
+    from .vm import check_fits
+    warned = []
+    for label, cfg in points:
+        try:
+            check_fits(cfg)
+            ws = warnings(cfg)
+        except UserError as e:
+            raise UserError(f"{label}: {e}") from None
+        if ws:
+            e = estimate(cfg)
+            warned.append((-(e.wall_s if e is not None else 0.0), len(warned), label, ws))
+    warned.sort()
+    lines = [f"{label}: {w}" for _k, _i, label, ws in warned[:PLAN_SHOWN] for w in ws]
+    if len(warned) > PLAN_SHOWN:
+        lines.append(f"{len(warned) - PLAN_SHOWN} more of the {len(points)} points warn "
+                     f"likewise (the {PLAN_SHOWN} estimated largest are shown)")
+    return lines

@@ -221,6 +221,27 @@ def saved_line(outdir, run_dirs) -> str:
     return line + "; --no-save writes none"
 
 
+def sweep_saved_line(outdir, run_ids) -> str:
+    """``saved_line`` for a sweep: where its results went and how much they
+    take, per part (sweep/dataset.py: sweep.json, and a file per run in runs/,
+    timelines/ and latency/). ``run_ids``: the sweep's runs (its manifest's);
+    files of other sweeps or plots in the folder are not counted."""
+    from pathlib import Path
+
+    from .sweep.dataset import PARTS
+    outdir = Path(outdir)
+    man = outdir / "sweep.json"
+    files, parts = [man] if man.is_file() else [], []
+    for part in PARTS:
+        got = [p for p in (outdir / part / f"{rid}.parquet" for rid in run_ids) if p.is_file()]
+        if got:
+            parts.append(f"{part}/ {fmt_size(sum(p.stat().st_size for p in got))}")
+        files += got
+    total = sum(p.stat().st_size for p in files)
+    return (f"results in {outdir}/: {fmt_size(total)} in {len(files)} files"
+            + (f" ({', '.join(parts)})" if parts else ""))
+
+
 def vzdump_table(summary: dict) -> str:
     """A fleet run under vzdump's schedule as its admin reads it: per VM in
     backup order its node, start, end and duration (seconds after the warm-up)

@@ -219,12 +219,3 @@ def cmd_summarize(args) -> int:
             print(f"  {r['run_id']} point {r['point']} rep {r['replication']} "
                   f"{r.get('variant') or ''}: {str(r['error']).splitlines()[0]}")
     return 0
-
-
-def add_summarize_subcommand(sub) -> None:
-    s = sub.add_parser("summarize", help="mean and 95 %% CI per sweep point")
-    s.add_argument("dir", help="a sweep results directory (results/<sweep-name>)")
-    s.add_argument("--metrics", help="comma-separated summary keys (default: headline metrics)")
-    s.add_argument("--csv", nargs="?", const="-", metavar="FILE",
-                   help="write the tidy table as CSV to FILE (or stdout with no FILE)")
-    s.set_defaults(func=cmd_summarize)

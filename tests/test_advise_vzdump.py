@@ -52,17 +52,17 @@ def test_space_is_the_bound_on_the_nodes_peak(swept):
     ok = runs[runs["error"].isna()]
     # one VM at a time: each run's node peak is its largest VM's peak
     vm_max = ok[["vm_a_fleecing_peak_bytes", "vm_b_fleecing_peak_bytes"]].max(axis=1)
-    assert (ok["node_node_fleecing_peak_bytes"] == vm_max).all()
+    assert (ok["node_pve_fleecing_peak_bytes"] == vm_max).all()
     for w in (1, 16):
         g = ok[ok[FLEET_AXIS] == w]
-        want = upper_bound(g["node_node_fleecing_peak_bytes"], cons.p, cons.confidence)[0]
+        want = upper_bound(g["node_pve_fleecing_peak_bytes"], cons.p, cons.confidence)[0]
         row = advice.table.set_index("workers").loc[w]
         assert row.space_bytes == want and row.disk_bytes == want and row.ram_bytes == 0
-        assert row.duration_s == upper_bound(g["node_node_backup_window_s"], cons.p,
+        assert row.duration_s == upper_bound(g["node_pve_backup_window_s"], cons.p,
                                              cons.confidence)[0]
     assert advice.met and advice.workers in (1, 16)
     assert advice.space_bytes == advice.data_bytes + advice.metadata_bytes
-    assert "node 'node'" in advice.question and "vzdump" in advice.question
+    assert "node 'pve'" in advice.question and "vzdump" in advice.question
 
 
 def test_a_window_shorter_than_one_worker_needs_picks_more_workers(swept):

@@ -31,9 +31,11 @@ def imported(*argv) -> list[str]:
     return json.loads(p.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["calibrate", "--help"],
-                                  ["sweep", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]]
+                         + [[name, "--help"] for name in cli.SUBCOMMANDS])
 def test_help_imports_nothing_heavy(argv):
+    """Every subcommand's help: its parser is built in a module that imports
+    none of the heavy libraries (its work imports them when it runs)."""
     assert imported(*argv) == []
 
 
@@ -65,3 +67,15 @@ def test_the_lazy_listing_is_the_modules_own():
         every = next(a for a in cli.build_parser(load="all")._actions
                      if a.dest == "cmd").choices[name]
         assert sub.format_help() == every.format_help(), name
+
+
+def test_version_outside_a_checkout(tmp_path):
+    """``fleecesim --version`` from a folder with no configs/ in it: reads no
+    config and imports nothing heavy (the version and build only)."""
+    import os
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.run([sys.executable, "-c", PROBE, "--version"], capture_output=True,
+                       text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("fleecesim ") and "build)" in p.stdout, p.stdout
+    assert json.loads(p.stderr.strip().splitlines()[-1]) == []

@@ -178,3 +178,35 @@ def test_cli_exit_status_says_whether_any_run_failed(tmp_path):
     # (the invalid point never resolves to variants: one row for it, two for the good one)
     assert codes["bad"][0] == 1 and "3 runs (1 failed)" in codes["bad"][1]
     assert "Traceback" not in codes["bad"][1]
+
+
+def test_a_sweep_ends_saying_what_it_wrote_where(tmp_path, capsys):
+    """Like ``run``'s saved line: bytes and files of the sweep's own results,
+    summed here from the folder (fmt_size of the same sum); a file of
+    something else in the folder (a plot) is not the sweep's."""
+    import re
+
+    from fleecesim.units import fmt_size
+    small = {**TINY, "points": [], "grid": {"backup.max-workers": [1, 8]}, "replications": 1}
+    path = _write(tmp_path, small)
+    out = tmp_path / "R"
+
+    def line():
+        err = capsys.readouterr().err.splitlines()
+        return next(ln for ln in err if " runs (" in ln)
+    assert main(["sweep", str(path), "--jobs", "1", "--out", str(out)]) == 0
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.relative_to(out).parts[0] for p in files} == {"sweep.json", "runs", "timelines",
+                                                            "latency"}
+    total = sum(p.stat().st_size for p in files)
+    first = line()
+    assert first.startswith(f"4 runs (0 failed); results in {out}/: {fmt_size(total)} in "
+                            f"{len(files)} files (runs/ "), first
+    assert len(files) == 1 + 3 * 4  # the manifest, and per run its row, timeline, latency
+    part = {m[0]: m[1] for m in re.findall(r"(\w+)/ ([0-9.]+\w+)", first)}
+    assert part == {d: fmt_size(sum(p.stat().st_size for p in (out / d).iterdir()))
+                    for d in ("runs", "timelines", "latency")}
+    (out / "plots").mkdir()
+    (out / "plots" / "cdf.png").write_bytes(b"x" * 5000)
+    assert main(["sweep", str(path), "--jobs", "1", "--out", str(out), "--resume"]) == 0
+    assert line() == first

@@ -32,12 +32,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, replace
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..units import fmt_size, fmt_time, parse_time
+
+if TYPE_CHECKING:  # imported where used: ``fleecesim advise --help`` needs no pandas
+    import pandas as pd
 
 WORKERS = (1, 2, 4, 8, 16, 32, 64)
 SPACE_SLACK = 0.10   # "within 10 % of the least space"
@@ -112,6 +113,7 @@ def upper_bound(values, p: float, confidence: float) -> tuple[float, int | None,
     """(bound, k, its confidence): the k-th largest of the observed ``values``
     as an upper ``confidence`` bound on their ``p``-quantile (``bound_rank``);
     (nan, None, nan) when the runs are too few for one."""
+    import numpy as np
     a = np.sort(np.asarray(values, dtype=float))
     k = bound_rank(len(a), p, confidence) if len(a) else None
     if k is None:
@@ -368,6 +370,7 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     workload has no write latencies, a write-only one no read latencies)."""
     if name in df:
         return df[name].astype(float)
+    import pandas as pd
     return pd.Series(math.nan, index=df.index, dtype=float)
 
 
@@ -492,6 +495,8 @@ class Advice:
 
 def analyse(runs: pd.DataFrame, cons: Constraints, cfg) -> Advice:
     """The advice from a sweep's runs (``load_runs`` of ``sweep_dict``'s sweep)."""
+    import numpy as np
+    import pandas as pd
     scheme, axis = scheme_of(cfg), axis_of(cfg)
     if is_vzdump(cfg):
         runs = node_runs(runs, cfg, node_of(cfg, cons.node))
@@ -613,6 +618,7 @@ def _unmet(table: pd.DataFrame, cons: Constraints) -> list[str]:
 def plot(advice: Advice, runs: pd.DataFrame):
     """Left: fleecing space needed vs percentile (one line per worker count);
     right: write p99 (at the percentile) vs workers, with the limit."""
+    import numpy as np
     from matplotlib.figure import Figure
     c = advice.constraints
     fig = Figure(figsize=(11, 4.6))
@@ -688,10 +694,12 @@ def advise_config(cfg, cons: Constraints, *, results_dir=None, jobs=None, schedu
             f"{cons.confidence * 100:g}% confidence bound on p{cons.percentile:g} (it needs "
             f"{cons.needed} runs: 1 - {cons.p:g}^N >= {cons.confidence:g}); running {reps} "
             f"per worker count")
+    warn = True  # the cost warnings once: more replications do not change them
     while True:
         sweep = sweep_dict(cfg, cons, reps)
         out = run_sweep(sweep, results_dir=results_dir, jobs=jobs, scheduler=scheduler,
-                        dask_local=dask_local, resume=resume, quiet=quiet)
+                        dask_local=dask_local, resume=resume, quiet=quiet, warn=warn)
+        warn = False
         runs = load_runs(out)
         ok = runs[runs["error"].isna()]
         fewest = min(int((ok[axis_of(cfg)] == w).sum()) for w in cons.workers)

@@ -13,7 +13,7 @@ from .disk import DiskSpec
 from .faults import FaultsSpec
 from .rules import inert
 from .run import GuestSpec, HostSpec, QemuSpec, RunSpec
-from .vms import VM_SECTIONS, VZDUMP_SETS, FleetSpec, Variant, VMSpec
+from .vms import DEFAULT_NODE, VM_SECTIONS, VZDUMP_SETS, FleetSpec, Variant, VMSpec
 from .workload import WorkloadSpec, _drop_replaced
 
 
@@ -133,8 +133,9 @@ class Config(Model):
                                  f"one of {', '.join(sorted(self.devices))})")
 
     def vm_nodes(self) -> list[str]:
-        """Each VM's node under fleet.vzdump (in the order of ``vms``)."""
-        return [vm.node or "node" for vm in self.vms]
+        """Each VM's node under fleet.vzdump (in the order of ``vms``;
+        ``DEFAULT_NODE`` for a VM that names none)."""
+        return [vm.node or DEFAULT_NODE for vm in self.vms]
 
     def vm_configs(self) -> list[tuple[str, float, "Config"]]:
         """(name, start delay after warm-up, resolved Config) per VM: the shared

@@ -90,6 +90,10 @@ VZDUMP_SETS = {"scheme": "fleet.vzdump.fleecing.enabled",
 
 # --- many VMs, one target (fleet.py) ----------------------------------------
 VM_SECTIONS = ("disk", "workload", "backup")
+# The node of a VM under fleet.vzdump that names none: a Proxmox VE node's
+# name, so its summary columns read node_pve_backup_window_s and its rows in
+# the night's table "pve" (a name such as "node" read node_node_...).
+DEFAULT_NODE = "pve"
 
 class VMSpec(Model):
     """One VM of a fleet: its own disk, workload and backup (each key given
@@ -101,7 +105,7 @@ class VMSpec(Model):
     disk: dict[str, Any] = {}
     workload: dict[str, Any] = {}
     backup: dict[str, Any] = {}
-    # fleet.vzdump: the node whose vzdump backs this VM up (None: the one node),
+    # fleet.vzdump: the node whose vzdump backs this VM up (None: DEFAULT_NODE),
     # and this VM's own fleecing option (as if in a job of its own: that job
     # waits for the node's vzdump lock, so still one VM at a time per node)
     node: str | None = None

@@ -9,11 +9,24 @@ Public API:
     qemu_available() -> (bool, str)    binaries present? else what to install
     QMPClient                          minimal QMP client over a unix socket
 """
-from fleecesim.qemu.qmp import QMPClient, QMPError, QMPTimeout, event_time
-from fleecesim.qemu.runner import parse_qemu_io, qemu_available, run_qemu
-from fleecesim.qemu.scenario import (
-    SCHEMES, QemuScenario, clusters_touched, distinct_clusters_written, guest_requests,
-    qemu_io_script, write_pattern)
+# These load with their module on first use (PEP 562 __getattr__): the runner
+# imports numpy, and ``fleecesim qemu --help`` / ``qmp --help`` (whose module
+# reads fleecesim.qemu.versions) need none of it.
+_LAZY = {**dict.fromkeys(("QMPClient", "QMPError", "QMPTimeout", "event_time"), "qmp"),
+         **dict.fromkeys(("parse_qemu_io", "qemu_available", "run_qemu"), "runner"),
+         **dict.fromkeys(("SCHEMES", "QemuScenario", "clusters_touched",
+                          "distinct_clusters_written", "guest_requests", "qemu_io_script",
+                          "write_pattern"), "scenario")}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 RESULT_KEYS = (
     "scheme", "qemu_version", "disk_size", "cluster_size", "target_bps",

@@ -100,14 +100,16 @@ def run_sweep(sweep: str | Path | dict, *, out: str | Path | None = None,
               results_dir: str | Path | None = None, jobs: int | None = None,
               scheduler: str | None = None, dask_local: bool = False, resume: bool = False,
               quiet: bool = False, overrides: list[str] | dict | None = None,
-              replications: int | None = None) -> Path:
+              replications: int | None = None, warn: bool = True) -> Path:
     """Run a sweep file (or an already-parsed dict) and return its results
     directory: ``results_dir`` if given (what ``sweep --out DIR`` passes), else
     ``<out>/<sweep name>`` (``out`` defaults to ``results``).
 
     ``resume`` keeps the runs already stored without error and runs the rest,
     failed ones included. On SIGINT/SIGTERM, runs in flight get
-    ``INTERRUPT_GRACE_S`` to finish and be stored; then ``SweepInterrupted``."""
+    ``INTERRUPT_GRACE_S`` to finish and be stored; then ``SweepInterrupted``.
+    ``warn``: print, before the first run, what a huge or implausible point
+    will cost (cost.plan_warnings; a point that cannot fit is refused either way)."""
     from .execute import default_jobs
     from .spec import load_sweep, plan, spec_from_dict
     if isinstance(sweep, dict):
@@ -125,6 +127,7 @@ def run_sweep(sweep: str | Path | dict, *, out: str | Path | None = None,
     jobs = jobs or default_jobs()
     stored = _stored(outdir) if resume and outdir.is_dir() else {}
     todo = [r for r in runs if not stored.get(r.run_id)] if resume else runs
+    _warn_before(todo, warn)
     previous = _on_sigterm_raise()
     it = None
     try:
@@ -151,6 +154,29 @@ def run_sweep(sweep: str | Path | dict, *, out: str | Path | None = None,
                 signal.signal(signal.SIGTERM, previous)
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return outdir
+
+
+def _warn_before(todo, warn: bool) -> None:
+    """``run``'s pre-run checks and warnings (fleecesim/cost.py), once per
+    distinct point of the runs about to start, before any of them does."""
+    from ..config import Config
+    from ..cost import plan_warnings
+    points, seen = [], set()
+    for r in todo:
+        if r.config is None or (r.point_id, r.variant) in seen:
+            continue  # an invalid point is a recorded failure; replications cost alike
+        seen.add((r.point_id, r.variant))
+        try:
+            cfg = Config.model_validate(r.config)
+        except Exception:  # the worker records why (worker.run_one)
+            continue
+        what = ", ".join([r.variant] * bool(r.variant) + [
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.axes.items()])
+        points.append((f"point {r.point}" + (f" ({what})" if what else ""), cfg))
+    lines = plan_warnings(points)
+    if warn:
+        for line in lines:
+            print(f"fleecesim: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _execute(it, spec, runs, todo, outdir, flag, source, resume, stored, quiet) -> None:

@@ -26,10 +26,14 @@ def cmd_sweep(args) -> int:
             print(f"fleecesim: stopped by {name}: {e.stored} of {e.total} runs stored in "
                   f"{e.outdir}/; --resume runs the rest", file=sys.stderr)
         return 128 + e.signum
+    from ..report import sweep_saved_line
+    from .dataset import read_manifest
     runs = load_runs(out)
     failed = int(runs["error"].notna().sum()) if len(runs) else 0
-    if not args.quiet or failed:
-        print(f"{len(runs)} runs ({failed} failed) in {out}/", file=sys.stderr)
+    if not args.quiet or failed:  # what was run, and what it wrote where
+        ids = [r["run_id"] for r in read_manifest(out)["runs"]]
+        print(f"{len(runs)} runs ({failed} failed); {sweep_saved_line(out, ids)}",
+              file=sys.stderr)
     if failed:
         print("(--resume runs the failed ones again)", file=sys.stderr)
     if not args.quiet:

@@ -5,10 +5,23 @@ ASCII, CloudPhysics vscsi binary, Alibaba block CSV. ``open_trace`` streams
 RECORD_DTYPE chunks; ``trace_stats`` summarises a trace; ``add_trace_subcommand``
 plugs ``trace stats`` into the CLI.
 """
-from .detect import FORMATS, detect_format
-from .stream import REORDER_WINDOW, TraceOptions, TraceStream, open_trace
-from .stats import format_stats_table, trace_stats
-from .cli import add_trace_subcommand, cmd_trace_stats
+# These load with their module on first use (PEP 562 __getattr__): the readers
+# import numpy, and ``fleecesim trace --help`` (cli.py) needs none of it.
+_LAZY = {**dict.fromkeys(("FORMATS", "detect_format"), "detect"),
+         **dict.fromkeys(("REORDER_WINDOW", "TraceOptions", "TraceStream", "open_trace"),
+                         "stream"),
+         **dict.fromkeys(("format_stats_table", "trace_stats"), "stats"),
+         **dict.fromkeys(("add_trace_subcommand", "cmd_trace_stats"), "cli")}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["FORMATS", "REORDER_WINDOW", "TraceOptions", "TraceStream", "add_trace_subcommand",
            "cmd_trace_stats", "detect_format", "format_stats_table", "open_trace", "trace_stats"]

@@ -5,7 +5,6 @@ import argparse
 import json
 
 from .detect import FORMATS
-from .stats import format_stats_table, trace_stats
 
 
 def add_stats_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +29,7 @@ def add_trace_subcommand(subparsers) -> argparse.ArgumentParser:
 
 def cmd_trace_stats(args) -> int:
     """Print stats of args.file; raises TraceError/ConfigError (UserError) on bad input."""
+    from .stats import format_stats_table, trace_stats  # numpy: not for ``trace --help``
     stats = trace_stats(args.file, args.format, device=args.device, events=args.events,
                         start=args.start, duration=args.duration, time_scale=args.time_scale)
     print(json.dumps(stats, indent=2) if args.json else format_stats_table(stats))

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from ...errors import TraceError
-from .blkparse import EVENT
 
 FORMATS = ("fio", "blkparse", "msr", "disksim", "vscsi", "alibaba")
 ALIASES = {"fio2": "fio", "fio3": "fio", "iolog": "fio", "mqsim": "disksim",
@@ -31,6 +28,8 @@ def _is_binary(head: bytes) -> bool:
 
 
 def _vscsi_like(head: bytes) -> bool:
+    import numpy as np  # here, not at the top: ``fleecesim trace --help`` reads FORMATS
+
     from .vscsi import READ_OPS, VSCSI_DTYPE, WRITE_OPS
     n = len(head) // VSCSI_DTYPE.itemsize
     if n == 0:
@@ -77,6 +76,7 @@ def detect_format(path) -> str:
         lines = lines[:-1]  # last one may be cut
     if lines and fio_version(lines[0]):
         return "fio"
+    from .blkparse import EVENT  # its module reads with numpy: not for ``trace --help``
     if any(EVENT.match(ln) for ln in lines[:200]):
         return "blkparse"
     data = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(b"#")][:20]
