@@ -19,3 +19,10 @@ cdef class Recorder:
     @cython.locals(i=Py_ssize_t)
     cpdef add_fast(self, double t, unsigned char op, long long off, unsigned int ln,
                    double lat, double svc, unsigned char path=*)
+
+
+# a level's fields as C fields (every copy adds to two or three levels);
+# value and peak stay objects: a level set to an int keeps it, as interpreted
+cdef class Level:
+    cdef dict __dict__
+    cdef public object env, name, value, peak, times, values
