@@ -4,6 +4,7 @@
 import cython
 from ..devices.base cimport _Last
 from ..nodes.base cimport Timer
+from ..metrics cimport Recorder
 
 
 cdef class GuestDriver:
@@ -13,9 +14,9 @@ cdef class GuestDriver:
     cdef public long long issued
     cdef public object progress
     cdef public object _it, _held, _chunks
-    cdef public tuple _app
+    cdef public object _app
 
-    @cython.locals(last=_Last, w=Timer, issue=cython.bint)
+    @cython.locals(last=_Last, w=Timer, issue=cython.bint, rec=Recorder, app=tuple)
     cpdef _resume(self, _ev=*)
 
     @cython.locals(t=Timer)

@@ -28,7 +28,7 @@ from simpy.events import NORMAL, URGENT
 
 from ..devices.base import LAST
 from ..error_policy import EIO, IGNORE, STOP, action, errname
-from ..metrics import A_ERROR, PATH_DIRECT, PATH_ERROR, PATH_IGNORED, Attr
+from ..metrics import A_ERROR, COMPILED, PATH_DIRECT, PATH_ERROR, PATH_IGNORED, Attr
 from ..nodes.base import Timer, drive, timer
 from .records import OP_DISCARD, OP_READ, OP_WRITE
 
@@ -90,9 +90,11 @@ class GuestDriver:
             self._chunks = iter(self.source)
             self._it = iter(())
             self._held = None
-            rec = self.rec  # the recorder's column appends, bound once
-            self._app = (rec.t.append, rec.op.append, rec.off.append, rec.len.append,
-                         rec.lat.append, rec.path.append, rec.svc.append)
+            rec = self.rec  # the recorder's column appends, bound once (interpreted;
+            # compiled, one add_fast call is cheaper: metrics.py COMPILED)
+            self._app = None if COMPILED else (
+                rec.t.append, rec.op.append, rec.off.append, rec.len.append,
+                rec.lat.append, rec.path.append, rec.svc.append)
             kick = Timer()  # (Process's Initialize: an URGENT event now)
             kick.callbacks = [self._resume]
             self.env.schedule(kick, URGENT)
@@ -110,9 +112,13 @@ class GuestDriver:
         graph = self.graph
         queue = env._queue  # env.peek() and env.now without their calls (hot loop)
         rec = self.rec
-        at, aop, aoff, aln, alat, apath, asvc = (
+        # the recorder's column appends (interpreted; compiled, its add_fast,
+        # which keeps the rows of every path in one order: metrics.py COMPILED)
+        app = None if COMPILED else (
             rec.t.append, rec.op.append, rec.off.append, rec.len.append, rec.lat.append,
             rec.path.append, rec.svc.append)
+        if app is not None:
+            at, aop, aoff, aln, alat, apath, asvc = app
         last = LAST  # the service time of the fast path's device request (attribution)
         for t, op, off, ln in self._records():
             if self.stopped:
@@ -131,13 +137,16 @@ class GuestDriver:
             last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if fast_path else None
             if end is not None:
-                at(now)
-                aop(op)
-                aoff(off)
-                aln(ln)
-                alat(end - now)
-                apath(PATH_DIRECT)
-                asvc(last.service)
+                if app is None:
+                    rec.add_fast(now, op, off, ln, end - now, last.service, PATH_DIRECT)
+                else:
+                    at(now)
+                    aop(op)
+                    aoff(off)
+                    aln(ln)
+                    alat(end - now)
+                    apath(PATH_DIRECT)
+                    asvc(last.service)
             else:
                 if now > env._now:
                     yield wait(now - env._now)
@@ -164,7 +173,10 @@ class GuestDriver:
         fast_path = self.fast_path
         graph = self.graph
         queue = env._queue
-        at, aop, aoff, aln, alat, apath, asvc = self._app
+        rec = self.rec
+        app = self._app
+        if app is not None:
+            at, aop, aoff, aln, alat, apath, asvc = app
         last = LAST
         it = self._it
         held = self._held
@@ -208,13 +220,16 @@ class GuestDriver:
             last.service = 0.0
             end = graph.top.fast(op, off, ln, now) if fast_path else None
             if end is not None:
-                at(now)
-                aop(op)
-                aoff(off)
-                aln(ln)
-                alat(end - now)
-                apath(PATH_DIRECT)
-                asvc(last.service)
+                if app is None:
+                    rec.add_fast(now, op, off, ln, end - now, last.service, PATH_DIRECT)
+                else:
+                    at(now)
+                    aop(op)
+                    aoff(off)
+                    aln(ln)
+                    alat(end - now)
+                    apath(PATH_DIRECT)
+                    asvc(last.service)
             else:
                 if now > env._now:
                     self._wait(now - env._now, (t, op, off, ln, 2))
