@@ -12,6 +12,8 @@ Public API:
 # These load with their module on first use (PEP 562 __getattr__): the runner
 # imports numpy, and ``fleecesim qemu --help`` / ``qmp --help`` (whose module
 # reads fleecesim.qemu.versions) need none of it.
+from .._lazy import lazy_attributes
+
 _LAZY = {**dict.fromkeys(("QMPClient", "QMPError", "QMPTimeout", "event_time"), "qmp"),
          **dict.fromkeys(("parse_qemu_io", "qemu_available", "run_qemu"), "runner"),
          **dict.fromkeys(("SCHEMES", "QemuScenario", "clusters_touched",
@@ -19,13 +21,7 @@ _LAZY = {**dict.fromkeys(("QMPClient", "QMPError", "QMPTimeout", "event_time"), 
                           "write_pattern"), "scenario")}
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 RESULT_KEYS = (

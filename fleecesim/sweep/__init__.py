@@ -21,6 +21,8 @@ from ..errors import UserError
 # These load with their module on first use (PEP 562 __getattr__; the functions
 # below import what they call): the sweep's parser (sweep/cli.py) imports this
 # package, and ``fleecesim sweep --help`` needs none of pandas, pyarrow, pydantic.
+from .._lazy import lazy_attributes
+
 _LAZY = {**dict.fromkeys(("clean_temp", "clear", "load_latency", "load_runs", "load_timelines",
                           "read_manifest", "write_manifest", "write_output"), "dataset"),
          "default_jobs": "execute",
@@ -28,13 +30,7 @@ _LAZY = {**dict.fromkeys(("clean_temp", "clear", "load_latency", "load_runs", "l
                           "replication_seed", "spec_from_dict"), "spec")}
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 __all__ = ["Run", "SweepInterrupted", "SweepSpec", "canonical_hash", "load_latency",
            "load_runs", "load_sweep", "load_timelines", "plan", "read_manifest",

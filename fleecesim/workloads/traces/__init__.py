@@ -7,6 +7,8 @@ plugs ``trace stats`` into the CLI.
 """
 # These load with their module on first use (PEP 562 __getattr__): the readers
 # import numpy, and ``fleecesim trace --help`` (cli.py) needs none of it.
+from ..._lazy import lazy_attributes
+
 _LAZY = {**dict.fromkeys(("FORMATS", "detect_format"), "detect"),
          **dict.fromkeys(("REORDER_WINDOW", "TraceOptions", "TraceStream", "open_trace"),
                          "stream"),
@@ -14,13 +16,7 @@ _LAZY = {**dict.fromkeys(("FORMATS", "detect_format"), "detect"),
          **dict.fromkeys(("add_trace_subcommand", "cmd_trace_stats"), "cli")}
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = ["FORMATS", "REORDER_WINDOW", "TraceOptions", "TraceStream", "add_trace_subcommand",
