@@ -91,11 +91,7 @@ def overloaded(cfg) -> str | None:
     if cfg.vms or w.trace is not None or w.iops is None or not w.iops:
         return None
     spec = cfg.devices[cfg.disk.device]
-    sizes = w.size_weights()
-    total = sum(wt for _s, wt in sizes) or 1.0
-    mean = sum(sz * wt for sz, wt in sizes) / total
-    mix = w.mix
-    wf = (mix.write + mix.discard) / ((mix.read + mix.write + mix.discard) or 1.0)
+    mean, wf = _mean_size_and_write_share(w)
     _l, rbw, wbw = _rates(spec)
     cap = 1.0 / ((1 - wf) / rbw + wf / wbw) / mean  # requests/s the bandwidth allows
     if spec.kind != "remote":
@@ -109,16 +105,22 @@ def overloaded(cfg) -> str | None:
             f"overloaded from the start, its latency grows for the whole run")
 
 
+def _mean_size_and_write_share(w) -> tuple[float, float]:
+    """The workload's mean request size (bytes) and the share of its requests
+    that write (writes and discards)."""
+    sizes = w.size_weights()
+    total = sum(wt for _s, wt in sizes) or 1.0
+    mix = w.mix
+    return (sum(sz * wt for sz, wt in sizes) / total,
+            (mix.write + mix.discard) / ((mix.read + mix.write + mix.discard) or 1.0))
+
+
 def _served(cfg, inflight: int) -> float:
     """Requests per second the disk's device serves with ``inflight`` of the
     workload's requests kept at it."""
     w = cfg.workload
     spec = cfg.devices[cfg.disk.device]
-    sizes = w.size_weights()
-    total = sum(wt for _s, wt in sizes) or 1.0
-    mean = sum(s * wt for s, wt in sizes) / total
-    mix = w.mix
-    wf = (mix.write + mix.discard) / ((mix.read + mix.write + mix.discard) or 1.0)
+    mean, wf = _mean_size_and_write_share(w)
     lat, rbw, wbw = _rates(spec)
     if spec.kind != "remote":
         lat = (1 - wf) * spec.read_latency + wf * spec.write_latency
